@@ -1,0 +1,114 @@
+//! Parsing attribute arguments into typed models.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::{Expr, Ident, LitStr, Token};
+
+/// `#[ziggy::context("channel", sample = ("target", rate), id = expr)]`.
+pub struct ContextArgs {
+    pub channel: LitStr,
+    pub sample: Option<SampleSpec>,
+    pub id: Option<Expr>,
+}
+
+/// `sample = ("target", rate)`.
+pub struct SampleSpec {
+    pub target: LitStr,
+    pub rate: Expr,
+}
+
+impl Parse for ContextArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "missing channel name: write `#[ziggy::context(\"request\")]`",
+            ));
+        }
+        let channel: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the channel name as a string literal first, e.g. `#[ziggy::context(\"request.sql\")]`",
+            )
+        })?;
+        let mut args = ContextArgs {
+            channel,
+            sample: None,
+            id: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let key = input.call(Ident::parse_any)?;
+            let name = key.to_string();
+            if seen.contains(&name) {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    format!("duplicate option `{name}`: give it once"),
+                ));
+            }
+            match name.as_str() {
+                "sample" => {
+                    input.parse::<Token![=]>()?;
+                    let content;
+                    syn::parenthesized!(content in input);
+                    let target: LitStr = content.parse().map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "expected `sample = (\"target\", rate)`, the target channel as a string literal",
+                        )
+                    })?;
+                    content.parse::<Token![,]>()?;
+                    let rate: Expr = content.parse()?;
+                    if !content.is_empty() {
+                        return Err(content
+                            .error("expected `sample = (\"target\", rate)` with two elements"));
+                    }
+                    args.sample = Some(SampleSpec { target, rate });
+                }
+                "id" => {
+                    input.parse::<Token![=]>()?;
+                    args.id = Some(input.parse()?);
+                }
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        &key,
+                        format!(
+                            "unknown option `{name}`: #[ziggy::context] takes `sample = (\"target\", rate)` \
+                             and `id = expr`"
+                        ),
+                    ));
+                }
+            }
+            seen.push(name);
+        }
+        Ok(args)
+    }
+}
+
+/// `#[ziggy::timeit]` or `#[ziggy::timeit("key")]`.
+pub struct TimeitArgs {
+    pub key: Option<LitStr>,
+}
+
+impl Parse for TimeitArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Ok(TimeitArgs { key: None });
+        }
+        let key: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the timer key as a string literal, e.g. `#[ziggy::timeit(\"query_time\")]`",
+            )
+        })?;
+        if !input.is_empty() {
+            return Err(input.error("#[ziggy::timeit] takes at most one argument, the key"));
+        }
+        Ok(TimeitArgs { key: Some(key) })
+    }
+}

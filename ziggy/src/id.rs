@@ -1,0 +1,77 @@
+//! Event ids: 32 lowercase hex chars, 4 bytes of big-endian Unix seconds then 12 random bytes, so ids
+//! sort by creation time and collide only by chance (96 random bits per second).
+
+use std::cell::RefCell;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+thread_local! {
+    // A fast per-thread generator: ids need uniqueness, not unpredictability, and a lock-free source.
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+/// Replaces this thread's generator with one seeded by `seed` (ids and self-targeted sampling then
+/// repeat from run to run). Used by [`crate::testing::seed_rng`].
+pub(crate) fn seed_thread_rng(seed: u64) {
+    RNG.with(|r| *r.borrow_mut() = SmallRng::seed_from_u64(seed));
+}
+
+/// A uniformly distributed `u64` from this thread's generator.
+pub(crate) fn random_u64() -> u64 {
+    RNG.with(|r| r.borrow_mut().next_u64())
+}
+
+/// A new event id for the time `unix_secs`.
+///
+/// ```
+/// let id = ziggy::new_id();
+/// assert_eq!(id.len(), 32);
+/// assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+/// ```
+pub fn new_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    id_at(secs as u32, random_u64(), random_u64() as u32)
+}
+
+fn id_at(secs: u32, hi: u64, lo: u32) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&secs.to_be_bytes());
+    bytes[4..12].copy_from_slice(&hi.to_be_bytes());
+    bytes[12..].copy_from_slice(&lo.to_be_bytes());
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_big_endian_seconds_then_random() {
+        let id = id_at(0x0102_0304, 0xaabb_ccdd_eeff_0011, 0x2233_4455);
+        assert_eq!(id, "01020304aabbccddeeff001122334455");
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_differ() {
+        let a = id_at(100, 0xffff_ffff_ffff_ffff, 0);
+        let b = id_at(101, 0, 0);
+        assert!(a < b);
+        assert_ne!(new_id(), new_id());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        let secs = u32::from_str_radix(&new_id()[..8], 16).unwrap();
+        assert!(secs.abs_diff(now) <= 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! # Ziggy: one structured event per unit of work
+//!
+//! Mark a unit of work (a web request, a SQL query) as a **context**; everything recorded inside it
+//! becomes one BSON event, shipped over ZeroMQ to a `ziggyd` daemon.
+//!
+//! ```
+//! ziggy::channels! { request { sql } }
+//!
+//! #[ziggy::context("request")]
+//! fn handle(path: &str) -> u16 {
+//!     ziggy::set("path", path);
+//!     let rows = query("SELECT 1");
+//!     ziggy::set("response.status", 200);
+//!     ziggy::set("rows", rows);
+//!     200
+//! }
+//!
+//! #[ziggy::context("request.sql", sample = ("request", 0.25))]
+//! #[ziggy::timeit("query_time")]
+//! fn query(sql: &str) -> u32 {
+//!     ziggy::set("sql", sql);
+//!     1
+//! }
+//!
+//! let events = ziggy::testing::capture(|| {
+//!     handle("/");
+//! });
+//! let request = events.iter().find(|e| e.channel == "request").unwrap();
+//! assert_eq!(request.get("response.status").and_then(|v| v.as_i32()), Some(200));
+//! // In production: ziggy::configure("127.0.0.1:3514") once at start-up, ziggy::shutdown() at exit.
+//! ```
+//!
+//! ## Rules
+//! - **Nesting.** A context's parent is the innermost open context whose channel is the same as or
+//!   an ancestor of its own (`request` for `request.sql`); it shares the parent's id unless given
+//!   one with [`Context::id`]. Unrelated contexts get fresh ids.
+//! - **Writes** ([`set`], [`append`], [`add`]) go to the innermost open context of the current
+//!   thread or task, and do nothing outside one. Dotted keys nest and every segment is a plain map
+//!   key (`codes.200`). On a type conflict the later write wins: the value in the way is replaced
+//!   and counted in [`Stats::conflicts`]. No write panics or returns an error.
+//! - **Sampling** ([`Context::sample`]): see SPEC §2 and the `sampling` notes: decisions with an
+//!   ancestor as target are a deterministic hash of (ancestor id, channel), so one request keeps all
+//!   or none of its sub-events; an unsampled context silences its sub-contexts.
+//! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
+//!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
+//!   `Display`.
+//! - **Unconfigured**: before [`configure`] (and outside [`testing`] captures) every call is a no-op
+//!   that neither allocates nor locks.
+//! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
+//!   and counts ([`stats`]); the caller never blocks on the network.
+
+#![warn(missing_docs)]
+
+mod body;
+pub mod channel;
+mod channel_rule;
+mod context;
+pub mod event;
+mod future;
+mod id;
+mod identity;
+mod panic_message;
+mod registry;
+mod sampling;
+mod stats;
+pub mod testing;
+mod timer;
+mod transport;
+
+pub use context::{Context, ContextGuard, MAX_ID_LEN, add, append, current_id, enabled, set};
+pub use event::Event;
+pub use future::{InContext, Instrument, in_context};
+pub use id::new_id;
+pub use registry::{ChannelEntry, DeclaredChannel, InstrumentedFn, channels};
+pub use stats::{Stats, stats};
+pub use timer::{TimerGuard, timeit};
+pub use transport::{
+    ConfigureError, TransportConfig, configure, configure_with, endpoint_for, flush, shutdown,
+};
+pub use ziggy_macros::{channels, context, timeit};
+
+/// The ZeroMQ context shared by the runtime's sockets.
+fn zmq_context() -> &'static zmq::Context {
+    static CTX: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
+    CTX.get_or_init(zmq::Context::new)
+}
+
+/// Support for the macros' expansions; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{DeclaredChannel, InstrumentedFn};
+    pub use inventory;
+
+    use std::fmt::Display;
+
+    /// Runs an async body with a stopwatch recorded under `key` when it completes.
+    pub async fn timed<F: std::future::Future>(key: &'static str, fut: F) -> F::Output {
+        let watch = crate::timer::Stopwatch::start();
+        let out = fut.await;
+        watch.record(key);
+        out
+    }
+
+    /// Fixes an async block's output type, so `?` inside it converts into the fn's return type.
+    pub fn typed<T, F: std::future::Future<Output = T>>(fut: F) -> F {
+        fut
+    }
+
+    /// Sets `body.error` of the innermost active context (the `Err` path of async fns).
+    pub fn record_error_innermost(message: Option<String>) {
+        if let Some(message) = message {
+            crate::context::record_error_innermost(message);
+        }
+    }
+
+    /// Autoref dispatch: `(&value).ziggy_error_of()` picks `Result` first, anything else second.
+    pub trait ResultKind {
+        /// The error message, if `self` is an `Err`.
+        fn ziggy_error_of(&self) -> Option<String>;
+    }
+    impl<T, E: Display> ResultKind for Result<T, E> {
+        fn ziggy_error_of(&self) -> Option<String> {
+            self.as_ref().err().map(|e| e.to_string())
+        }
+    }
+    /// Fallback of [`ResultKind`] for every other type.
+    pub trait OtherKind {
+        /// Always `None`.
+        fn ziggy_error_of(&self) -> Option<String> {
+            None
+        }
+    }
+    impl<T: ?Sized> OtherKind for &T {}
+}

@@ -1,0 +1,58 @@
+//! `timeit`: elapsed wall-clock seconds into the context that was innermost when the timer started.
+
+use std::marker::PhantomData;
+use std::time::Instant;
+
+/// Times until dropped, then sets the elapsed seconds (a double) at its key.
+#[must_use = "the timer stops as soon as it is dropped: bind it with `let _t = ...`"]
+pub struct TimerGuard {
+    started: Option<(u64, Instant)>,
+    key: &'static str,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Starts a timer recording into the innermost open context; outside a context it does nothing.
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     let _t = ziggy::timeit("request_time");
+/// });
+/// assert!(events[0].body.get_f64("request_time").unwrap() >= 0.0);
+/// ```
+#[inline]
+pub fn timeit(key: &'static str) -> TimerGuard {
+    let started = if crate::enabled() {
+        crate::context::innermost_active_serial().map(|s| (s, Instant::now()))
+    } else {
+        None
+    };
+    TimerGuard {
+        started,
+        key,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        if let Some((serial, at)) = self.started {
+            let secs = at.elapsed().as_secs_f64();
+            crate::context::set_on(serial, self.key, bson::Bson::Double(secs));
+        }
+    }
+}
+
+/// A timer that may cross `.await` points and threads: it records into the innermost context at
+/// the moment it stops (used by `#[ziggy::timeit]` on `async fn`).
+pub(crate) struct Stopwatch(Instant);
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Stopwatch(Instant::now())
+    }
+
+    pub(crate) fn record(self, key: &str) {
+        crate::set(key, self.0.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,259 @@
+//! The sender: a bounded queue drained by one background thread into a ZeroMQ PUSH socket.
+//!
+//! The application thread only ever does a `try_send` into the queue: it never blocks on the
+//! network, and when the queue is full the event is dropped and counted. The sender thread batches
+//! what is queued into frames of concatenated BSON events (SPEC §3) and never lets ZeroMQ block it
+//! for long, so `flush` and `shutdown` stay responsive while no daemon listens.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::stats::COUNTERS;
+
+/// Settings of [`configure_with`].
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Events the queue holds before new ones are dropped (default 100,000).
+    pub queue_capacity: usize,
+    /// Largest frame the sender builds by concatenating events, in bytes (default 64 KiB); `0`
+    /// sends one event per frame, as the 2012 clients did.
+    pub max_batch_bytes: usize,
+    /// ZeroMQ send high-water mark, in frames (default 1,000).
+    pub send_hwm: i32,
+    /// How long `shutdown` waits for queued events to reach ZeroMQ, and ZeroMQ to deliver them.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            queue_capacity: 100_000,
+            max_batch_bytes: 64 * 1024,
+            send_hwm: 1_000,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the transport could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    /// The address is neither `host:port` nor a `tcp://` / `ipc://` endpoint.
+    #[error("invalid daemon address {0:?}: expected HOST:PORT, tcp://HOST:PORT or ipc://PATH")]
+    BadAddress(String),
+    /// ZeroMQ refused the socket or the endpoint.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Zmq {
+        /// The endpoint tried.
+        endpoint: String,
+        /// ZeroMQ's error.
+        source: zmq::Error,
+    },
+}
+
+struct Running {
+    queue: Sender<Vec<u8>>,
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+// Bumped whenever the transport starts or stops, so threads refresh their cached queue handle;
+// the hot path then needs no lock.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static QUEUE: RefCell<(u64, Option<Sender<Vec<u8>>>)> = const { RefCell::new((0, None)) };
+}
+
+/// Turns `host:port` into `tcp://host:port`; endpoints pass through.
+pub fn endpoint_for(addr: &str) -> Result<String, ConfigureError> {
+    if addr.starts_with("tcp://") || addr.starts_with("ipc://") || addr.starts_with("inproc://") {
+        return Ok(addr.to_owned());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(format!("tcp://{addr}"))
+        }
+        _ => Err(ConfigureError::BadAddress(addr.to_owned())),
+    }
+}
+
+/// Sends events to the daemon at `addr` with the default settings (see [`configure_with`]).
+///
+/// ```
+/// ziggy::configure("127.0.0.1:3514").unwrap();
+/// // ... the application runs, events queue and are sent in the background ...
+/// ziggy::shutdown();
+/// ```
+pub fn configure(addr: &str) -> Result<(), ConfigureError> {
+    configure_with(addr, TransportConfig::default())
+}
+
+/// Starts (or restarts, after flushing the previous one) the sender thread for `addr`.
+pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), ConfigureError> {
+    let endpoint = endpoint_for(addr)?;
+    let socket = crate::zmq_context()
+        .socket(zmq::PUSH)
+        .and_then(|s| {
+            // High-water mark and linger must be set before connect (ANCHORS: the 2012 client set
+            // its limit after connect, so it never applied).
+            s.set_sndhwm(config.send_hwm)?;
+            s.set_linger(config.shutdown_timeout.as_millis().min(i32::MAX as u128) as i32)?;
+            s.set_sndtimeo(0)?;
+            s.connect(&endpoint)?;
+            Ok(s)
+        })
+        .map_err(|source| ConfigureError::Zmq {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    shutdown();
+    let (queue, receiver) = bounded(config.queue_capacity.max(1));
+    let (stop, stop_rx) = bounded(1);
+    let max_batch = config.max_batch_bytes;
+    let thread = std::thread::Builder::new()
+        .name("ziggy-sender".into())
+        .spawn(move || sender_loop(socket, receiver, stop_rx, max_batch))
+        .expect("spawning the ziggy sender thread");
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+        queue,
+        stop,
+        thread,
+        shutdown_timeout: config.shutdown_timeout,
+    });
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::context::set_configured(true);
+    Ok(())
+}
+
+/// Queues one encoded event; never blocks.
+pub(crate) fn submit(bytes: Vec<u8>) {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let sent = QUEUE.try_with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != generation {
+            let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            *cached = (generation, running.as_ref().map(|r| r.queue.clone()));
+        }
+        match &cached.1 {
+            Some(queue) => match queue.try_send(bytes) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        }
+    });
+    if sent == Ok(true) {
+        COUNTERS.queued.fetch_add(1, Ordering::Relaxed);
+    } else {
+        COUNTERS.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn sender_loop(
+    socket: zmq::Socket,
+    queue: Receiver<Vec<u8>>,
+    stop: Receiver<()>,
+    max_batch: usize,
+) {
+    let mut frame: Vec<u8> = Vec::with_capacity(max_batch.max(1024));
+    let mut in_frame: u64 = 0;
+    let mut stopping = false;
+    loop {
+        if in_frame == 0 {
+            if stopping {
+                // Drain what is left without waiting for more.
+                match queue.try_recv() {
+                    Ok(event) => {
+                        frame.extend_from_slice(&event);
+                        in_frame = 1;
+                    }
+                    Err(_) => break,
+                }
+            } else {
+                crossbeam_channel::select! {
+                    recv(queue) -> event => match event {
+                        Ok(event) => { frame.extend_from_slice(&event); in_frame = 1; }
+                        Err(_) => break,
+                    },
+                    recv(stop) -> _ => { stopping = true; continue; }
+                }
+            }
+            // Batch whatever else is already queued, up to the frame size.
+            while frame.len() < max_batch {
+                match queue.try_recv() {
+                    Ok(event) => {
+                        frame.extend_from_slice(&event);
+                        in_frame += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        match socket.send(&frame[..], zmq::DONTWAIT) {
+            Ok(()) => {
+                COUNTERS.sent.fetch_add(in_frame, Ordering::Relaxed);
+                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
+                frame.clear();
+                in_frame = 0;
+            }
+            Err(zmq::Error::EAGAIN) => {
+                // No peer or peer slow: wait a little for room, but keep hearing `stop`.
+                if stopping {
+                    break;
+                }
+                let _ = socket.poll(zmq::POLLOUT, 50);
+                if stop.try_recv().is_ok() {
+                    stopping = true;
+                }
+            }
+            Err(_) => {
+                // A frame ZeroMQ refuses outright cannot be retried usefully.
+                COUNTERS.dropped.fetch_add(in_frame, Ordering::Relaxed);
+                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
+                frame.clear();
+                in_frame = 0;
+            }
+        }
+    }
+    // Whatever could not be handed to ZeroMQ before stopping is dropped, and counted.
+    let left = in_frame + queue.try_iter().count() as u64;
+    COUNTERS.dropped.fetch_add(left, Ordering::Relaxed);
+    COUNTERS.queued.fetch_sub(left, Ordering::Relaxed);
+    drop(socket); // closes with the configured linger, delivering what ZeroMQ holds
+}
+
+/// Waits until every queued event has been handed to ZeroMQ, at most `timeout`. Returns whether
+/// the queue emptied in time.
+pub fn flush(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if COUNTERS.queued.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Flushes (up to the configured shutdown timeout), stops the sender thread and closes the socket.
+/// Events emitted afterwards are dropped and counted until `configure` is called again.
+pub fn shutdown() {
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    if let Some(running) = running {
+        flush(running.shutdown_timeout);
+        let _ = running.stop.try_send(());
+        drop(running.queue);
+        let _ = running.thread.join();
+    }
+}
