@@ -30,7 +30,7 @@ impl Parse for Tree {
                 (lit.value(), lit.span())
             } else if input.peek(Ident::peek_any) {
                 let ident = input.call(Ident::parse_any)?;
-                (ident.to_string(), ident.span())
+                (ident.unraw().to_string(), ident.span())
             } else {
                 return Err(input.error(
                     "expected a channel segment (an identifier such as `request`, or a string such as \"2xx\")",

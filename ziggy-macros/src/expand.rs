@@ -28,7 +28,9 @@ fn parse_fn(item: &TokenStream, attr_name: &str) -> syn::Result<ItemFn> {
             Ok(syn::Item::Const(_)) => "a const",
             Ok(syn::Item::Static(_)) => "a static",
             Ok(syn::Item::Type(_)) => "a type alias",
-            _ if item.to_string().trim_end().ends_with(';') => "a fn without a body",
+            _ if item.to_string().trim_end().ends_with(';') => {
+                "a fn declaration without one (give the trait method a default body, or annotate each impl)"
+            }
             _ => "something that is not a fn",
         };
         let span = item

@@ -22,13 +22,20 @@
 //!     1
 //! }
 //!
-//! let events = ziggy::testing::capture(|| {
-//!     handle("/");
-//! });
-//! let request = events.iter().find(|e| e.channel == "request").unwrap();
-//! assert_eq!(request.get("response.status").and_then(|v| v.as_i32()), Some(200));
-//! // In production: ziggy::configure("127.0.0.1:3514") once at start-up, ziggy::shutdown() at exit.
+//! fn main() {
+//!     // In production: ziggy::configure("127.0.0.1:3514") once at start-up, ziggy::shutdown() at
+//!     // exit. Here, the in-process test sink:
+//!     let events = ziggy::testing::capture(|| {
+//!         handle("/");
+//!     });
+//!     let request = events.iter().find(|e| e.channel == "request").unwrap();
+//!     assert_eq!(request.get("response.status").and_then(|v| v.as_i32()), Some(200));
+//! }
 //! ```
+//!
+//! `channels!` must be invoked at the crate root (it defines `crate::ziggy_declared_channels`,
+//! which the attributes refer to); a crate that uses the attributes without it gets "could not find
+//! `ziggy_declared_channels` in the crate root".
 //!
 //! ## Rules
 //! - **Nesting.** A context's parent is the innermost open context whose channel is the same as or

@@ -87,7 +87,7 @@ pub fn endpoint_for(addr: &str) -> Result<String, ConfigureError> {
 
 /// Sends events to the daemon at `addr` with the default settings (see [`configure_with`]).
 ///
-/// ```
+/// ```no_run
 /// ziggy::configure("127.0.0.1:3514").unwrap();
 /// // ... the application runs, events queue and are sent in the background ...
 /// ziggy::shutdown();

@@ -1,1 +1,106 @@
+//! # ziggyd, the ziggy daemon
+//!
+//! Collects events (ZeroMQ PULL), validates them on their raw bytes, writes them to
+//! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (PUB, `[type, event]`), and answers a
+//! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: [`collect`] →
+//! [`validate`] → ([`files`], stream) with [`control`] and [`stats`] beside; [`daemon`] wires them.
+//!
+//! Embedding, e.g. in a test or a demo:
+//! ```
+//! let daemon = ziggyd::Daemon::start(ziggyd::DaemonConfig::ephemeral()).unwrap();
+//! let status = ziggyd::client::control_request(
+//!     &daemon.control_endpoint, "STATUS", std::time::Duration::from_secs(2)).unwrap();
+//! assert_eq!(status.get_i64("events_in").unwrap(), 0);
+//! daemon.stop();
+//! ```
 
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod cli;
+pub mod client;
+pub mod collect;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod files;
+pub mod ratelog;
+pub mod stats;
+pub mod validate;
+
+pub use config::DaemonConfig;
+pub use daemon::{Daemon, StartError};
+
+use bson::{Bson, Document};
+
+/// One line summing up a STATUS reply.
+pub fn format_status_line(status: &Document) -> String {
+    format!(
+        "{} events in, {} written, {} invalid, {} files open",
+        int(status, "events_in"),
+        int(status, "events_written"),
+        int(status, "invalid_total"),
+        int(status, "files_open")
+    )
+}
+
+fn int(doc: &Document, key: &str) -> i64 {
+    match doc.get(key) {
+        Some(Bson::Int64(v)) => *v,
+        Some(Bson::Int32(v)) => *v as i64,
+        Some(Bson::Double(v)) => *v as i64,
+        _ => 0,
+    }
+}
+
+/// A readable table of a STATUS reply.
+pub fn format_status_table(status: &Document) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let secs = |k: &str| status.get_f64(k).ok();
+    let _ = writeln!(
+        out,
+        "{:<16} {}",
+        "collect",
+        status.get_str("collect").unwrap_or("?")
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {}",
+        "stream",
+        status.get_str("stream").unwrap_or("?")
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:.1} s",
+        "uptime",
+        secs("uptime").unwrap_or(0.0)
+    );
+    for key in [
+        "events_in",
+        "frames_in",
+        "events_written",
+        "write_errors",
+        "files_open",
+        "invalid_total",
+    ] {
+        let _ = writeln!(out, "{key:<16} {}", int(status, key));
+    }
+    match secs("lag") {
+        Some(lag) => {
+            let _ = writeln!(out, "{:<16} {lag:.3} s", "lag");
+        }
+        None => {
+            let _ = writeln!(out, "{:<16} no events yet", "lag");
+        }
+    }
+    for section in ["invalid", "channels", "hosts"] {
+        if let Ok(doc) = status.get_document(section) {
+            let _ = writeln!(out, "{section}:");
+            for (k, _) in doc {
+                let _ = writeln!(out, "  {k:<30} {}", int(doc, k));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,3 @@
+ziggy::channels! { request { Sql } }
+
+fn main() {}

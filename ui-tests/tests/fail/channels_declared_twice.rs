@@ -1,0 +1,3 @@
+ziggy::channels! { request { sql, sql } }
+
+fn main() {}

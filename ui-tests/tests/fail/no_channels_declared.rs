@@ -1,0 +1,4 @@
+#[ziggy::context("request")]
+fn handle() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+ziggy::channels! { request { sql, memcache } }
+
+trait Handler {
+    #[ziggy::context("request")]
+    fn handle(&self);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+ziggy::channels! { request { sql, memcache } }
+
+#[ziggy::context("reqest")]
+fn handle() {}
+
+fn main() {}

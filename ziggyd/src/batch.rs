@@ -1,0 +1,27 @@
+//! What the collector hands to the sinks (file writer, and later the forwarder): one received
+//! frame and where its valid events are in it.
+
+use std::ops::Range;
+
+/// The valid events of one frame, by reference into the frame's bytes.
+#[derive(Debug)]
+pub struct Batch {
+    /// The frame as received.
+    pub frame: Vec<u8>,
+    /// `(channel, UTC day number of start, byte range in frame)` per valid event, in order.
+    pub events: Vec<(String, i64, Range<usize>)>,
+}
+
+impl Batch {
+    /// The bytes of each event with its channel and day number.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64, &[u8])> {
+        self.events
+            .iter()
+            .map(|(c, d, r)| (c.as_str(), *d, &self.frame[r.clone()]))
+    }
+}
+
+/// Days since the Unix epoch of a Unix time in seconds (UTC).
+pub fn day_number(unix_secs: f64) -> i64 {
+    (unix_secs / 86_400.0).floor() as i64
+}

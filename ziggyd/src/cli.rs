@@ -1,0 +1,187 @@
+//! Command-line interface: `ziggyd [OPTIONS]` runs a daemon; `ziggyd status|shutdown` talk to one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::control_request;
+use crate::config::DaemonConfig;
+use crate::daemon::Daemon;
+use crate::validate::Limits;
+
+/// Exit code: the daemon ran and stopped cleanly, or the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a runtime failure (no daemon answered, a control request was refused).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: bad flags, or an address the daemon cannot bind.
+pub const EXIT_USAGE: u8 = 2;
+
+/// ziggyd collects ziggy events over ZeroMQ, writes them to per-channel BSON files and streams
+/// them live.
+#[derive(Debug, Parser)]
+#[command(name = "ziggyd", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to collect events on (ZeroMQ PULL): HOST:PORT or a tcp:// / ipc:// endpoint.
+    /// Port 0 picks a free port.
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:3514"
+    )]
+    pub collect: String,
+
+    /// Control endpoint (ZeroMQ REP, BSON requests {cmd: STATUS|SOCK_STREAM|SOCK_COLLECT|SHUTDOWN}).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3513")]
+    pub control: String,
+
+    /// Live stream endpoint (ZeroMQ PUB, frames [type, event]); port 0 picks a free port, which
+    /// SOCK_STREAM reports.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    pub stream: String,
+
+    /// Forward every event to another ziggyd's collect address (not implemented yet: refused).
+    #[arg(long, visible_alias = "forward", value_name = "HOST:PORT")]
+    pub publish: Option<String>,
+
+    /// Write every event, byte for byte, to DIR/YYYYMMDD/<type>.YYYYMMDD.bson (UTC date of start).
+    #[arg(long, value_name = "DIR")]
+    pub log_path: Option<PathBuf>,
+
+    /// Spool directory for forwarding (used with --publish; not implemented yet).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Largest event accepted, in bytes (BSON's own limit is 16 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_event_bytes)]
+    pub max_event_bytes: usize,
+
+    /// Largest frame accepted (one event or several concatenated), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame_bytes)]
+    pub max_frame_bytes: usize,
+
+    /// Flush files at least this often, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub flush_ms: u64,
+
+    /// Close a file after this many seconds without a write.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_close_secs: u64,
+
+    /// Log more (start-up addresses, shutdown summary).
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Talk to a running daemon instead of starting one.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a running daemon's STATUS.
+    Status {
+        /// Print the raw STATUS as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many milliseconds without an answer.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Ask a running daemon to write out what it holds and exit.
+    Shutdown {
+        /// Give up after this many milliseconds without an answer.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Status { json, timeout_ms }) => {
+            status(&cli.control, json, Duration::from_millis(timeout_ms))
+        }
+        Some(Command::Shutdown { timeout_ms }) => {
+            match control_request(&cli.control, "SHUTDOWN", Duration::from_millis(timeout_ms)) {
+                Ok(_) => ExitCode::from(EXIT_OK),
+                Err(e) => fail(EXIT_FAILURE, &e.to_string()),
+            }
+        }
+        None => run_daemon(cli),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("ziggyd: {message}");
+    ExitCode::from(code)
+}
+
+fn run_daemon(cli: Cli) -> ExitCode {
+    if cli.publish.is_some() || cli.spool_dir.is_some() {
+        return fail(
+            EXIT_USAGE,
+            "--publish/--forward and --spool-dir are not implemented in this version",
+        );
+    }
+    let config = DaemonConfig {
+        collect: cli.collect,
+        control: cli.control,
+        stream: cli.stream,
+        log_path: cli.log_path,
+        limits: Limits {
+            max_frame_bytes: cli.max_frame_bytes,
+            max_event_bytes: cli.max_event_bytes,
+        },
+        flush_interval: Duration::from_millis(cli.flush_ms.max(1)),
+        idle_close: Duration::from_secs(cli.idle_close_secs),
+        verbose: cli.verbose,
+        ..DaemonConfig::default()
+    };
+    let verbose = config.verbose;
+    let daemon = match Daemon::start(config) {
+        Ok(d) => d,
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+    let flag = daemon.shutdown_flag();
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, flag.clone()) {
+            return fail(
+                EXIT_FAILURE,
+                &format!("cannot install the signal handler: {e}"),
+            );
+        }
+    }
+    // Scripts read this line to learn the real ports when they asked for port 0.
+    println!(
+        "ziggyd: collect {} control {} stream {}",
+        daemon.collect_endpoint, daemon.control_endpoint, daemon.stream_endpoint
+    );
+    let stats = daemon.stats().clone();
+    daemon.wait();
+    if verbose {
+        eprintln!(
+            "ziggyd: stopped; {}",
+            crate::format_status_line(&stats.status_document())
+        );
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+fn status(control: &str, json: bool, timeout: Duration) -> ExitCode {
+    match control_request(control, "STATUS", timeout) {
+        Ok(doc) => {
+            if json {
+                let value = bson::Bson::Document(doc).into_relaxed_extjson();
+                println!("{value}");
+            } else {
+                print!("{}", crate::format_status_table(&doc));
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(EXIT_FAILURE, &e.to_string()),
+    }
+}

@@ -1,0 +1,88 @@
+//! The client side of the control endpoint, for `ziggyd status|shutdown`, tests and `ziggyview`.
+
+use std::time::Duration;
+
+use bson::{Document, doc};
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No reply within the timeout (no daemon there, or it is stuck).
+    #[error("no answer from the ziggyd control endpoint {endpoint} within {timeout:?}")]
+    Timeout {
+        /// The endpoint asked.
+        endpoint: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// ZeroMQ refused the socket or the endpoint.
+    #[error("cannot reach {endpoint}: {source}")]
+    Zmq {
+        /// The endpoint asked.
+        endpoint: String,
+        /// ZeroMQ's error.
+        source: zmq::Error,
+    },
+    /// The reply was not BSON.
+    #[error("reply from {endpoint} is not a BSON document")]
+    BadReply {
+        /// The endpoint asked.
+        endpoint: String,
+    },
+    /// The daemon answered with an error.
+    #[error("ziggyd at {endpoint} answered: {message}")]
+    Refused {
+        /// The endpoint asked.
+        endpoint: String,
+        /// Its error message.
+        message: String,
+    },
+}
+
+/// Sends `{cmd}` to the control endpoint at `addr` (`HOST:PORT` or an endpoint) and returns the
+/// reply, or an error after `timeout`.
+pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Document, ClientError> {
+    let endpoint = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("tcp://{addr}")
+    };
+    let zmq_err = |source| ClientError::Zmq {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::REQ).map_err(zmq_err)?;
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    socket.set_linger(0).map_err(zmq_err)?;
+    socket.set_rcvtimeo(ms).map_err(zmq_err)?;
+    socket.set_sndtimeo(ms).map_err(zmq_err)?;
+    socket.connect(&endpoint).map_err(zmq_err)?;
+    let request = doc! { "cmd": cmd }
+        .to_vec()
+        .expect("a small document encodes");
+    socket.send(request, 0).map_err(|e| match e {
+        zmq::Error::EAGAIN => ClientError::Timeout {
+            endpoint: endpoint.clone(),
+            timeout,
+        },
+        e => zmq_err(e),
+    })?;
+    let reply = socket.recv_bytes(0).map_err(|e| match e {
+        zmq::Error::EAGAIN => ClientError::Timeout {
+            endpoint: endpoint.clone(),
+            timeout,
+        },
+        e => zmq_err(e),
+    })?;
+    let doc = Document::from_reader(&reply[..]).map_err(|_| ClientError::BadReply {
+        endpoint: endpoint.clone(),
+    })?;
+    if let Ok(message) = doc.get_str("error") {
+        return Err(ClientError::Refused {
+            endpoint,
+            message: message.to_owned(),
+        });
+    }
+    Ok(doc)
+}

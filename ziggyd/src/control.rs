@@ -1,0 +1,92 @@
+//! The control endpoint (REP, BSON): `STATUS`, `SOCK_STREAM`, `SOCK_COLLECT`, `SHUTDOWN`.
+//!
+//! It runs on its own thread with its own socket, so it answers promptly however busy the
+//! collector is (the 2012 daemon served it only when the collect socket was idle).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bson::{Document, doc};
+
+use crate::stats::DaemonStats;
+
+/// Largest control request accepted, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 << 10;
+
+/// The control thread's state.
+pub struct Control {
+    pub(crate) socket: zmq::Socket,
+    pub(crate) stats: Arc<DaemonStats>,
+    pub(crate) collect_port: Option<u16>,
+    pub(crate) stream_port: Option<u16>,
+    pub(crate) collect_endpoint: String,
+    pub(crate) stream_endpoint: String,
+    pub(crate) shutdown: Arc<AtomicBool>,
+}
+
+impl Control {
+    /// Serves requests until shutdown.
+    pub fn run(self) {
+        while !self.shutdown.load(Ordering::Acquire) {
+            match self.socket.poll(zmq::POLLIN, 100) {
+                Ok(n) if n > 0 => {}
+                _ => continue,
+            }
+            let Ok(request) = self.socket.recv_bytes(zmq::DONTWAIT) else {
+                continue;
+            };
+            // A REQ peer may send several frames; REP must consume them all before replying.
+            while self.socket.get_rcvmore().unwrap_or(false) {
+                let _ = self.socket.recv_bytes(0);
+            }
+            let reply = self.answer(&request);
+            let bytes = reply.to_vec().unwrap_or_default();
+            let _ = self.socket.send(bytes, 0);
+        }
+    }
+
+    fn answer(&self, request: &[u8]) -> Document {
+        if request.len() > MAX_REQUEST_BYTES {
+            return error(format!(
+                "request of {} bytes is over the {MAX_REQUEST_BYTES}-byte limit",
+                request.len()
+            ));
+        }
+        let Ok(doc) = Document::from_reader(request) else {
+            return error("request is not a BSON document; send {cmd: \"STATUS\"}".into());
+        };
+        let cmd = match doc.get("cmd") {
+            Some(bson::Bson::String(s)) => s.clone(),
+            Some(bson::Bson::Binary(b)) => String::from_utf8_lossy(&b.bytes).into_owned(),
+            _ => return error("request has no string field `cmd`".into()),
+        };
+        match cmd.as_str() {
+            "STATUS" => {
+                let mut status = self.stats.status_document();
+                status.insert("collect", self.collect_endpoint.as_str());
+                status.insert("stream", self.stream_endpoint.as_str());
+                status
+            }
+            "SOCK_STREAM" => port_reply(self.stream_port),
+            "SOCK_COLLECT" => port_reply(self.collect_port),
+            "SHUTDOWN" => {
+                self.shutdown.store(true, Ordering::Release);
+                doc! { "ok": true }
+            }
+            other => error(format!(
+                "unknown cmd {other:?}: expected STATUS, SOCK_STREAM, SOCK_COLLECT or SHUTDOWN"
+            )),
+        }
+    }
+}
+
+fn port_reply(port: Option<u16>) -> Document {
+    match port {
+        Some(p) => doc! { "port": p as i32 },
+        None => error("this socket is not on a TCP port".into()),
+    }
+}
+
+fn error(message: String) -> Document {
+    doc! { "error": message }
+}

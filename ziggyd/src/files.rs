@@ -1,0 +1,158 @@
+//! The file writer: `DIR/YYYYMMDD/<channel>.YYYYMMDD.bson`, bytes as received, appended.
+//!
+//! Files are flushed at least every `flush_interval` even under constant load, closed when idle,
+//! and reopened when logrotate (or anyone) moved or deleted them: each tick compares the inode at
+//! the path with the one written to.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::batch::Batch;
+use crate::ratelog::RateLimitedLog;
+use crate::stats::DaemonStats;
+
+struct OpenFile {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    inode: u64,
+    last_write: Instant,
+}
+
+/// Writes batches to per-channel, per-day files under one directory.
+pub struct FileWriter {
+    dir: PathBuf,
+    files: HashMap<String, HashMap<i64, OpenFile>>,
+    stats: Arc<DaemonStats>,
+    log: RateLimitedLog,
+}
+
+impl FileWriter {
+    /// A writer under `dir` (created if missing).
+    pub fn new(dir: &Path, stats: Arc<DaemonStats>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(FileWriter {
+            dir: dir.to_owned(),
+            files: HashMap::new(),
+            stats,
+            log: RateLimitedLog::new(Duration::from_secs(10)),
+        })
+    }
+
+    fn open(dir: &Path, channel: &str, day: i64) -> std::io::Result<OpenFile> {
+        let day_name = ziggy::channel::utc_day(day as f64 * 86_400.0);
+        let path = ziggy::channel::log_file_path(dir, channel, &day_name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let inode = file.metadata()?.ino();
+        Ok(OpenFile {
+            path,
+            writer: BufWriter::with_capacity(256 << 10, file),
+            inode,
+            last_write: Instant::now(),
+        })
+    }
+
+    /// Appends every event of the batch to its file.
+    pub fn write(&mut self, batch: &Batch) {
+        let now = Instant::now();
+        for (channel, day, bytes) in batch.iter() {
+            let by_day = match self.files.get_mut(channel) {
+                Some(m) => m,
+                None => self.files.entry(channel.to_owned()).or_default(),
+            };
+            let file = match by_day.get_mut(&day) {
+                Some(f) => f,
+                None => match Self::open(&self.dir, channel, day) {
+                    Ok(f) => {
+                        self.stats.files_open.fetch_add(1, Ordering::Relaxed);
+                        by_day.entry(day).or_insert(f)
+                    }
+                    Err(e) => {
+                        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                        self.log.log("open", || {
+                            format!("cannot open the file for {channel}: {e}")
+                        });
+                        continue;
+                    }
+                },
+            };
+            match file.writer.write_all(bytes) {
+                Ok(()) => {
+                    file.last_write = now;
+                    self.stats.events_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let path = file.path.display().to_string();
+                    self.log
+                        .log("write", || format!("cannot write {path}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Flushes every file, closes idle ones, and reopens files moved or deleted under us.
+    pub fn tick(&mut self, idle_close: Duration) {
+        let now = Instant::now();
+        let mut closed = 0;
+        for by_day in self.files.values_mut() {
+            by_day.retain(|_, f| {
+                if let Err(e) = f.writer.flush() {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let path = f.path.display().to_string();
+                    self.log
+                        .log("flush", || format!("cannot flush {path}: {e}"));
+                }
+                let moved = std::fs::metadata(&f.path)
+                    .map(|m| m.ino() != f.inode)
+                    .unwrap_or(true);
+                let keep = !moved && now.duration_since(f.last_write) < idle_close;
+                if !keep {
+                    closed += 1;
+                }
+                keep
+            });
+        }
+        self.files.retain(|_, m| !m.is_empty());
+        self.stats.files_open.fetch_sub(closed, Ordering::Relaxed);
+    }
+
+    /// Flushes and closes everything.
+    pub fn close_all(&mut self) {
+        self.tick(Duration::ZERO);
+    }
+
+    /// Runs until the batch channel closes: write, and tick every `flush_interval`.
+    pub fn run(
+        mut self,
+        batches: Receiver<Arc<Batch>>,
+        flush_interval: Duration,
+        idle_close: Duration,
+    ) {
+        let mut next_tick = Instant::now() + flush_interval;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match batches.recv_timeout(wait) {
+                Ok(batch) => self.write(&batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Checked after every batch too, so a constant stream cannot postpone the flush.
+            if Instant::now() >= next_tick {
+                self.tick(idle_close);
+                next_tick = Instant::now() + flush_interval;
+            }
+        }
+        self.close_all();
+    }
+}

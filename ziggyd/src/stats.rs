@@ -1,0 +1,156 @@
+//! Counters behind STATUS, shared by the daemon's threads.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bson::{Document, doc};
+
+use crate::validate::InvalidReason;
+
+/// Everything STATUS reports.
+#[derive(Debug)]
+pub struct DaemonStats {
+    started: Instant,
+    /// Valid events received.
+    pub events_in: AtomicU64,
+    /// Frames received.
+    pub frames_in: AtomicU64,
+    /// Events written to files.
+    pub events_written: AtomicU64,
+    /// Failed file writes (events not written).
+    pub write_errors: AtomicU64,
+    /// Files currently open.
+    pub files_open: AtomicU64,
+    detail: Mutex<Detail>,
+}
+
+#[derive(Debug, Default)]
+struct Detail {
+    invalid: BTreeMap<&'static str, u64>,
+    channels: BTreeMap<String, u64>,
+    hosts: BTreeMap<String, u64>,
+    last_event_end: Option<f64>,
+}
+
+/// Counts gathered by the collector over one batch, merged into [`DaemonStats`] at once (one lock
+/// per batch, not per event).
+#[derive(Debug, Default)]
+pub struct BatchCounts {
+    pub(crate) events: u64,
+    pub(crate) frames: u64,
+    pub(crate) invalid: BTreeMap<InvalidReason, u64>,
+    pub(crate) channels: BTreeMap<String, u64>,
+    pub(crate) hosts: BTreeMap<String, u64>,
+    pub(crate) last_event_end: Option<f64>,
+}
+
+impl BatchCounts {
+    pub(crate) fn event(&mut self, channel: &str, host: &str, end: f64) {
+        self.events += 1;
+        bump(&mut self.channels, channel);
+        bump(&mut self.hosts, host);
+        self.last_event_end = Some(self.last_event_end.map_or(end, |e| e.max(end)));
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+impl Default for DaemonStats {
+    fn default() -> Self {
+        DaemonStats {
+            started: Instant::now(),
+            events_in: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            events_written: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            files_open: AtomicU64::new(0),
+            detail: Mutex::default(),
+        }
+    }
+}
+
+impl DaemonStats {
+    /// Adds a batch's counts.
+    pub fn merge(&self, batch: BatchCounts) {
+        self.events_in.fetch_add(batch.events, Ordering::Relaxed);
+        self.frames_in.fetch_add(batch.frames, Ordering::Relaxed);
+        let mut d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+        for (reason, n) in batch.invalid {
+            *d.invalid.entry(reason.as_str()).or_default() += n;
+        }
+        for (k, n) in batch.channels {
+            *d.channels.entry(k).or_default() += n;
+        }
+        for (k, n) in batch.hosts {
+            *d.hosts.entry(k).or_default() += n;
+        }
+        if let Some(end) = batch.last_event_end {
+            d.last_event_end = Some(d.last_event_end.map_or(end, |e| e.max(end)));
+        }
+    }
+
+    /// Invalid events so far, all reasons together.
+    pub fn invalid_total(&self) -> u64 {
+        self.detail
+            .lock()
+            .map(|d| d.invalid.values().sum())
+            .unwrap_or(0)
+    }
+
+    /// The STATUS reply.
+    pub fn status_document(&self) -> Document {
+        let d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+        let mut invalid = Document::new();
+        for reason in InvalidReason::ALL {
+            invalid.insert(
+                reason.as_str(),
+                *d.invalid.get(reason.as_str()).unwrap_or(&0) as i64,
+            );
+        }
+        let to_doc = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), bson::Bson::Int64(*v as i64)))
+                .collect::<Document>()
+        };
+        let now = ziggy_now();
+        let mut status = doc! {
+            "uptime": self.started.elapsed().as_secs_f64(),
+            "events_in": self.events_in.load(Ordering::Relaxed) as i64,
+            "frames_in": self.frames_in.load(Ordering::Relaxed) as i64,
+            "events_written": self.events_written.load(Ordering::Relaxed) as i64,
+            "write_errors": self.write_errors.load(Ordering::Relaxed) as i64,
+            "files_open": self.files_open.load(Ordering::Relaxed) as i64,
+            "invalid_total": d.invalid.values().sum::<u64>() as i64,
+            "invalid": invalid,
+            "channels": to_doc(&d.channels),
+            "hosts": to_doc(&d.hosts),
+        };
+        match d.last_event_end {
+            Some(end) => {
+                status.insert("last_event", end);
+                status.insert("lag", (now - end).max(0.0));
+            }
+            None => {
+                status.insert("last_event", bson::Bson::Null);
+                status.insert("lag", bson::Bson::Null);
+            }
+        }
+        status
+    }
+}
+
+fn ziggy_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,298 @@
+//! Validation of incoming frames and events, on the raw bytes (no decoding into a `Document`).
+//!
+//! A frame holds one BSON event or several concatenated. Each event must be well-formed BSON all
+//! the way down (so no file ever holds bytes a BSON reader rejects), within the size limit, and
+//! carry the SPEC §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
+//! UTF-8: the 2012 Python clients wrote them that way.
+
+use bson::RawDocument;
+use bson::raw::{RawBsonRef, RawDocument as RawDoc};
+use bson::spec::BinarySubtype;
+
+use ziggy::channel::validate_channel_name;
+
+/// Why an event (or the rest of a frame) was rejected. The names are STATUS's `invalid` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InvalidReason {
+    /// The frame is larger than the frame limit.
+    FrameTooLarge,
+    /// An event's length prefix is below 5, past the frame's end, or the bytes are not BSON.
+    MalformedBson,
+    /// An event is larger than the event limit.
+    EventTooLarge,
+    /// A required field is missing.
+    MissingField,
+    /// A field has the wrong BSON type (or is an empty/oversized id).
+    WrongType,
+    /// The channel (`type`) breaks the naming rule.
+    BadChannel,
+}
+
+impl InvalidReason {
+    /// Every reason, in STATUS order.
+    pub const ALL: [InvalidReason; 6] = [
+        InvalidReason::FrameTooLarge,
+        InvalidReason::MalformedBson,
+        InvalidReason::EventTooLarge,
+        InvalidReason::MissingField,
+        InvalidReason::WrongType,
+        InvalidReason::BadChannel,
+    ];
+
+    /// The key used in STATUS and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::FrameTooLarge => "frame_too_large",
+            InvalidReason::MalformedBson => "malformed_bson",
+            InvalidReason::EventTooLarge => "event_too_large",
+            InvalidReason::MissingField => "missing_field",
+            InvalidReason::WrongType => "wrong_type",
+            InvalidReason::BadChannel => "bad_channel",
+        }
+    }
+}
+
+/// Size limits enforced on input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest accepted event, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 16 MiB is BSON's own document limit.
+        Limits {
+            max_frame_bytes: 64 << 20,
+            max_event_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What the daemon needs of a valid event, borrowed from its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMeta<'a> {
+    /// The event's bytes, exactly as received.
+    pub bytes: &'a [u8],
+    /// The channel.
+    pub channel: &'a str,
+    /// The emitting host.
+    pub host: &'a str,
+    /// Unix seconds when the context opened.
+    pub start: f64,
+    /// Unix seconds when it closed.
+    pub end: f64,
+}
+
+/// One item of a split frame: a valid event, or a rejection.
+pub type Item<'a> = Result<EventMeta<'a>, InvalidReason>;
+
+/// Splits and validates a frame. A bad length prefix ends the frame (what follows cannot be
+/// delimited), so it yields at most one `MalformedBson` for the rest.
+pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
+    if frame.len() > limits.max_frame_bytes {
+        return vec![Err(InvalidReason::FrameTooLarge)];
+    }
+    let mut items = Vec::new();
+    let mut rest = frame;
+    while !rest.is_empty() {
+        if rest.len() < 5 {
+            items.push(Err(InvalidReason::MalformedBson));
+            break;
+        }
+        let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        if len < 5 || len as usize > rest.len() {
+            items.push(Err(InvalidReason::MalformedBson));
+            break;
+        }
+        let (event, tail) = rest.split_at(len as usize);
+        rest = tail;
+        if event.len() > limits.max_event_bytes {
+            items.push(Err(InvalidReason::EventTooLarge));
+            continue;
+        }
+        items.push(validate_event(event));
+    }
+    items
+}
+
+/// Validates one event's bytes.
+pub fn validate_event(bytes: &[u8]) -> Item<'_> {
+    let doc = RawDocument::from_bytes(bytes).map_err(|_| InvalidReason::MalformedBson)?;
+    if !well_formed(doc, 0) {
+        return Err(InvalidReason::MalformedBson);
+    }
+    let mut id = None;
+    let mut channel = None;
+    let mut host = None;
+    let mut pid = false;
+    let mut start = None;
+    let mut end = None;
+    let mut body = false;
+    for element in doc.iter() {
+        let (key, value) = element.map_err(|_| InvalidReason::MalformedBson)?;
+        let key: &str = key.as_str();
+        match key {
+            "id" => id = Some(text(value).ok_or(InvalidReason::WrongType)?),
+            "type" => channel = Some(text(value).ok_or(InvalidReason::WrongType)?),
+            "host" => host = Some(text(value).ok_or(InvalidReason::WrongType)?),
+            "pid" => {
+                pid = matches!(value, RawBsonRef::Int32(_) | RawBsonRef::Int64(_));
+                if !pid {
+                    return Err(InvalidReason::WrongType);
+                }
+            }
+            "start" => start = Some(number(value).ok_or(InvalidReason::WrongType)?),
+            "end" => end = Some(number(value).ok_or(InvalidReason::WrongType)?),
+            "body" => {
+                body = matches!(value, RawBsonRef::Document(_));
+                if !body {
+                    return Err(InvalidReason::WrongType);
+                }
+            }
+            "sample_rate" => {
+                number(value).ok_or(InvalidReason::WrongType)?;
+            }
+            _ => {}
+        }
+    }
+    let (Some(id), Some(channel), Some(host), Some(start), Some(end)) =
+        (id, channel, host, start, end)
+    else {
+        return Err(InvalidReason::MissingField);
+    };
+    if !pid || !body {
+        return Err(InvalidReason::MissingField);
+    }
+    if id.is_empty() || id.len() > ziggy::MAX_ID_LEN || !start.is_finite() || !end.is_finite() {
+        return Err(InvalidReason::WrongType);
+    }
+    validate_channel_name(channel).map_err(|_| InvalidReason::BadChannel)?;
+    Ok(EventMeta {
+        bytes,
+        channel,
+        host,
+        start,
+        end,
+    })
+}
+
+/// Walks every element, recursively, so malformed nested bytes are caught here and not by a
+/// reader months later. Depth is bounded so a hostile frame cannot exhaust the stack.
+fn well_formed(doc: &RawDoc, depth: usize) -> bool {
+    if depth > 100 {
+        return false;
+    }
+    for element in doc.iter() {
+        let Ok((_, value)) = element else {
+            return false;
+        };
+        let ok = match value {
+            RawBsonRef::Document(d) => well_formed(d, depth + 1),
+            RawBsonRef::Array(a) => {
+                RawDocument::from_bytes(a.as_bytes()).is_ok_and(|d| well_formed(d, depth + 1))
+            }
+            RawBsonRef::JavaScriptCodeWithScope(c) => well_formed(c.scope, depth + 1),
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A string, or a binary subtype 0 holding UTF-8 (2012 Python clients).
+fn text<'a>(value: RawBsonRef<'a>) -> Option<&'a str> {
+    match value {
+        RawBsonRef::String(s) => Some(s),
+        RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Generic => {
+            std::str::from_utf8(b.bytes).ok()
+        }
+        _ => None,
+    }
+}
+
+fn number(value: RawBsonRef<'_>) -> Option<f64> {
+    match value {
+        RawBsonRef::Double(d) => Some(d),
+        RawBsonRef::Int32(i) => Some(i as f64),
+        RawBsonRef::Int64(i) => Some(i as f64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{Binary, doc, spec::BinarySubtype};
+
+    fn event(channel: &str) -> Vec<u8> {
+        doc! { "id": "0123456789abcdef0123456789abcdef", "type": channel, "host": "h", "pid": 1,
+        "start": 1.0, "end": 2.0, "body": { "a": 1 } }
+        .to_vec()
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_single_and_concatenated() {
+        let one = event("request");
+        assert_eq!(split_frame(&one, Limits::default()).len(), 1);
+        let mut many = one.clone();
+        many.extend(event("request.sql"));
+        let items = split_frame(&many, Limits::default());
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].as_ref().unwrap().channel, "request.sql");
+    }
+
+    #[test]
+    fn rejects_bad_channels_fields_and_bytes() {
+        assert_eq!(
+            validate_event(&event("../x")),
+            Err(InvalidReason::BadChannel)
+        );
+        assert_eq!(
+            validate_event(&event("a/b")),
+            Err(InvalidReason::BadChannel)
+        );
+        let missing = doc! { "type": "a" }.to_vec().unwrap();
+        assert_eq!(validate_event(&missing), Err(InvalidReason::MissingField));
+        let wrong = doc! { "id": 5, "type": "a", "host": "h", "pid": 1, "start": 1.0, "end": 1.0, "body": {} }
+            .to_vec()
+            .unwrap();
+        assert_eq!(validate_event(&wrong), Err(InvalidReason::WrongType));
+        let mut truncated = event("request");
+        truncated.truncate(20);
+        assert_eq!(
+            split_frame(&truncated, Limits::default()),
+            vec![Err(InvalidReason::MalformedBson)]
+        );
+        let mut corrupt = event("request");
+        let n = corrupt.len();
+        corrupt[n - 1] = 7; // no trailing NUL
+        assert_eq!(validate_event(&corrupt), Err(InvalidReason::MalformedBson));
+        let limits = Limits {
+            max_frame_bytes: 10,
+            max_event_bytes: 10,
+        };
+        assert_eq!(
+            split_frame(&event("a"), limits),
+            vec![Err(InvalidReason::FrameTooLarge)]
+        );
+    }
+
+    #[test]
+    fn accepts_2012_binary_strings() {
+        let bin = |s: &str| Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: s.as_bytes().to_vec(),
+        };
+        let old = doc! { "id": bin("abc"), "type": bin("request"), "host": bin("h"), "pid": 1i64,
+        "start": 1.0, "end": 2.0, "body": {} }
+        .to_vec()
+        .unwrap();
+        assert_eq!(validate_event(&old).unwrap().channel, "request");
+    }
+}
