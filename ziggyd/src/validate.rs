@@ -166,7 +166,10 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     if !pid || !body {
         return Err(InvalidReason::MissingField);
     }
-    if id.is_empty() || id.len() > ziggy::MAX_ID_LEN || !start.is_finite() || !end.is_finite() {
+    // Times must be within 1970..2106 (what the 4-byte seconds of an id can hold): a wild `start`
+    // would otherwise name a day folder no reader looks for.
+    let sane = |t: f64| (0.0..4_294_967_296.0).contains(&t);
+    if id.is_empty() || id.len() > ziggy::MAX_ID_LEN || !sane(start) || !sane(end) {
         return Err(InvalidReason::WrongType);
     }
     validate_channel_name(channel).map_err(|_| InvalidReason::BadChannel)?;

@@ -1,0 +1,159 @@
+//! Shared helpers of the end-to-end tests: locating the binaries, running daemons as real
+//! processes, reading their files.
+
+#![allow(dead_code)]
+
+pub mod minibson;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Path to a workspace binary, built once if the test run did not build it.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_owned(); // target/<profile>
+    let path = dir.join(name);
+    BUILD.call_once(|| {
+        let profile_release = dir.ends_with("release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "ziggyd", "-p", "ziggyview"]);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build for the binaries");
+        assert!(status.success(), "building ziggyd and ziggyview failed");
+    });
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub collect: String,
+    pub control: String,
+    pub stream: String,
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Sends a signal (e.g. libc SIGTERM = 15) by the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything the process wrote to stderr (after it exited).
+    pub fn stderr_text(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+/// Starts `ziggyd` on free loopback ports with extra `args`; returns once it printed its
+/// addresses.
+pub fn start_ziggyd(args: &[&str]) -> Proc {
+    let mut child = Command::new(bin("ziggyd"))
+        .args(["-H", "127.0.0.1:0", "--control", "127.0.0.1:0", "-v"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ziggyd");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        words.len() >= 7 && words[1] == "collect",
+        "unexpected start line {line:?}"
+    );
+    let stderr = child.stderr.take();
+    Proc {
+        child,
+        collect: words[2].into(),
+        control: words[4].into(),
+        stream: words[6].into(),
+        stderr,
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Decodes every channel file under `dir` with the independent decoder.
+pub fn read_all_events(dir: &Path) -> Vec<(PathBuf, minibson::Value)> {
+    let mut out = Vec::new();
+    for f in files_under(dir) {
+        let bytes = std::fs::read(&f).unwrap();
+        let docs =
+            minibson::decode_all(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        out.extend(docs.into_iter().map(|d| (f.clone(), d)));
+    }
+    out
+}
+
+/// Polls `f` every 20 ms until it returns true, at most `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A fresh temporary directory (removed at drop).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
