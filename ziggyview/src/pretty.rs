@@ -1,0 +1,86 @@
+//! The readable default output: one block per event, body keys flattened to dotted paths.
+
+use std::io::{self, Write};
+
+use bson::{Bson, Document};
+
+use crate::json::to_json;
+use crate::record::Record;
+
+/// ANSI styles, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    on: bool,
+}
+
+impl Style {
+    /// Colours on or off.
+    pub fn new(on: bool) -> Self {
+        Style { on }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// `2024-02-29 12:00:01.123456` (UTC) of Unix seconds.
+pub fn format_time(unix_secs: f64) -> String {
+    let (y, m, d) = ziggy::channel::civil_from_unix(unix_secs);
+    let micros_total = (unix_secs * 1e6).round() as i64;
+    let micros_of_day = micros_total.rem_euclid(86_400_000_000);
+    let (h, rest) = (micros_of_day / 3_600_000_000, micros_of_day % 3_600_000_000);
+    let (min, rest) = (rest / 60_000_000, rest % 60_000_000);
+    let (s, us) = (rest / 1_000_000, rest % 1_000_000);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{us:06}")
+}
+
+/// Writes one event block, indented by `indent` spaces.
+pub fn write_event(
+    out: &mut impl Write,
+    rec: &Record,
+    style: Style,
+    indent: usize,
+) -> io::Result<()> {
+    let pad = " ".repeat(indent);
+    let duration_ms = (rec.end - rec.start) * 1e3;
+    write!(
+        out,
+        "{pad}{} {} {} id={} host={} pid={}",
+        style.paint("2", &format_time(rec.start)),
+        style.paint("1;36", &rec.channel),
+        style.paint("33", &format!("{duration_ms:.3}ms")),
+        rec.id,
+        rec.host,
+        rec.pid
+    )?;
+    if let Some(rate) = crate::record::number(rec.doc.get("sample_rate")) {
+        write!(out, " sample_rate={rate}")?;
+    }
+    writeln!(out)?;
+    let body = rec.body();
+    let mut lines = Vec::new();
+    flatten("", &body, &mut lines);
+    for (key, value) in lines {
+        writeln!(out, "{pad}  {} = {value}", style.paint("32", &key))?;
+    }
+    Ok(())
+}
+
+fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, String)>) {
+    for (k, v) in doc {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Bson::Document(d) if !d.is_empty() => flatten(&key, d, out),
+            other => out.push((key, to_json(other).to_string())),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `--stats KEY`: count, min, p50, p90, p99, max of a numeric body key per channel, and a small
+//! text histogram.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::record::{Record, number};
+
+/// Values of one key, per channel.
+#[derive(Debug, Default)]
+pub struct KeyStats {
+    key: String,
+    values: BTreeMap<String, Vec<f64>>,
+    missing: u64,
+}
+
+/// The summary of one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Events with the key.
+    pub count: usize,
+    /// Smallest value.
+    pub min: f64,
+    /// Median (nearest rank).
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Ten equal-width buckets over `[min, max]`: `(lower bound, count)`.
+    pub histogram: Vec<(f64, usize)>,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+impl KeyStats {
+    /// Statistics of the dotted body key `key`.
+    pub fn new(key: &str) -> Self {
+        KeyStats {
+            key: key.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds an event.
+    pub fn push(&mut self, rec: &Record) {
+        let body = rec.body();
+        match number(ziggy::event::lookup(&body, &self.key)) {
+            Some(v) if v.is_finite() => self.values.entry(rec.channel.clone()).or_default().push(v),
+            _ => self.missing += 1,
+        }
+    }
+
+    /// Per channel summaries.
+    pub fn summaries(&mut self) -> Vec<(String, Summary)> {
+        self.values
+            .iter_mut()
+            .map(|(channel, values)| {
+                values.sort_by(f64::total_cmp);
+                let (min, max) = (values[0], values[values.len() - 1]);
+                let width = (max - min) / 10.0;
+                let mut histogram: Vec<(f64, usize)> =
+                    (0..10).map(|i| (min + width * i as f64, 0)).collect();
+                for v in values.iter() {
+                    let bucket = if width > 0.0 {
+                        (((v - min) / width) as usize).min(9)
+                    } else {
+                        0
+                    };
+                    histogram[bucket].1 += 1;
+                }
+                let summary = Summary {
+                    count: values.len(),
+                    min,
+                    p50: percentile(values, 50.0),
+                    p90: percentile(values, 90.0),
+                    p99: percentile(values, 99.0),
+                    max,
+                    histogram,
+                };
+                (channel.clone(), summary)
+            })
+            .collect()
+    }
+
+    /// Prints the table and histograms (or JSON lines with `json`).
+    pub fn write(&mut self, out: &mut impl Write, json: bool) -> io::Result<()> {
+        let key = self.key.clone();
+        let missing = self.missing;
+        let summaries = self.summaries();
+        if json {
+            for (channel, s) in &summaries {
+                let histogram: Vec<_> = s
+                    .histogram
+                    .iter()
+                    .map(|(lo, n)| serde_json::json!({ "from": lo, "count": n }))
+                    .collect();
+                let line = serde_json::json!({
+                    "channel": channel, "key": key, "count": s.count, "min": s.min, "p50": s.p50,
+                    "p90": s.p90, "p99": s.p99, "max": s.max, "histogram": histogram,
+                });
+                writeln!(out, "{line}")?;
+            }
+            return Ok(());
+        }
+        if summaries.is_empty() {
+            writeln!(
+                out,
+                "no event has a numeric `{key}` ({missing} events without it)"
+            )?;
+            return Ok(());
+        }
+        writeln!(out, "{key}: {missing} events without it")?;
+        writeln!(
+            out,
+            "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12}",
+            "channel", "count", "min", "p50", "p90", "p99", "max"
+        )?;
+        for (channel, s) in &summaries {
+            writeln!(
+                out,
+                "{channel:<24} {:>8} {:>12.6} {:>12.6} {:>12.6} {:>12.6} {:>12.6}",
+                s.count, s.min, s.p50, s.p90, s.p99, s.max
+            )?;
+        }
+        for (channel, s) in &summaries {
+            writeln!(out, "\n{channel}")?;
+            let peak = s
+                .histogram
+                .iter()
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            for (lo, n) in &s.histogram {
+                let bar = "#".repeat((n * 40).div_ceil(peak));
+                writeln!(out, "  {lo:>12.6} | {bar:<40} {n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 90.0), 90.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+}

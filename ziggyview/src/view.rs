@@ -1,0 +1,190 @@
+//! The viewing pipeline: events in, filtered, then printed, grouped or summarised.
+
+use std::io::{self, Read, Write};
+
+use crate::group::{Group, Grouper, Node};
+use crate::json::event_json;
+use crate::pretty::{Style, write_event};
+use crate::reader::{EventReader, ReadError};
+use crate::record::{Record, raw_channel};
+use crate::source::ChannelPattern;
+use crate::stats::KeyStats;
+
+/// What to show and how.
+#[derive(Debug, Clone)]
+pub struct ViewOptions {
+    /// Which channels.
+    pub pattern: ChannelPattern,
+    /// JSON lines instead of readable blocks.
+    pub json: bool,
+    /// ANSI colours in readable output.
+    pub color: bool,
+    /// Only these dotted body keys.
+    pub fields: Option<Vec<String>>,
+    /// Group by id, with this window in seconds.
+    pub group_window: Option<f64>,
+    /// Summarise this numeric body key instead of printing events.
+    pub stats_key: Option<String>,
+    /// Stop after this many matching events.
+    pub count: Option<u64>,
+}
+
+/// Receives matching events and writes the output.
+pub struct Viewer<W: Write> {
+    out: W,
+    options: ViewOptions,
+    grouper: Option<Grouper>,
+    stats: Option<KeyStats>,
+    /// Matching events seen.
+    pub seen: u64,
+}
+
+/// Why viewing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// An input was truncated, corrupt or unreadable.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl<W: Write> Viewer<W> {
+    /// A viewer writing to `out`.
+    pub fn new(out: W, options: ViewOptions) -> Self {
+        let grouper = options.group_window.map(|w| Grouper::new(w, 1_000_000));
+        let stats = options.stats_key.as_deref().map(KeyStats::new);
+        Viewer {
+            out,
+            options,
+            grouper,
+            stats,
+            seen: 0,
+        }
+    }
+
+    /// True once `--count` events were shown.
+    pub fn done(&self) -> bool {
+        self.options.count.is_some_and(|n| self.seen >= n)
+    }
+
+    /// Whether raw event bytes are wanted (channel filter), decided without decoding the body.
+    pub fn wants(&self, bytes: &[u8]) -> bool {
+        raw_channel(bytes).is_some_and(|c| self.options.pattern.matches(c))
+    }
+
+    /// Handles one matching event.
+    pub fn event(&mut self, mut rec: Record) -> io::Result<()> {
+        if self.done() {
+            return Ok(());
+        }
+        self.seen += 1;
+        if let Some(stats) = &mut self.stats {
+            stats.push(&rec);
+            return Ok(());
+        }
+        if let Some(fields) = &self.options.fields {
+            rec.restrict_body(fields);
+        }
+        match &mut self.grouper {
+            Some(grouper) => {
+                for group in grouper.push(rec) {
+                    write_group(&mut self.out, &group, &self.options)?;
+                }
+                Ok(())
+            }
+            None => write_record(&mut self.out, &rec, &self.options),
+        }
+    }
+
+    /// Prints what is still held (open groups, statistics) and flushes.
+    pub fn finish(&mut self) -> io::Result<()> {
+        if let Some(grouper) = &mut self.grouper {
+            for group in grouper.drain() {
+                write_group(&mut self.out, &group, &self.options)?;
+            }
+        }
+        if let Some(stats) = &mut self.stats {
+            stats.write(&mut self.out, self.options.json)?;
+        }
+        self.out.flush()
+    }
+
+    /// Reads one input to its end (or `--count`). On a read error, what was complete has been
+    /// handled; the caller prints the error after [`Viewer::finish`].
+    pub fn read_input(&mut self, input: impl Read, name: &str) -> Result<(), ViewError> {
+        let mut reader = EventReader::new(io::BufReader::with_capacity(1 << 20, input), name);
+        while !self.done() {
+            let Some(bytes) = reader.next_event()? else {
+                break;
+            };
+            if !self.wants(bytes) {
+                continue;
+            }
+            match Record::decode(bytes) {
+                Ok(rec) => self.event(rec)?,
+                Err(reason) => return Err(reader.corrupt_here(reason).into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io::Result<()> {
+    if options.json {
+        serde_json::to_writer(&mut *out, &event_json(&rec.doc))?;
+        writeln!(out)
+    } else {
+        write_event(out, rec, Style::new(options.color), 0)?;
+        writeln!(out)
+    }
+}
+
+fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io::Result<()> {
+    let tree = group.tree();
+    if options.json {
+        fn node_json(group: &Group, node: &Node) -> serde_json::Value {
+            let mut obj = event_json(&group.events[node.index].doc);
+            if !node.children.is_empty() {
+                let children = node.children.iter().map(|c| node_json(group, c)).collect();
+                obj.insert("children".into(), serde_json::Value::Array(children));
+            }
+            serde_json::Value::Object(obj)
+        }
+        let events: Vec<_> = tree.iter().map(|n| node_json(group, n)).collect();
+        let line =
+            serde_json::json!({ "id": group.id, "partial": group.partial, "events": events });
+        writeln!(out, "{line}")
+    } else {
+        let style = Style::new(options.color);
+        let partial = if group.partial {
+            " (partial: its parent event is missing)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "group {} ({} events){partial}",
+            group.id,
+            group.events.len()
+        )?;
+        fn walk(
+            out: &mut impl Write,
+            group: &Group,
+            node: &Node,
+            depth: usize,
+            style: Style,
+        ) -> io::Result<()> {
+            write_event(out, &group.events[node.index], style, 2 + depth * 4)?;
+            for child in &node.children {
+                walk(out, group, child, depth + 1, style)?;
+            }
+            Ok(())
+        }
+        for node in &tree {
+            walk(out, group, node, 0, style)?;
+        }
+        writeln!(out)
+    }
+}
