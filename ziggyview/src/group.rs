@@ -4,8 +4,9 @@
 //! Memory stays bounded on inputs far larger than RAM: events of one id are close in time, so a
 //! group is printed once no event of it has been seen within `window` seconds (of event `end`
 //! times) of the newest event read, or when more than `max_open` groups are open (oldest first).
-//! Groups still open at the end of input are printed too. A group is marked `partial` when no event
-//! of it is an ancestor (or the same channel) of all the others, e.g. its parent never arrived.
+//! Groups still open at the end of input are printed too. A group is marked `partial` unless one of
+//! its events is a top-level channel that is an ancestor (or the same channel) of all the others:
+//! a group of `request.sql` events without their `request` is partial.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -142,10 +143,13 @@ impl Grouper {
 
 fn finish(id: String, mut events: Vec<Record>) -> Group {
     events.sort_by(|a, b| a.start.total_cmp(&b.start));
+    // Complete: one event covers all the others and is a top-level channel (a `request.sql` root
+    // means its `request` parent is not in the input).
     let partial = !events.iter().any(|root| {
-        events
-            .iter()
-            .all(|e| ziggy::channel::is_self_or_ancestor(&root.channel, &e.channel))
+        !root.channel.contains('.')
+            && events
+                .iter()
+                .all(|e| ziggy::channel::is_self_or_ancestor(&root.channel, &e.channel))
     });
     Group {
         id,

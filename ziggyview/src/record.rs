@@ -82,9 +82,26 @@ impl Record {
         let mut kept = Document::new();
         for field in fields {
             if let Some(value) = ziggy::event::lookup(&body, field) {
-                kept.insert(field.clone(), value.clone());
+                insert_dotted(&mut kept, field, value.clone());
             }
         }
         self.doc.insert("body", kept);
+    }
+}
+
+/// Inserts at a dotted key, nesting documents (`response.status` → `{response: {status: …}}`).
+fn insert_dotted(doc: &mut Document, key: &str, value: Bson) {
+    match key.split_once('.') {
+        None => {
+            doc.insert(key, value);
+        }
+        Some((head, rest)) => {
+            if !matches!(doc.get(head), Some(Bson::Document(_))) {
+                doc.insert(head, Document::new());
+            }
+            if let Some(Bson::Document(inner)) = doc.get_mut(head) {
+                insert_dotted(inner, rest, value);
+            }
+        }
     }
 }

@@ -161,3 +161,84 @@ pub fn decode_all(bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
     }
     Ok(docs)
 }
+
+/// Encodes a document (an independent encoder, for writing test files).
+pub fn encode(fields: &[(&str, Value)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        encode_element(&mut body, k, v);
+    }
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.extend_from_slice(&((body.len() + 5) as i32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.push(0);
+    out
+}
+
+fn encode_element(out: &mut Vec<u8>, key: &str, v: &Value) {
+    let tag = match v {
+        Value::Double(_) => 0x01,
+        Value::String(_) => 0x02,
+        Value::Doc(_) => 0x03,
+        Value::Array(_) => 0x04,
+        Value::Binary(..) => 0x05,
+        Value::Bool(_) => 0x08,
+        Value::DateTime(_) => 0x09,
+        Value::Null => 0x0A,
+        Value::Int32(_) => 0x10,
+        Value::Int64(_) => 0x12,
+        Value::Other(_) => panic!("cannot encode Other"),
+    };
+    out.push(tag);
+    out.extend_from_slice(key.as_bytes());
+    out.push(0);
+    match v {
+        Value::Double(d) => out.extend_from_slice(&d.to_le_bytes()),
+        Value::String(s) => {
+            out.extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+            out.push(0);
+        }
+        Value::Doc(fields) => {
+            let refs: Vec<(&str, Value)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            out.extend(encode(&refs));
+        }
+        Value::Array(items) => {
+            let keys: Vec<String> = (0..items.len()).map(|i| i.to_string()).collect();
+            let refs: Vec<(&str, Value)> = keys
+                .iter()
+                .map(String::as_str)
+                .zip(items.iter().cloned())
+                .collect();
+            out.extend(encode(&refs));
+        }
+        Value::Binary(sub, bytes) => {
+            out.extend_from_slice(&(bytes.len() as i32).to_le_bytes());
+            out.push(*sub);
+            out.extend_from_slice(bytes);
+        }
+        Value::Bool(b) => out.push(*b as u8),
+        Value::DateTime(ms) => out.extend_from_slice(&ms.to_le_bytes()),
+        Value::Null => {}
+        Value::Int32(i) => out.extend_from_slice(&i.to_le_bytes()),
+        Value::Int64(i) => out.extend_from_slice(&i.to_le_bytes()),
+        Value::Other(_) => unreachable!(),
+    }
+}
+
+/// A ziggy event built with the independent encoder.
+pub fn event(id: &str, channel: &str, start: f64, end: f64, body: Vec<(&str, Value)>) -> Vec<u8> {
+    let body = Value::Doc(body.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+    encode(&[
+        ("id", Value::String(id.into())),
+        ("type", Value::String(channel.into())),
+        ("host", Value::String("web1".into())),
+        ("pid", Value::Int32(42)),
+        ("start", Value::Double(start)),
+        ("end", Value::Double(end)),
+        ("body", body),
+    ])
+}
