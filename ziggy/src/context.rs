@@ -23,30 +23,41 @@ use crate::testing::CaptureSink;
 pub const MAX_ID_LEN: usize = 256;
 
 // True once `configure` ran or while a test capture exists: until then every call is a no-op that
-// neither allocates nor locks.
+// neither allocates nor locks. One flag, so the fast path is a single relaxed load.
+static ENABLED: AtomicBool = AtomicBool::new(false);
 static CONFIGURED: AtomicBool = AtomicBool::new(false);
 static CAPTURES: AtomicUsize = AtomicUsize::new(0);
+static RECOMPUTE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn recompute_enabled() {
+    let _serialised = RECOMPUTE.lock().unwrap_or_else(|e| e.into_inner());
+    let on = CONFIGURED.load(Ordering::Acquire) || CAPTURES.load(Ordering::Acquire) != 0;
+    ENABLED.store(on, Ordering::Release);
+}
 
 pub(crate) fn set_configured(on: bool) {
-    CONFIGURED.store(on, Ordering::Release);
     if on {
         crate::panic_message::install_hook();
     }
+    CONFIGURED.store(on, Ordering::Release);
+    recompute_enabled();
 }
 
 pub(crate) fn capture_started() {
-    CAPTURES.fetch_add(1, Ordering::AcqRel);
     crate::panic_message::install_hook();
+    CAPTURES.fetch_add(1, Ordering::AcqRel);
+    recompute_enabled();
 }
 
 pub(crate) fn capture_ended() {
     CAPTURES.fetch_sub(1, Ordering::AcqRel);
+    recompute_enabled();
 }
 
 /// True when events go somewhere (the transport is configured, or a test capture is open).
-#[inline]
+#[inline(always)]
 pub fn enabled() -> bool {
-    CONFIGURED.load(Ordering::Relaxed) || CAPTURES.load(Ordering::Relaxed) != 0
+    ENABLED.load(Ordering::Relaxed)
 }
 
 /// One open context.
@@ -381,9 +392,8 @@ fn to_bson<V: Serialize>(value: &V) -> Option<Bson> {
     }
 }
 
-#[inline]
 fn has_open_context() -> bool {
-    enabled() && with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
+    with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
 }
 
 /// Sets `key` (dotted keys nest) in the innermost open context. Outside a context: nothing.
@@ -396,11 +406,19 @@ fn has_open_context() -> bool {
 /// });
 /// assert_eq!(events[0].body.get_document("response").unwrap().get_i32("status").ok(), Some(200));
 /// ```
+#[inline]
 pub fn set<V: Serialize>(key: &str, value: V) {
+    if enabled() {
+        set_slow(key, &value);
+    }
+}
+
+#[inline(never)]
+fn set_slow<V: Serialize>(key: &str, value: &V) {
     if !has_open_context() {
         return;
     }
-    if let Some(v) = to_bson(&value) {
+    if let Some(v) = to_bson(value) {
         write_innermost(key, v, body::set);
     }
 }
@@ -415,11 +433,19 @@ pub fn set<V: Serialize>(key: &str, value: V) {
 /// });
 /// assert_eq!(events[0].body.get_array("tags").unwrap().len(), 2);
 /// ```
+#[inline]
 pub fn append<V: Serialize>(key: &str, value: V) {
+    if enabled() {
+        append_slow(key, &value);
+    }
+}
+
+#[inline(never)]
+fn append_slow<V: Serialize>(key: &str, value: &V) {
     if !has_open_context() {
         return;
     }
-    if let Some(v) = to_bson(&value) {
+    if let Some(v) = to_bson(value) {
         write_innermost(key, v, body::append);
     }
 }
@@ -434,11 +460,19 @@ pub fn append<V: Serialize>(key: &str, value: V) {
 /// });
 /// assert_eq!(events[0].body.get_document("cache").unwrap().get_i32("hits").ok(), Some(3));
 /// ```
+#[inline]
 pub fn add<N: Serialize>(key: &str, number: N) {
+    if enabled() {
+        add_slow(key, &number);
+    }
+}
+
+#[inline(never)]
+fn add_slow<N: Serialize>(key: &str, number: &N) {
     if !has_open_context() {
         return;
     }
-    match to_bson(&number) {
+    match to_bson(number) {
         Some(v) if body::is_number(&v) => write_innermost(key, v, body::add),
         Some(_) => {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);

@@ -24,7 +24,9 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod files;
+pub mod ledger;
 pub mod ratelog;
+pub mod spool;
 pub mod stats;
 pub mod validate;
 
