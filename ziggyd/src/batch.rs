@@ -10,6 +10,19 @@ pub struct Batch {
     pub frame: Vec<u8>,
     /// `(channel, UTC day number of start, byte range in frame)` per valid event, in order.
     pub events: Vec<(String, i64, Range<usize>)>,
+    /// For a batch forwarded by another daemon: the confirmation to send once it is durable.
+    pub durable: Option<ForwardMark>,
+}
+
+/// A forwarding daemon's batch, confirmed once its events are on disk (fsynced).
+#[derive(Debug, Clone)]
+pub struct ForwardMark {
+    /// The ZeroMQ routing identity of the sending connection.
+    pub identity: Vec<u8>,
+    /// The sender's spool identity.
+    pub sender: String,
+    /// Highest sequence number the batch covers.
+    pub last_seq: u64,
 }
 
 impl Batch {

@@ -42,17 +42,38 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
     pub stream: String,
 
-    /// Forward every event to another ziggyd's collect address (not implemented yet: refused).
+    /// Forward every valid event to another ziggyd, given by its collect address. Events are
+    /// spooled to disk first and leave the spool only when that daemon confirms they are durable.
     #[arg(long, visible_alias = "forward", value_name = "HOST:PORT")]
     pub publish: Option<String>,
+
+    /// The upstream's control endpoint, asked for its forward port (default: the --publish port
+    /// minus one, as in the default layout 3514/3513).
+    #[arg(long, value_name = "HOST:PORT", requires = "publish")]
+    pub publish_control: Option<String>,
+
+    /// Where forwarding daemons connect to this one (needs --log-path); port 0 picks a free port,
+    /// announced by SOCK_FORWARD.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    pub forward_listen: String,
 
     /// Write every event, byte for byte, to DIR/YYYYMMDD/<type>.YYYYMMDD.bson (UTC date of start).
     #[arg(long, value_name = "DIR")]
     pub log_path: Option<PathBuf>,
 
-    /// Spool directory for forwarding (used with --publish; not implemented yet).
-    #[arg(long, value_name = "DIR")]
+    /// Spool directory for forwarding (default /var/tmp/ziggyd/spool-<collect port>).
+    #[arg(long, value_name = "DIR", requires = "publish")]
     pub spool_dir: Option<PathBuf>,
+
+    /// Largest spool on disk; when full, the oldest segment is dropped and its events counted
+    /// as dropped in STATUS (collection is never refused).
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 30, requires = "publish")]
+    pub spool_max_bytes: u64,
+
+    /// Size at which a spool segment is closed and a new one started (a segment is deleted once
+    /// all its events are confirmed).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, requires = "publish")]
+    pub spool_segment_bytes: u64,
 
     /// Largest event accepted, in bytes (BSON's own limit is 16 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_event_bytes)]
@@ -121,12 +142,24 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {
-    if cli.publish.is_some() || cli.spool_dir.is_some() {
-        return fail(
-            EXIT_USAGE,
-            "--publish/--forward and --spool-dir are not implemented in this version",
-        );
-    }
+    let forward = match &cli.publish {
+        Some(publish) => {
+            let spool_dir = cli
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| crate::config::default_spool_dir(&cli.collect));
+            match crate::config::ForwardTo::new(publish, cli.publish_control.as_deref(), spool_dir)
+            {
+                Ok(mut f) => {
+                    f.spool_max_bytes = cli.spool_max_bytes;
+                    f.segment_bytes = cli.spool_segment_bytes.max(1);
+                    Some(f)
+                }
+                Err(e) => return fail(EXIT_USAGE, &e),
+            }
+        }
+        None => None,
+    };
     let config = DaemonConfig {
         collect: cli.collect,
         control: cli.control,
@@ -139,6 +172,8 @@ fn run_daemon(cli: Cli) -> ExitCode {
         flush_interval: Duration::from_millis(cli.flush_ms.max(1)),
         idle_close: Duration::from_secs(cli.idle_close_secs),
         verbose: cli.verbose,
+        forward,
+        forward_listen: cli.forward_listen,
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;

@@ -26,6 +26,70 @@ pub struct DaemonConfig {
     pub log_interval: Duration,
     /// Extra logging.
     pub verbose: bool,
+    /// Forward every valid event to another daemon (`--publish`).
+    pub forward: Option<ForwardTo>,
+    /// Where forwarding daemons connect (ROUTER), when this daemon writes files; port 0 picks a
+    /// free port, announced by `SOCK_FORWARD`.
+    pub forward_listen: String,
+}
+
+/// Forwarding settings of a local daemon.
+#[derive(Debug, Clone)]
+pub struct ForwardTo {
+    /// The upstream's control endpoint (`--publish-control`, default: `--publish`'s port − 1).
+    pub upstream_control: String,
+    /// The spool directory.
+    pub spool_dir: PathBuf,
+    /// Hard bound on the spool's size.
+    pub spool_max_bytes: u64,
+    /// Spool segment size.
+    pub segment_bytes: u64,
+    /// Spool fsync interval.
+    pub sync_interval: Duration,
+    /// Resend after this long without a confirmation.
+    pub ack_timeout: Duration,
+}
+
+impl ForwardTo {
+    /// Forwarding to the daemon collecting at `publish` (HOST:PORT), whose control endpoint is at
+    /// `control` or, by the default layout, on the port below.
+    pub fn new(
+        publish: &str,
+        control: Option<&str>,
+        spool_dir: PathBuf,
+    ) -> Result<ForwardTo, String> {
+        let upstream_control = match control {
+            Some(c) => c.to_owned(),
+            None => {
+                let (host, port) = publish
+                    .trim_start_matches("tcp://")
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("--publish {publish:?} is not HOST:PORT"))?;
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| format!("--publish {publish:?} has no valid port"))?;
+                format!(
+                    "{host}:{}",
+                    port.checked_sub(1)
+                        .ok_or("--publish port 0 has no control port below it")?
+                )
+            }
+        };
+        Ok(ForwardTo {
+            upstream_control,
+            spool_dir,
+            spool_max_bytes: 10 << 30,
+            segment_bytes: 64 << 20,
+            sync_interval: Duration::from_millis(100),
+            ack_timeout: Duration::from_secs(3),
+        })
+    }
+}
+
+/// The documented default spool directory for a daemon collecting on `collect`.
+pub fn default_spool_dir(collect: &str) -> PathBuf {
+    let port = collect.rsplit_once(':').map_or("default", |(_, p)| p);
+    PathBuf::from(format!("/var/tmp/ziggyd/spool-{port}"))
 }
 
 impl Default for DaemonConfig {
@@ -40,6 +104,8 @@ impl Default for DaemonConfig {
             idle_close: Duration::from_secs(60),
             log_interval: Duration::from_secs(10),
             verbose: false,
+            forward: None,
+            forward_listen: "127.0.0.1:0".into(),
         }
     }
 }

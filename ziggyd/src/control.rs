@@ -19,6 +19,8 @@ pub struct Control {
     pub(crate) stats: Arc<DaemonStats>,
     pub(crate) collect_port: Option<u16>,
     pub(crate) stream_port: Option<u16>,
+    /// `Err(reason)` when this daemon does not accept forwarded batches.
+    pub(crate) forward_port: Result<u16, String>,
     pub(crate) collect_endpoint: String,
     pub(crate) stream_endpoint: String,
     pub(crate) shutdown: Arc<AtomicBool>,
@@ -69,12 +71,16 @@ impl Control {
             }
             "SOCK_STREAM" => port_reply(self.stream_port),
             "SOCK_COLLECT" => port_reply(self.collect_port),
+            "SOCK_FORWARD" => match &self.forward_port {
+                Ok(p) => doc! { "port": *p as i32 },
+                Err(reason) => error(reason.clone()),
+            },
             "SHUTDOWN" => {
                 self.shutdown.store(true, Ordering::Release);
                 doc! { "ok": true }
             }
             other => error(format!(
-                "unknown cmd {other:?}: expected STATUS, SOCK_STREAM, SOCK_COLLECT or SHUTDOWN"
+                "unknown cmd {other:?}: expected STATUS, SOCK_STREAM, SOCK_COLLECT, SOCK_FORWARD or SHUTDOWN"
             )),
         }
     }

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use crate::collect::Collector;
+use crate::collect::{Collector, ForwardIn};
 use crate::config::{DaemonConfig, bind_endpoint, endpoint_port};
 use crate::control::Control;
 use crate::files::FileWriter;
+use crate::forward::{ForwardConfig, Forwarder};
+use crate::receive::SenderLedger;
+use crate::spool::{Spool, SpoolConfig};
 use crate::stats::DaemonStats;
 
 /// Why the daemon could not start.
@@ -23,6 +26,14 @@ pub enum StartError {
         endpoint: String,
         /// ZeroMQ's error.
         source: zmq::Error,
+    },
+    /// The spool directory could not be opened.
+    #[error("cannot use spool directory {path}: {source}")]
+    Spool {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// The log directory could not be created.
     #[error("cannot use log path {path}: {source}")]
@@ -85,16 +96,76 @@ impl Daemon {
         let mut threads = Vec::new();
         let mut sinks = Vec::new();
 
+        let mut router = None;
+        let mut forward_port = Err(
+            "this daemon writes no files: start it with --log-path to accept forwarding".to_owned(),
+        );
         if let Some(dir) = &config.log_path {
-            let writer =
-                FileWriter::new(dir, stats.clone()).map_err(|source| StartError::LogPath {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+            let log_err = |source| StartError::LogPath {
+                path: dir.display().to_string(),
+                source,
+            };
+            let (acks_tx, acks_rx) = crossbeam_channel::unbounded();
+            let writer = FileWriter::new(dir, stats.clone())
+                .map_err(log_err)?
+                .with_acks(acks_tx);
             let (tx, rx) = crossbeam_channel::bounded(1024);
             sinks.push(tx);
             let (flush, idle) = (config.flush_interval, config.idle_close);
             threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
+            let (socket, endpoint) = bind(&ctx, zmq::ROUTER, "forward", &config.forward_listen)?;
+            forward_port = endpoint_port(&endpoint)
+                .ok_or_else(|| "the forward socket is not on a TCP port".to_owned());
+            let ledger = SenderLedger::open(dir).map_err(log_err)?;
+            router = Some(ForwardIn {
+                socket,
+                ledger,
+                durable: acks_rx,
+                pending: 0,
+            });
+        }
+
+        if let Some(forward) = &config.forward {
+            let spool_config = SpoolConfig {
+                dir: forward.spool_dir.clone(),
+                segment_bytes: forward.segment_bytes,
+                max_bytes: forward.spool_max_bytes,
+            };
+            let spool_err = |source| StartError::Spool {
+                path: forward.spool_dir.display().to_string(),
+                source,
+            };
+            let (spool, recovery) = Spool::open(spool_config).map_err(spool_err)?;
+            if recovery.corrupt > 0 {
+                eprintln!(
+                    "ziggyd: spool {}: {} damaged place(s), {} bytes cut; {} records kept and will be forwarded",
+                    forward.spool_dir.display(),
+                    recovery.corrupt,
+                    recovery.bytes_cut,
+                    recovery.records
+                );
+            }
+            // Gauges are right from the first STATUS, before the forwarder's first turn.
+            let f = &stats.forward;
+            f.enabled.store(true, Ordering::Relaxed);
+            f.spool_corrupt.store(recovery.corrupt, Ordering::Relaxed);
+            f.spool_events.store(spool.depth(), Ordering::Relaxed);
+            f.spooled_seq.store(spool.synced_seq(), Ordering::Relaxed);
+            f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+            let (tx, rx) = crossbeam_channel::bounded(1024);
+            sinks.push(tx);
+            let forwarder = Forwarder {
+                spool,
+                batches: rx,
+                config: ForwardConfig {
+                    upstream_control: forward.upstream_control.clone(),
+                    sync_interval: forward.sync_interval,
+                    ack_timeout: forward.ack_timeout,
+                },
+                stats: stats.clone(),
+                shutdown: shutdown.clone(),
+            };
+            threads.push(spawn("ziggyd-forward", move || forwarder.run()));
         }
 
         let control = Control {
@@ -102,6 +173,7 @@ impl Daemon {
             stats: stats.clone(),
             collect_port: endpoint_port(&collect_endpoint),
             stream_port: endpoint_port(&stream_endpoint),
+            forward_port,
             collect_endpoint: collect_endpoint.clone(),
             stream_endpoint: stream_endpoint.clone(),
             shutdown: shutdown.clone(),
@@ -117,6 +189,7 @@ impl Daemon {
             limits: config.limits,
             log_interval: config.log_interval,
             shutdown: shutdown.clone(),
+            router,
         };
         threads.push(spawn("ziggyd-collect", move || collector.run()));
         // The context lives as long as its sockets; they own references to it.

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, ForwardMark};
 use crate::ratelog::RateLimitedLog;
 use crate::stats::DaemonStats;
 
@@ -24,6 +24,8 @@ struct OpenFile {
     writer: BufWriter<File>,
     inode: u64,
     last_write: Instant,
+    /// Written since the last fsync.
+    dirty: bool,
 }
 
 /// Writes batches to per-channel, per-day files under one directory.
@@ -32,6 +34,7 @@ pub struct FileWriter {
     files: HashMap<String, HashMap<i64, OpenFile>>,
     stats: Arc<DaemonStats>,
     log: RateLimitedLog,
+    acks: Option<Sender<ForwardMark>>,
 }
 
 impl FileWriter {
@@ -43,6 +46,7 @@ impl FileWriter {
             files: HashMap::new(),
             stats,
             log: RateLimitedLog::new(Duration::from_secs(10)),
+            acks: None,
         })
     }
 
@@ -59,11 +63,51 @@ impl FileWriter {
             writer: BufWriter::with_capacity(256 << 10, file),
             inode,
             last_write: Instant::now(),
+            dirty: false,
         })
     }
 
-    /// Appends every event of the batch to its file.
+    /// Where to report forwarded batches once they are durable.
+    pub fn with_acks(mut self, acks: Sender<ForwardMark>) -> Self {
+        self.acks = Some(acks);
+        self
+    }
+
+    /// Flushes and fsyncs every file written since the last sync.
+    pub fn sync_dirty(&mut self) -> bool {
+        let mut ok = true;
+        for by_day in self.files.values_mut() {
+            for f in by_day.values_mut().filter(|f| f.dirty) {
+                if f.writer
+                    .flush()
+                    .and_then(|()| f.writer.get_ref().sync_data())
+                    .is_err()
+                {
+                    ok = false;
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    f.dirty = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// Appends every event of the batch to its file; a forwarded batch is fsynced, then confirmed.
     pub fn write(&mut self, batch: &Batch) {
+        self.append(batch);
+        if let Some(mark) = &batch.durable {
+            // Confirm only what is durable: a failed fsync leaves the batch unconfirmed, so the
+            // sender resends it.
+            if self.sync_dirty() {
+                if let Some(acks) = &self.acks {
+                    let _ = acks.send(mark.clone());
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, batch: &Batch) {
         let now = Instant::now();
         for (channel, day, bytes) in batch.iter() {
             let by_day = match self.files.get_mut(channel) {
@@ -89,6 +133,7 @@ impl FileWriter {
             match file.writer.write_all(bytes) {
                 Ok(()) => {
                     file.last_write = now;
+                    file.dirty = true;
                     self.stats.events_written.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {

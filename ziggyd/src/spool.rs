@@ -78,8 +78,18 @@ fn checksum(seq: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload)
 }
 
-/// Scans a segment; returns the valid records' `(seq, offset)`s and the offset where validity ends.
-fn scan(path: &Path) -> std::io::Result<(Vec<(u64, u64)>, u64, u64)> {
+/// What scanning a segment found.
+struct Scan {
+    /// Valid records' `(seq, offset)`.
+    records: Vec<(u64, u64)>,
+    /// Where validity ends.
+    valid_end: u64,
+    /// The file's length.
+    total: u64,
+}
+
+/// Scans a segment up to its first invalid record.
+fn scan(path: &Path) -> std::io::Result<Scan> {
     let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
     let total = std::fs::metadata(path)?.len();
     let mut records = Vec::new();
@@ -102,7 +112,11 @@ fn scan(path: &Path) -> std::io::Result<(Vec<(u64, u64)>, u64, u64)> {
         records.push((seq, offset));
         offset += (HEADER + len) as u64;
     }
-    Ok((records, offset, total))
+    Ok(Scan {
+        records,
+        valid_end: offset,
+        total,
+    })
 }
 
 impl Spool {
@@ -131,7 +145,11 @@ impl Spool {
         let mut segments = VecDeque::new();
         let mut last_seen = acked_seq;
         for path in names {
-            let (records, valid_end, total) = scan(&path)?;
+            let Scan {
+                records,
+                valid_end,
+                total,
+            } = scan(&path)?;
             recovery.segments += 1;
             if valid_end < total {
                 recovery.corrupt += 1;
@@ -328,7 +346,7 @@ impl Spool {
                     break 'segments;
                 }
                 if seq < from {
-                    file.seek(SeekFrom::Current(len as i64))?;
+                    file.seek_relative(len as i64)?;
                     continue;
                 }
                 if count > 0 && (count >= max_events || out.len() + len > max_bytes) {

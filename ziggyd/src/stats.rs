@@ -23,7 +23,53 @@ pub struct DaemonStats {
     pub write_errors: AtomicU64,
     /// Files currently open.
     pub files_open: AtomicU64,
+    /// The forwarding side (`--publish`), when on.
+    pub forward: ForwardStats,
+    /// The receiving side of forwarding (events from other daemons).
+    pub forward_in: ForwardInStats,
     detail: Mutex<Detail>,
+}
+
+/// Counters of the forwarder and its spool.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Forwarding is configured.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// Events in the spool not yet confirmed.
+    pub spool_events: AtomicU64,
+    /// Sequence number of the last event fsynced into the spool (counts every event ever
+    /// spooled by this spool directory).
+    pub spooled_seq: AtomicU64,
+    /// Bytes of the spool on disk.
+    pub spool_bytes: AtomicU64,
+    /// Age in milliseconds of the oldest unconfirmed event (0 when none).
+    pub oldest_unconfirmed_ms: AtomicU64,
+    /// Events sent upstream for the first time.
+    pub forwarded: AtomicU64,
+    /// Events the upstream confirmed.
+    pub confirmed: AtomicU64,
+    /// Events sent again after a timeout or reconnect.
+    pub resent: AtomicU64,
+    /// Events dropped because the spool was full.
+    pub dropped: AtomicU64,
+    /// Corrupt or truncated places found in the spool at start.
+    pub spool_corrupt: AtomicU64,
+    /// Whether an upstream forward endpoint is connected.
+    pub connected: std::sync::atomic::AtomicBool,
+}
+
+/// Counters of batches received from forwarding daemons.
+#[derive(Debug, Default)]
+pub struct ForwardInStats {
+    /// Batches received.
+    pub batches: AtomicU64,
+    /// Events written from them.
+    pub events: AtomicU64,
+    /// Resent events recognised by sequence number and not written again.
+    pub deduplicated: AtomicU64,
+    /// Resent events that may already be in the files (written before a crash of this daemon,
+    /// not yet confirmed): written again and counted here, as they cannot be told apart.
+    pub possible_duplicates: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +119,8 @@ impl Default for DaemonStats {
             events_written: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             files_open: AtomicU64::new(0),
+            forward: ForwardStats::default(),
+            forward_in: ForwardInStats::default(),
             detail: Mutex::default(),
         }
     }
@@ -134,6 +182,35 @@ impl DaemonStats {
             "channels": to_doc(&d.channels),
             "hosts": to_doc(&d.hosts),
         };
+        let f = &self.forward;
+        if f.enabled.load(Ordering::Relaxed) {
+            let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+            status.insert(
+                "forward",
+                doc! {
+                    "connected": f.connected.load(Ordering::Relaxed),
+                    "spool_events": g(&f.spool_events),
+                    "spooled_seq": g(&f.spooled_seq),
+                    "spool_bytes": g(&f.spool_bytes),
+                    "oldest_unconfirmed_age": g(&f.oldest_unconfirmed_ms) as f64 / 1000.0,
+                    "forwarded": g(&f.forwarded),
+                    "confirmed": g(&f.confirmed),
+                    "resent": g(&f.resent),
+                    "dropped": g(&f.dropped),
+                    "spool_corrupt": g(&f.spool_corrupt),
+                },
+            );
+        }
+        let fi = &self.forward_in;
+        status.insert(
+            "forward_in",
+            doc! {
+                "batches": fi.batches.load(Ordering::Relaxed) as i64,
+                "events": fi.events.load(Ordering::Relaxed) as i64,
+                "deduplicated": fi.deduplicated.load(Ordering::Relaxed) as i64,
+                "possible_duplicates": fi.possible_duplicates.load(Ordering::Relaxed) as i64,
+            },
+        );
         match d.last_event_end {
             Some(end) => {
                 status.insert("last_event", end);

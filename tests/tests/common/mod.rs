@@ -84,8 +84,13 @@ impl Proc {
 /// Starts `ziggyd` on free loopback ports with extra `args`; returns once it printed its
 /// addresses.
 pub fn start_ziggyd(args: &[&str]) -> Proc {
+    start_ziggyd_at("127.0.0.1:0", "127.0.0.1:0", args)
+}
+
+/// Starts `ziggyd` on the given collect and control addresses.
+pub fn start_ziggyd_at(collect: &str, control: &str, args: &[&str]) -> Proc {
     let mut child = Command::new(bin("ziggyd"))
-        .args(["-H", "127.0.0.1:0", "--control", "127.0.0.1:0", "-v"])
+        .args(["-H", collect, "--control", control, "-v"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,7 +137,10 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Decodes every channel file under `dir` with the independent decoder.
 pub fn read_all_events(dir: &Path) -> Vec<(PathBuf, minibson::Value)> {
     let mut out = Vec::new();
-    for f in files_under(dir) {
+    for f in files_under(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "bson"))
+    {
         let bytes = std::fs::read(&f).unwrap();
         let docs =
             minibson::decode_all(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
