@@ -3,7 +3,16 @@
 //! Collects events (ZeroMQ PULL), validates them on their raw bytes, writes them to
 //! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (PUB, `[type, event]`), and answers a
 //! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: [`collect`] →
-//! [`validate`] → ([`files`], stream) with [`control`] and [`stats`] beside; [`daemon`] wires them.
+//! [`validate`] → ([`files`], [`spool`] → [`forward`], stream) with [`control`] and [`stats`]
+//! beside; [`daemon`] wires them.
+//!
+//! ## Forwarding protocol
+//! A daemon started with `--publish` spools every valid event ([`spool`]) and sends batches from
+//! a DEALER socket to the upstream's ROUTER, whose port the upstream's control endpoint announces
+//! (`SOCK_FORWARD`): `["ZGB1", sender id, first seq (u64 LE), concatenated events]`. The upstream
+//! writes the new events, fsyncs, records the sender's mark in its ledger, and answers
+//! `["ACK1", seq (u64 LE)]`, meaning every event of that sender up to `seq` is durable; the sender
+//! then drops them from its spool. See [`receive`] for deduplication after crashes.
 //!
 //! Embedding, e.g. in a test or a demo:
 //! ```

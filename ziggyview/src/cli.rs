@@ -194,7 +194,7 @@ fn read_files<W: Write>(viewer: &mut Viewer<W>, files: &[PathBuf]) -> Result<(),
             source_name: name.clone(),
             error,
         })?;
-        viewer.read_input(file, &name)?;
+        viewer.read_file(file, &name)?;
     }
     Ok(())
 }

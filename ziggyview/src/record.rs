@@ -23,8 +23,67 @@ pub struct Record {
     pub end: f64,
 }
 
-/// The channel of raw event bytes, without decoding the rest (`None` if absent or not text).
+/// The channel of raw event bytes, found by walking the top-level elements' headers only: no
+/// allocation, no decoding of other values (this is the filter's hot path). `None` if absent, not
+/// text, or the bytes are not well-formed enough to reach it.
 pub fn raw_channel(bytes: &[u8]) -> Option<&str> {
+    let le32 = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        usize::try_from(v).ok()
+    };
+    let mut p = 4;
+    while p < bytes.len() {
+        let tag = bytes[p];
+        if tag == 0 {
+            return None;
+        }
+        let key_start = p + 1;
+        let key_len = bytes.get(key_start..)?.iter().position(|&b| b == 0)?;
+        let key = &bytes[key_start..key_start + key_len];
+        let v = key_start + key_len + 1;
+        if key == b"type" {
+            return match tag {
+                0x02 => {
+                    let len = le32(v)?;
+                    let s = bytes.get(v + 4..(v + 4 + len).checked_sub(1)?)?;
+                    std::str::from_utf8(s).ok()
+                }
+                0x05 => {
+                    let len = le32(v)?;
+                    if *bytes.get(v + 4)? != 0 {
+                        return None;
+                    }
+                    std::str::from_utf8(bytes.get(v + 5..v + 5 + len)?).ok()
+                }
+                _ => None,
+            };
+        }
+        let size = match tag {
+            0x01 | 0x09 | 0x11 | 0x12 => 8,
+            0x02 | 0x0D | 0x0E => 4 + le32(v)?,
+            0x03 | 0x04 | 0x0F => le32(v)?,
+            0x05 => 5 + le32(v)?,
+            0x06 | 0x0A | 0x7F | 0xFF => 0,
+            0x07 => 12,
+            0x08 => 1,
+            0x0B => {
+                let first = bytes.get(v..)?.iter().position(|&b| b == 0)? + 1;
+                first + bytes.get(v + first..)?.iter().position(|&b| b == 0)? + 1
+            }
+            0x0C => 4 + le32(v)? + 12,
+            0x10 => 4,
+            0x13 => 16,
+            _ => return None,
+        };
+        p = v + size;
+    }
+    None
+}
+
+/// The same as [`raw_channel`], through the `bson` crate's raw reader (kept to check the fast
+/// path against in tests).
+pub fn raw_channel_checked(bytes: &[u8]) -> Option<&str> {
     let doc = RawDocument::from_bytes(bytes).ok()?;
     match doc.get("type").ok()?? {
         RawBsonRef::String(s) => Some(s),
@@ -101,6 +160,30 @@ fn insert_dotted(doc: &mut Document, key: &str, value: Bson) {
             }
             if let Some(Bson::Document(inner)) = doc.get_mut(head) {
                 insert_dotted(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{Binary, doc};
+
+    #[test]
+    fn fast_channel_agrees_with_the_bson_crate() {
+        let docs = [
+            doc! { "id": "x", "type": "request.sql", "body": {} },
+            doc! { "a": 1.5, "b": [1, 2], "c": { "d": null }, "e": true, "f": 5i64, "type": "job" },
+            doc! { "type": Binary { subtype: BinarySubtype::Generic, bytes: b"old".to_vec() } },
+            doc! { "type": 5 },
+            doc! { "id": "no type here" },
+        ];
+        for d in docs {
+            let bytes = d.to_vec().unwrap();
+            assert_eq!(raw_channel(&bytes), raw_channel_checked(&bytes), "{d}");
+            for cut in 0..bytes.len() {
+                let _ = raw_channel(&bytes[..cut]); // never panics on truncated input
             }
         }
     }

@@ -111,6 +111,67 @@ impl<W: Write> Viewer<W> {
         self.out.flush()
     }
 
+    /// Reads a regular file through a memory map: events are sliced in place, and only matching
+    /// ones are decoded. Same results and errors as [`Viewer::read_input`].
+    pub fn read_file(&mut self, file: std::fs::File, name: &str) -> Result<(), ViewError> {
+        // SAFETY: the map is read-only and dropped before returning; a log file being appended
+        // meanwhile only grows past the mapped length. A file truncated underneath could fault,
+        // which is why stdin and pipes go through `read_input` instead.
+        let map = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            Ok(map) => map,
+            Err(_) => return self.read_input(file, name),
+        };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let bytes: &[u8] = &map;
+        let mut offset = 0usize;
+        while offset < bytes.len() && !self.done() {
+            let rest = &bytes[offset..];
+            let corrupt = |reason: String| ReadError::Corrupt {
+                source_name: name.to_owned(),
+                offset: offset as u64,
+                reason,
+            };
+            if rest.len() < 4 {
+                return Err(ReadError::Truncated {
+                    source_name: name.to_owned(),
+                    offset: offset as u64,
+                    declared: 4,
+                    available: rest.len(),
+                }
+                .into());
+            }
+            let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            if len < 5 || len as usize > crate::reader::MAX_DOCUMENT_BYTES {
+                return Err(corrupt(format!(
+                    "length prefix {len} is not a plausible BSON document length"
+                ))
+                .into());
+            }
+            let len = len as usize;
+            if len > rest.len() {
+                return Err(ReadError::Truncated {
+                    source_name: name.to_owned(),
+                    offset: offset as u64,
+                    declared: len,
+                    available: rest.len(),
+                }
+                .into());
+            }
+            let event = &rest[..len];
+            if event[len - 1] != 0 {
+                return Err(corrupt("document does not end with a NUL byte".into()).into());
+            }
+            if self.wants(event) {
+                match Record::decode(event) {
+                    Ok(rec) => self.event(rec)?,
+                    Err(reason) => return Err(corrupt(reason).into()),
+                }
+            }
+            offset += len;
+        }
+        Ok(())
+    }
+
     /// Reads one input to its end (or `--count`). On a read error, what was complete has been
     /// handled; the caller prints the error after [`Viewer::finish`].
     pub fn read_input(&mut self, input: impl Read, name: &str) -> Result<(), ViewError> {
