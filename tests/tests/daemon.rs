@@ -436,7 +436,12 @@ fn operator_commands_and_flag_errors() {
 fn files_moved_by_logrotate_are_reopened() {
     let root = tempdir();
     let log_path = root.path().join("logs");
-    let daemon = start_ziggyd(&["--log-path", log_path.to_str().unwrap(), "--flush-ms", "100"]);
+    let daemon = start_ziggyd(&[
+        "--log-path",
+        log_path.to_str().unwrap(),
+        "--flush-ms",
+        "100",
+    ]);
     let ctx = zmq::Context::new();
     let push = ctx.socket(zmq::PUSH).unwrap();
     push.connect(&daemon.collect).unwrap();
@@ -449,7 +454,10 @@ fn files_moved_by_logrotate_are_reopened() {
     for n in 0..10 {
         push.send(event(n), 0).unwrap();
     }
-    assert!(wait_until(T, || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 10 * event(0).len() as u64));
+    assert!(wait_until(T, || std::fs::metadata(&file)
+        .map(|m| m.len())
+        .unwrap_or(0)
+        == 10 * event(0).len() as u64));
     // logrotate (create mode): move the file away, then keep logging.
     let rotated = file.with_extension("bson.1");
     std::fs::rename(&file, &rotated).unwrap();
@@ -457,11 +465,18 @@ fn files_moved_by_logrotate_are_reopened() {
     for n in 10..15 {
         push.send(event(n), 0).unwrap();
     }
-    assert!(wait_until(T, || file.exists() && std::fs::metadata(&file).unwrap().len() == 5 * event(0).len() as u64));
-    assert_eq!(std::fs::metadata(&rotated).unwrap().len(), 10 * event(0).len() as u64);
+    assert!(wait_until(T, || file.exists()
+        && std::fs::metadata(&file).unwrap().len()
+            == 5 * event(0).len() as u64));
+    assert_eq!(
+        std::fs::metadata(&rotated).unwrap().len(),
+        10 * event(0).len() as u64
+    );
     // Deleted outright: reopened too.
     std::fs::remove_file(&file).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     push.send(event(99), 0).unwrap();
-    assert!(wait_until(T, || file.exists() && std::fs::metadata(&file).unwrap().len() == event(0).len() as u64));
+    assert!(wait_until(T, || file.exists()
+        && std::fs::metadata(&file).unwrap().len()
+            == event(0).len() as u64));
 }

@@ -163,7 +163,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         None => cli.args.iter().map(PathBuf::from).collect(),
     };
     let result = if inputs.is_empty() {
-        viewer.read_input(std::io::stdin().lock(), "<stdin>")
+        viewer.read_file(std::io::stdin().lock(), "<stdin>")
     } else {
         read_files(&mut viewer, &inputs)
     };
@@ -187,7 +187,7 @@ fn read_files<W: Write>(viewer: &mut Viewer<W>, files: &[PathBuf]) -> Result<(),
         }
         let name = path.display().to_string();
         if name == "-" {
-            viewer.read_input(std::io::stdin().lock(), "<stdin>")?;
+            viewer.read_file(std::io::stdin().lock(), "<stdin>")?;
             continue;
         }
         let file = std::fs::File::open(path).map_err(|error| crate::reader::ReadError::Io {

@@ -81,3 +81,121 @@ mod tests {
         );
     }
 }
+
+/// Writes one event as a JSON line straight from its bytes (no `Document`, no `Value`): the same
+/// text as [`event_json`], for the plain `--json` path.
+pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), String> {
+    const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
+    let doc = bson::RawDocument::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| e.to_string();
+    out.write_all(b"{").map_err(io)?;
+    let mut first = true;
+    let mut field =
+        |out: &mut dyn std::io::Write, key: &str, value: RawBsonRef<'_>| -> Result<(), String> {
+            if !std::mem::take(&mut first) {
+                out.write_all(b",").map_err(io)?;
+            }
+            serde_json::to_writer(&mut *out, key).map_err(|e| e.to_string())?;
+            out.write_all(b":").map_err(io)?;
+            write_raw_value(out, value)
+        };
+    for key in ORDER {
+        if let Some(v) = doc.get(key).map_err(|e| e.to_string())? {
+            field(out, key, v)?;
+        }
+    }
+    let mut body = None;
+    for element in doc.iter() {
+        let (key, value) = element.map_err(|e| e.to_string())?;
+        let key = key.as_str();
+        if key == "body" {
+            body = Some(value);
+        } else if !ORDER.contains(&key) {
+            field(out, key, value)?;
+        }
+    }
+    if let Some(body) = body {
+        field(out, "body", body)?;
+    }
+    out.write_all(b"}\n").map_err(io)
+}
+
+fn write_raw_value(out: &mut dyn std::io::Write, value: RawBsonRef<'_>) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let js =
+        |out: &mut dyn std::io::Write, v: &dyn erased::Ser| v.write(out).map_err(|e| e.to_string());
+    match value {
+        RawBsonRef::Double(d) if d.is_finite() => js(out, &d),
+        RawBsonRef::String(s) => js(out, &s),
+        RawBsonRef::Int32(i) => js(out, &i),
+        RawBsonRef::Int64(i) => js(out, &i),
+        RawBsonRef::Boolean(b) => js(out, &b),
+        RawBsonRef::Null | RawBsonRef::Undefined => out.write_all(b"null").map_err(io),
+        RawBsonRef::Document(d) => {
+            out.write_all(b"{").map_err(io)?;
+            for (i, element) in d.iter().enumerate() {
+                let (k, v) = element.map_err(|e| e.to_string())?;
+                if i > 0 {
+                    out.write_all(b",").map_err(io)?;
+                }
+                js(out, &k.as_str())?;
+                out.write_all(b":").map_err(io)?;
+                write_raw_value(out, v)?;
+            }
+            out.write_all(b"}").map_err(io)
+        }
+        RawBsonRef::Array(a) => {
+            out.write_all(b"[").map_err(io)?;
+            for (i, v) in a.into_iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",").map_err(io)?;
+                }
+                write_raw_value(out, v.map_err(|e| e.to_string())?)?;
+            }
+            out.write_all(b"]").map_err(io)
+        }
+        other => {
+            // Rare types: through the owned path, so the mapping stays in one place (`to_json`).
+            let owned = Bson::try_from(other).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut *out, &to_json(&owned)).map_err(|e| e.to_string())
+        }
+    }
+}
+
+use bson::raw::RawBsonRef;
+
+mod erased {
+    /// Serialises a value as JSON into a `dyn Write` (serde_json needs a sized writer).
+    pub trait Ser {
+        fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+            serde_json::to_writer(out, self)
+        }
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+    use bson::{Binary, doc};
+
+    #[test]
+    fn raw_writer_matches_the_document_path() {
+        let docs = [
+            doc! { "type": "request", "id": "x", "n": 1, "f": 0.5, "big": 1i64 << 40, "nan": f64::NAN,
+            "when": bson::DateTime::from_millis(0),
+            "old": Binary { subtype: BinarySubtype::Generic, bytes: b"text".to_vec() },
+            "body": { "a": [1, "b", { "c": null }], "s": "quote\"d\n" } },
+            doc! { "id": "y", "type": "job", "host": "h", "pid": 3, "start": 1709164801.0, "end": 1709164801.0125,
+            "sample_rate": 0.25, "body": {} },
+        ];
+        for d in docs {
+            let mut raw = Vec::new();
+            write_raw_event(&mut raw, &d.to_vec().unwrap()).unwrap();
+            let expected = format!("{}\n", Value::Object(event_json(&d)));
+            assert_eq!(String::from_utf8(raw).unwrap(), expected);
+        }
+    }
+}

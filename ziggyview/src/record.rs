@@ -27,6 +27,12 @@ pub struct Record {
 /// allocation, no decoding of other values (this is the filter's hot path). `None` if absent, not
 /// text, or the bytes are not well-formed enough to reach it.
 pub fn raw_channel(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(raw_channel_bytes(bytes)?).ok()
+}
+
+/// The bytes of the channel (see [`raw_channel`]), not checked for UTF-8: a filter compares them
+/// with an ASCII pattern, so the check would only cost time.
+pub fn raw_channel_bytes(bytes: &[u8]) -> Option<&[u8]> {
     let le32 = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
         let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -46,15 +52,14 @@ pub fn raw_channel(bytes: &[u8]) -> Option<&str> {
             return match tag {
                 0x02 => {
                     let len = le32(v)?;
-                    let s = bytes.get(v + 4..(v + 4 + len).checked_sub(1)?)?;
-                    std::str::from_utf8(s).ok()
+                    bytes.get(v + 4..(v + 4 + len).checked_sub(1)?)
                 }
                 0x05 => {
                     let len = le32(v)?;
                     if *bytes.get(v + 4)? != 0 {
                         return None;
                     }
-                    std::str::from_utf8(bytes.get(v + 5..v + 5 + len)?).ok()
+                    bytes.get(v + 5..v + 5 + len)
                 }
                 _ => None,
             };

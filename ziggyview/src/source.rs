@@ -44,6 +44,15 @@ impl ChannelPattern {
         }
     }
 
+    /// Whether a channel given as bytes matches (no UTF-8 check needed: patterns are ASCII).
+    pub fn matches_bytes(&self, channel: &[u8]) -> bool {
+        match self {
+            ChannelPattern::Any => true,
+            ChannelPattern::Exact(c) => channel == c.as_bytes(),
+            ChannelPattern::Prefix(p) => channel.starts_with(p.as_bytes()),
+        }
+    }
+
     /// The ZeroMQ subscription prefix that covers the pattern.
     pub fn subscription(&self) -> &str {
         match self {

@@ -6,7 +6,7 @@ use crate::group::{Group, Grouper, Node};
 use crate::json::event_json;
 use crate::pretty::{Style, write_event};
 use crate::reader::{EventReader, ReadError};
-use crate::record::{Record, raw_channel};
+use crate::record::{Record, raw_channel_bytes};
 use crate::source::ChannelPattern;
 use crate::stats::KeyStats;
 
@@ -35,6 +35,7 @@ pub struct Viewer<W: Write> {
     options: ViewOptions,
     grouper: Option<Grouper>,
     stats: Option<KeyStats>,
+    scratch: Vec<u8>,
     /// Matching events seen.
     pub seen: u64,
 }
@@ -60,8 +61,17 @@ impl<W: Write> Viewer<W> {
             options,
             grouper,
             stats,
+            scratch: Vec::new(),
             seen: 0,
         }
+    }
+
+    /// Plain JSON lines: no grouping, statistics or field selection.
+    fn plain_json(&self) -> bool {
+        self.options.json
+            && self.grouper.is_none()
+            && self.stats.is_none()
+            && self.options.fields.is_none()
     }
 
     /// True once `--count` events were shown.
@@ -71,7 +81,7 @@ impl<W: Write> Viewer<W> {
 
     /// Whether raw event bytes are wanted (channel filter), decided without decoding the body.
     pub fn wants(&self, bytes: &[u8]) -> bool {
-        raw_channel(bytes).is_some_and(|c| self.options.pattern.matches(c))
+        raw_channel_bytes(bytes).is_some_and(|c| self.options.pattern.matches_bytes(c))
     }
 
     /// Handles one matching event.
@@ -111,65 +121,106 @@ impl<W: Write> Viewer<W> {
         self.out.flush()
     }
 
-    /// Reads a regular file through a memory map: events are sliced in place, and only matching
-    /// ones are decoded. Same results and errors as [`Viewer::read_input`].
-    pub fn read_file(&mut self, file: std::fs::File, name: &str) -> Result<(), ViewError> {
-        // SAFETY: the map is read-only and dropped before returning; a log file being appended
-        // meanwhile only grows past the mapped length. A file truncated underneath could fault,
-        // which is why stdin and pipes go through `read_input` instead.
-        let map = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
-            Ok(map) => map,
-            Err(_) => return self.read_input(file, name),
-        };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let bytes: &[u8] = &map;
-        let mut offset = 0usize;
-        while offset < bytes.len() && !self.done() {
-            let rest = &bytes[offset..];
-            let corrupt = |reason: String| ReadError::Corrupt {
-                source_name: name.to_owned(),
-                offset: offset as u64,
-                reason,
-            };
-            if rest.len() < 4 {
+    /// Reads a file in large chunks, slicing events in place; only matching ones are decoded.
+    /// Same results and errors as [`Viewer::read_input`], without a copy per event.
+    pub fn read_file(&mut self, mut file: impl Read, name: &str) -> Result<(), ViewError> {
+        const CHUNK: usize = 4 << 20;
+        let mut buf = vec![0u8; CHUNK];
+        let (mut filled, mut base) = (0usize, 0u64); // bytes in buf; file offset of buf[0]
+        let mut eof = false;
+        loop {
+            // Consume every complete event in the buffer.
+            let mut pos = 0;
+            while !self.done() {
+                let rest = &buf[pos..filled];
+                if rest.len() < 4 {
+                    break;
+                }
+                let offset = base + pos as u64;
+                let corrupt = |reason: String| ReadError::Corrupt {
+                    source_name: name.to_owned(),
+                    offset,
+                    reason,
+                };
+                let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                if len < 5 || len as usize > crate::reader::MAX_DOCUMENT_BYTES {
+                    return Err(corrupt(format!(
+                        "length prefix {len} is not a plausible BSON document length"
+                    ))
+                    .into());
+                }
+                let len = len as usize;
+                if len > rest.len() {
+                    if len > buf.len() {
+                        buf.resize(len, 0); // a document larger than the chunk
+                    }
+                    break;
+                }
+                let event = &rest[..len];
+                if event[len - 1] != 0 {
+                    return Err(corrupt("document does not end with a NUL byte".into()).into());
+                }
+                if self.wants(event) {
+                    if self.plain_json() {
+                        // The common `--json` case: straight from bytes to text.
+                        // Into a scratch line first: a malformed nested value must not leave half
+                        // a line on stdout.
+                        let mut line = std::mem::take(&mut self.scratch);
+                        line.clear();
+                        crate::json::write_raw_event(&mut line, event).map_err(corrupt)?;
+                        self.out.write_all(&line)?;
+                        self.scratch = line;
+                        self.seen += 1;
+                    } else {
+                        match Record::decode(event) {
+                            Ok(rec) => self.event(rec)?,
+                            Err(reason) => return Err(corrupt(reason).into()),
+                        }
+                    }
+                }
+                pos += len;
+            }
+            if self.done() {
+                return Ok(());
+            }
+            buf.copy_within(pos..filled, 0);
+            filled -= pos;
+            base += pos as u64;
+            if eof {
+                if filled == 0 {
+                    return Ok(());
+                }
+                let declared = if filled >= 4 {
+                    i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize
+                } else {
+                    4
+                };
                 return Err(ReadError::Truncated {
                     source_name: name.to_owned(),
-                    offset: offset as u64,
-                    declared: 4,
-                    available: rest.len(),
+                    offset: base,
+                    declared,
+                    available: filled,
                 }
                 .into());
             }
-            let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-            if len < 5 || len as usize > crate::reader::MAX_DOCUMENT_BYTES {
-                return Err(corrupt(format!(
-                    "length prefix {len} is not a plausible BSON document length"
-                ))
-                .into());
-            }
-            let len = len as usize;
-            if len > rest.len() {
-                return Err(ReadError::Truncated {
-                    source_name: name.to_owned(),
-                    offset: offset as u64,
-                    declared: len,
-                    available: rest.len(),
-                }
-                .into());
-            }
-            let event = &rest[..len];
-            if event[len - 1] != 0 {
-                return Err(corrupt("document does not end with a NUL byte".into()).into());
-            }
-            if self.wants(event) {
-                match Record::decode(event) {
-                    Ok(rec) => self.event(rec)?,
-                    Err(reason) => return Err(corrupt(reason).into()),
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        return Err(ReadError::Io {
+                            source_name: name.to_owned(),
+                            error,
+                        }
+                        .into());
+                    }
                 }
             }
-            offset += len;
         }
-        Ok(())
     }
 
     /// Reads one input to its end (or `--count`). On a read error, what was complete has been
