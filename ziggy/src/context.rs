@@ -263,18 +263,8 @@ impl Frame {
             self.body.insert("error", error);
         }
         let identity = crate::identity::current();
-        let mut event = Document::new();
-        event.insert("id", std::mem::take(&mut self.id));
-        event.insert("type", self.channel.as_ref());
-        event.insert("host", identity.host.as_str());
-        event.insert("pid", identity.pid);
-        event.insert("start", self.start);
-        event.insert("end", now_unix());
-        if let Some(rate) = self.sample_rate {
-            event.insert("sample_rate", rate);
-        }
-        event.insert("body", std::mem::take(&mut self.body));
-        let bytes = match event.to_vec() {
+        let end = now_unix();
+        let bytes = match encode_event(&self, &identity, end, &self.body) {
             Ok(bytes) => bytes,
             Err(e) => {
                 // A key bson cannot encode (a NUL inside a serde map key): keep the event, say why.
@@ -284,8 +274,7 @@ impl Frame {
                     "error",
                     format!("ziggy: body could not be encoded as BSON: {e}"),
                 );
-                event.insert("body", body);
-                match event.to_vec() {
+                match encode_event(&self, &identity, end, &body) {
                     Ok(bytes) => bytes,
                     Err(_) => return,
                 }
@@ -297,6 +286,49 @@ impl Frame {
             None => crate::transport::submit(bytes),
         }
     }
+}
+
+/// Encodes an event straight into BSON bytes (SPEC §1 field order), without building an outer
+/// `Document`: the header is written by hand, the body by `bson`.
+fn encode_event(
+    frame: &Frame,
+    identity: &crate::identity::Identity,
+    end: f64,
+    body: &Document,
+) -> Result<Vec<u8>, bson::error::Error> {
+    fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
+        out.push(tag);
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+    }
+    fn string(out: &mut Vec<u8>, name: &str, value: &str) {
+        key(out, 0x02, name);
+        out.extend_from_slice(&(value.len() as i32 + 1).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    fn double(out: &mut Vec<u8>, name: &str, value: f64) {
+        key(out, 0x01, name);
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0; 4]);
+    string(&mut out, "id", &frame.id);
+    string(&mut out, "type", &frame.channel);
+    string(&mut out, "host", &identity.host);
+    key(&mut out, 0x10, "pid");
+    out.extend_from_slice(&identity.pid.to_le_bytes());
+    double(&mut out, "start", frame.start);
+    double(&mut out, "end", end);
+    if let Some(rate) = frame.sample_rate {
+        double(&mut out, "sample_rate", rate);
+    }
+    key(&mut out, 0x03, "body");
+    body.to_writer(&mut out)?;
+    out.push(0);
+    let len = out.len() as i32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
 }
 
 /// Closes the frame with this serial, wherever it is in this thread's stack.

@@ -1,17 +1,18 @@
 //! The sender: a bounded queue drained by one background thread into a ZeroMQ PUSH socket.
 //!
-//! The application thread only ever does a `try_send` into the queue: it never blocks on the
-//! network, and when the queue is full the event is dropped and counted. The sender thread batches
-//! what is queued into frames of concatenated BSON events (SPEC §3) and never lets ZeroMQ block it
-//! for long, so `flush` and `shutdown` stay responsive while no daemon listens.
+//! The application thread only ever pushes into a lock-free bounded queue: it never blocks on the
+//! network and makes no system call (the sender is not woken per event; it polls the queue every
+//! millisecond when idle), and when the queue is full the event is dropped and counted. The sender
+//! thread batches what is queued into frames of concatenated BSON events (SPEC §3) and never lets
+//! ZeroMQ block it for long, so `flush` and `shutdown` stay responsive while no daemon listens.
 
 use std::cell::RefCell;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_queue::ArrayQueue;
 
 use crate::stats::COUNTERS;
 
@@ -56,9 +57,11 @@ pub enum ConfigureError {
     },
 }
 
+type Queue = Arc<ArrayQueue<Vec<u8>>>;
+
 struct Running {
-    queue: Sender<Vec<u8>>,
-    stop: Sender<()>,
+    queue: Queue,
+    stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
@@ -69,7 +72,7 @@ static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static QUEUE: RefCell<(u64, Option<Sender<Vec<u8>>>)> = const { RefCell::new((0, None)) };
+    static QUEUE: RefCell<(u64, Option<Queue>)> = const { RefCell::new((0, None)) };
 }
 
 /// Turns `host:port` into `tcp://host:port`; endpoints pass through.
@@ -115,12 +118,13 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
             source,
         })?;
     shutdown();
-    let (queue, receiver) = bounded(config.queue_capacity.max(1));
-    let (stop, stop_rx) = bounded(1);
+    let queue: Queue = Arc::new(ArrayQueue::new(config.queue_capacity.max(1)));
+    let stop = Arc::new(AtomicBool::new(false));
     let max_batch = config.max_batch_bytes;
+    let (q, st) = (queue.clone(), stop.clone());
     let thread = std::thread::Builder::new()
         .name("ziggy-sender".into())
-        .spawn(move || sender_loop(socket, receiver, stop_rx, max_batch))
+        .spawn(move || sender_loop(socket, q, st, max_batch))
         .expect("spawning the ziggy sender thread");
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
         queue,
@@ -143,10 +147,7 @@ pub(crate) fn submit(bytes: Vec<u8>) {
             *cached = (generation, running.as_ref().map(|r| r.queue.clone()));
         }
         match &cached.1 {
-            Some(queue) => match queue.try_send(bytes) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
+            Some(queue) => queue.push(bytes).is_ok(),
             None => false,
         }
     });
@@ -157,44 +158,27 @@ pub(crate) fn submit(bytes: Vec<u8>) {
     }
 }
 
-fn sender_loop(
-    socket: zmq::Socket,
-    queue: Receiver<Vec<u8>>,
-    stop: Receiver<()>,
-    max_batch: usize,
-) {
+fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_batch: usize) {
     let mut frame: Vec<u8> = Vec::with_capacity(max_batch.max(1024));
     let mut in_frame: u64 = 0;
-    let mut stopping = false;
     loop {
         if in_frame == 0 {
-            if stopping {
-                // Drain what is left without waiting for more.
-                match queue.try_recv() {
-                    Ok(event) => {
-                        frame.extend_from_slice(&event);
-                        in_frame = 1;
-                    }
-                    Err(_) => break,
-                }
-            } else {
-                crossbeam_channel::select! {
-                    recv(queue) -> event => match event {
-                        Ok(event) => { frame.extend_from_slice(&event); in_frame = 1; }
-                        Err(_) => break,
-                    },
-                    recv(stop) -> _ => { stopping = true; continue; }
+            // Batch whatever is queued, up to the frame size.
+            while let Some(event) = queue.pop() {
+                frame.extend_from_slice(&event);
+                in_frame += 1;
+                if frame.len() >= max_batch {
+                    break;
                 }
             }
-            // Batch whatever else is already queued, up to the frame size.
-            while frame.len() < max_batch {
-                match queue.try_recv() {
-                    Ok(event) => {
-                        frame.extend_from_slice(&event);
-                        in_frame += 1;
-                    }
-                    Err(_) => break,
+            if in_frame == 0 {
+                if stop.load(Ordering::Acquire) {
+                    break;
                 }
+                // Idle: look again shortly. Producers never wake this thread, so emitting costs
+                // them no system call.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
             }
         }
         match socket.send(&frame[..], zmq::DONTWAIT) {
@@ -206,13 +190,10 @@ fn sender_loop(
             }
             Err(zmq::Error::EAGAIN) => {
                 // No peer or peer slow: wait a little for room, but keep hearing `stop`.
-                if stopping {
+                if stop.load(Ordering::Acquire) {
                     break;
                 }
                 let _ = socket.poll(zmq::POLLOUT, 50);
-                if stop.try_recv().is_ok() {
-                    stopping = true;
-                }
             }
             Err(_) => {
                 // A frame ZeroMQ refuses outright cannot be retried usefully.
@@ -224,7 +205,10 @@ fn sender_loop(
         }
     }
     // Whatever could not be handed to ZeroMQ before stopping is dropped, and counted.
-    let left = in_frame + queue.try_iter().count() as u64;
+    let mut left = in_frame;
+    while queue.pop().is_some() {
+        left += 1;
+    }
     COUNTERS.dropped.fetch_add(left, Ordering::Relaxed);
     COUNTERS.queued.fetch_sub(left, Ordering::Relaxed);
     drop(socket); // closes with the configured linger, delivering what ZeroMQ holds
@@ -252,8 +236,14 @@ pub fn shutdown() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
     if let Some(running) = running {
         flush(running.shutdown_timeout);
-        let _ = running.stop.try_send(());
-        drop(running.queue);
+        running.stop.store(true, Ordering::Release);
         let _ = running.thread.join();
+        // A producer that raced with the stop may have pushed after the final drain.
+        let mut late = 0;
+        while running.queue.pop().is_some() {
+            late += 1;
+        }
+        COUNTERS.dropped.fetch_add(late, Ordering::Relaxed);
+        COUNTERS.queued.fetch_sub(late, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,174 @@
+//! Ziggy enabled, against its peers, in one run (`cargo bench -p ziggy --bench enabled`):
+//! - app thread: a `#[ziggy::context]` fn with 5 `set`s of mixed types and a timer, queued to the
+//!   sender (a PULL socket in this process drains it), vs the same fn with `tracing::instrument`,
+//!   `tracing-subscriber`'s JSON layer and `tracing-appender`'s non-blocking file writer;
+//! - sender thread: events/s the runtime pushes into ZeroMQ, vs raw PUSH/PULL of pre-encoded frames
+//!   of the same size.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+ziggy::channels! { request }
+
+#[ziggy::context("request")]
+fn with_ziggy(i: u64) -> u64 {
+    let _t = ziggy::timeit("request_time");
+    ziggy::set("path", "/users/42");
+    ziggy::set("response.status", 200);
+    ziggy::set("response.size", i);
+    ziggy::set("cached", true);
+    ziggy::set("ratio", 0.25);
+    i
+}
+
+#[tracing::instrument(fields(path, status, size, cached, ratio, request_time))]
+fn with_tracing(i: u64) -> u64 {
+    let started = Instant::now();
+    let span = tracing::Span::current();
+    span.record("path", "/users/42");
+    span.record("status", 200);
+    span.record("size", i);
+    span.record("cached", true);
+    span.record("ratio", 0.25);
+    span.record("request_time", started.elapsed().as_secs_f64());
+    tracing::info!("done");
+    i
+}
+
+/// A PULL socket drained by a thread, counting events (frames hold concatenated events).
+fn sink() -> (String, Arc<AtomicU64>) {
+    let ctx = zmq::Context::new();
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    pull.set_rcvhwm(100_000).unwrap();
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = pull.get_last_endpoint().unwrap().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let _ctx = ctx;
+        loop {
+            let Ok(frame) = pull.recv_bytes(0) else {
+                return;
+            };
+            let mut rest = &frame[..];
+            let mut n = 0;
+            while rest.len() >= 4 {
+                let len = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+                rest = &rest[len..];
+                n += 1;
+            }
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    });
+    (endpoint, count)
+}
+
+fn app_thread(c: &mut Criterion) {
+    let (endpoint, _count) = sink();
+    ziggy::configure_with(
+        &endpoint,
+        ziggy::TransportConfig {
+            queue_capacity: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let appender = tracing_appender::rolling::never(dir.path(), "bench.json");
+    let (writer, _guard) = tracing_appender::non_blocking(appender);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let mut group = c.benchmark_group("app thread, enabled");
+    group.bench_function("ziggy: context + 5 sets + timer", |b| {
+        b.iter(|| with_ziggy(black_box(7)));
+        ziggy::flush(Duration::from_secs(10));
+    });
+    group.bench_function(
+        "tracing: instrument + 6 records, JSON layer, non-blocking file",
+        |b| b.iter(|| with_tracing(black_box(7))),
+    );
+    group.finish();
+    let s = ziggy::stats();
+    eprintln!("ziggy stats after the app-thread bench: {s:?}");
+}
+
+fn sender_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sender thread");
+    group.sample_size(10);
+    let (endpoint, count) = sink();
+    ziggy::configure_with(
+        &endpoint,
+        ziggy::TransportConfig {
+            queue_capacity: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let event_len = ziggy::testing::capture(|| {
+        with_ziggy(7);
+    });
+    let size = ziggy::Event::to_vec(&event_len[0]).unwrap().len();
+    eprintln!("event size {size} bytes");
+    group.bench_function("ziggy runtime → PULL, events/s", |b| {
+        b.iter_custom(|iters| {
+            let n = iters * 10_000;
+            let start_count = count.load(Ordering::Relaxed);
+            let started = Instant::now();
+            let mut emitted = 0;
+            while emitted < n {
+                // Stay under the queue bound so nothing is dropped: this measures the sender.
+                if ziggy::stats().queued < 500_000 {
+                    for _ in 0..1_000 {
+                        with_ziggy(7);
+                    }
+                    emitted += 1_000;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            while count.load(Ordering::Relaxed) - start_count < n {
+                std::thread::yield_now();
+            }
+            started.elapsed() / 10_000
+        })
+    });
+    let (raw_endpoint, raw_count) = sink();
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_sndhwm(100_000).unwrap();
+    push.connect(&raw_endpoint).unwrap();
+    let frame = vec![0u8; size];
+    let mut one = frame.clone();
+    one[..4].copy_from_slice(&(size as i32).to_le_bytes());
+    group.bench_function(
+        "raw ZeroMQ PUSH → PULL, same-size frames, events/s",
+        |b| {
+            b.iter_custom(|iters| {
+                let n = iters * 10_000;
+                let start_count = raw_count.load(Ordering::Relaxed);
+                let started = Instant::now();
+                for _ in 0..n {
+                    push.send(&one[..], 0).unwrap();
+                }
+                while raw_count.load(Ordering::Relaxed) - start_count < n {
+                    std::thread::yield_now();
+                }
+                started.elapsed() / 10_000
+            })
+        },
+    );
+    group.finish();
+    eprintln!("ziggy stats after the sender bench: {:?}", ziggy::stats());
+}
+
+criterion_group!(benches, app_thread, sender_thread);
+criterion_main!(benches);
