@@ -2,8 +2,8 @@
 //! - app thread: a `#[ziggy::context]` fn with 5 `set`s of mixed types and a timer, queued to the
 //!   sender (a PULL socket in this process drains it), vs the same fn with `tracing::instrument`,
 //!   `tracing-subscriber`'s JSON layer and `tracing-appender`'s non-blocking file writer;
-//! - sender thread: events/s the runtime pushes into ZeroMQ, vs raw PUSH/PULL of pre-encoded frames
-//!   of the same size.
+//!
+//! The sender thread's capacity is measured by `benches/sender.rs`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -101,74 +101,5 @@ fn app_thread(c: &mut Criterion) {
     eprintln!("ziggy stats after the app-thread bench: {s:?}");
 }
 
-fn sender_thread(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sender thread");
-    group.sample_size(10);
-    let (endpoint, count) = sink();
-    ziggy::configure_with(
-        &endpoint,
-        ziggy::TransportConfig {
-            queue_capacity: 1 << 20,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let event_len = ziggy::testing::capture(|| {
-        with_ziggy(7);
-    });
-    let size = ziggy::Event::to_vec(&event_len[0]).unwrap().len();
-    eprintln!("event size {size} bytes");
-    group.bench_function("ziggy runtime → PULL, events/s", |b| {
-        b.iter_custom(|iters| {
-            let n = iters * 10_000;
-            let start_count = count.load(Ordering::Relaxed);
-            let started = Instant::now();
-            let mut emitted = 0;
-            while emitted < n {
-                // Stay under the queue bound so nothing is dropped: this measures the sender.
-                if ziggy::stats().queued < 500_000 {
-                    for _ in 0..1_000 {
-                        with_ziggy(7);
-                    }
-                    emitted += 1_000;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            while count.load(Ordering::Relaxed) - start_count < n {
-                std::thread::yield_now();
-            }
-            started.elapsed() / 10_000
-        })
-    });
-    let (raw_endpoint, raw_count) = sink();
-    let ctx = zmq::Context::new();
-    let push = ctx.socket(zmq::PUSH).unwrap();
-    push.set_sndhwm(100_000).unwrap();
-    push.connect(&raw_endpoint).unwrap();
-    let frame = vec![0u8; size];
-    let mut one = frame.clone();
-    one[..4].copy_from_slice(&(size as i32).to_le_bytes());
-    group.bench_function(
-        "raw ZeroMQ PUSH → PULL, same-size frames, events/s",
-        |b| {
-            b.iter_custom(|iters| {
-                let n = iters * 10_000;
-                let start_count = raw_count.load(Ordering::Relaxed);
-                let started = Instant::now();
-                for _ in 0..n {
-                    push.send(&one[..], 0).unwrap();
-                }
-                while raw_count.load(Ordering::Relaxed) - start_count < n {
-                    std::thread::yield_now();
-                }
-                started.elapsed() / 10_000
-            })
-        },
-    );
-    group.finish();
-    eprintln!("ziggy stats after the sender bench: {:?}", ziggy::stats());
-}
-
-criterion_group!(benches, app_thread, sender_thread);
+criterion_group!(benches, app_thread);
 criterion_main!(benches);
