@@ -521,6 +521,11 @@ pub fn current_id() -> Option<String> {
     with_stack(|s| s.last().filter(|f| f.active).map(|f| f.id.clone())).flatten()
 }
 
+/// The channel of the innermost open context on this thread (active or not), if any.
+pub(crate) fn current_channel() -> Option<String> {
+    with_stack(|s| s.last().map(|f| f.channel.to_string())).flatten()
+}
+
 /// Serial of the innermost active frame (the target of a timer started now).
 pub(crate) fn innermost_active_serial() -> Option<u64> {
     with_stack(|s| s.last().filter(|f| f.active).map(|f| f.serial)).flatten()

@@ -66,6 +66,8 @@ pub mod event;
 mod future;
 mod id;
 mod identity;
+#[cfg(feature = "log")]
+pub mod log_bridge;
 mod panic_message;
 mod registry;
 mod sampling;
