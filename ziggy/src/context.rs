@@ -262,38 +262,57 @@ impl Frame {
         if let Some(error) = error {
             self.body.insert("error", error);
         }
-        let identity = crate::identity::current();
-        let end = now_unix();
-        let bytes = match encode_event(&self, &identity, end, &self.body) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // A key bson cannot encode (a NUL inside a serde map key): keep the event, say why.
-                COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-                let mut body = Document::new();
-                body.insert(
-                    "error",
-                    format!("ziggy: body could not be encoded as BSON: {e}"),
-                );
-                match encode_event(&self, &identity, end, &body) {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
-                }
-            }
+        let header = EventHeader {
+            id: &self.id,
+            channel: &self.channel,
+            start: self.start,
+            end: now_unix(),
+            sample_rate: self.sample_rate,
         };
-        COUNTERS.emitted.fetch_add(1, Ordering::Relaxed);
-        match &self.sink {
-            Some(sink) => sink.push(bytes),
-            None => crate::transport::submit(bytes),
+        emit(&header, &self.body, self.sink.as_ref());
+    }
+}
+
+/// The header fields of an event.
+pub(crate) struct EventHeader<'a> {
+    pub id: &'a str,
+    pub channel: &'a str,
+    pub start: f64,
+    pub end: f64,
+    pub sample_rate: Option<f64>,
+}
+
+/// Encodes an event and hands it to `sink` (a test capture) or the transport.
+pub(crate) fn emit(header: &EventHeader<'_>, body: &Document, sink: Option<&Arc<CaptureSink>>) {
+    let identity = crate::identity::current();
+    let bytes = match encode_event(header, &identity, body) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // A key bson cannot encode (a NUL inside a serde map key): keep the event, say why.
+            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+            let mut body = Document::new();
+            body.insert(
+                "error",
+                format!("ziggy: body could not be encoded as BSON: {e}"),
+            );
+            match encode_event(header, &identity, &body) {
+                Ok(bytes) => bytes,
+                Err(_) => return,
+            }
         }
+    };
+    COUNTERS.emitted.fetch_add(1, Ordering::Relaxed);
+    match sink {
+        Some(sink) => sink.push(bytes),
+        None => crate::transport::submit(bytes),
     }
 }
 
 /// Encodes an event straight into BSON bytes (SPEC §1 field order), without building an outer
 /// `Document`: the header is written by hand, the body by `bson`.
 fn encode_event(
-    frame: &Frame,
+    frame: &EventHeader<'_>,
     identity: &crate::identity::Identity,
-    end: f64,
     body: &Document,
 ) -> Result<Vec<u8>, bson::error::Error> {
     fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
@@ -313,13 +332,13 @@ fn encode_event(
     }
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&[0; 4]);
-    string(&mut out, "id", &frame.id);
-    string(&mut out, "type", &frame.channel);
+    string(&mut out, "id", frame.id);
+    string(&mut out, "type", frame.channel);
     string(&mut out, "host", &identity.host);
     key(&mut out, 0x10, "pid");
     out.extend_from_slice(&identity.pid.to_le_bytes());
     double(&mut out, "start", frame.start);
-    double(&mut out, "end", end);
+    double(&mut out, "end", frame.end);
     if let Some(rate) = frame.sample_rate {
         double(&mut out, "sample_rate", rate);
     }
@@ -521,6 +540,7 @@ pub fn current_id() -> Option<String> {
     with_stack(|s| s.last().filter(|f| f.active).map(|f| f.id.clone())).flatten()
 }
 
+#[cfg(feature = "log")]
 /// The channel of the innermost open context on this thread (active or not), if any.
 pub(crate) fn current_channel() -> Option<String> {
     with_stack(|s| s.last().map(|f| f.channel.to_string())).flatten()

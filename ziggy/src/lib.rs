@@ -74,6 +74,8 @@ mod sampling;
 mod stats;
 pub mod testing;
 mod timer;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 mod transport;
 
 pub use context::{Context, ContextGuard, MAX_ID_LEN, add, append, current_id, enabled, set};

@@ -1,0 +1,207 @@
+//! A `tracing_subscriber::Layer` that ships a program instrumented with `tracing` to ziggyd
+//! unchanged (feature `tracing`).
+//!
+//! Each span becomes one ziggy event, emitted when the span closes: its channel is the span's name
+//! (lower-cased, other characters as `_`) under its parent span's channel (`handle.query`), so a
+//! child shares its root's id like a ziggy sub-context; its fields (at creation and `record`ed
+//! later) form the body. Each `tracing` event becomes a `.log` sub-event of its span
+//! (`level`, `target`, `message`, its other fields, `location`), or a standalone `log` event
+//! outside spans. Spans live in the subscriber's registry, not on ziggy's thread stack, so they
+//! follow `tracing`'s own rules across `.await` and threads.
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt;
+//! let subscriber = tracing_subscriber::registry().with(ziggy::tracing_bridge::ZiggyLayer::new());
+//! let events = ziggy::testing::capture(|| {
+//!     tracing::subscriber::with_default(subscriber, || {
+//!         let span = tracing::info_span!("handle", path = "/users");
+//!         let _entered = span.enter();
+//!         tracing::info!(rows = 3, "query done");
+//!     });
+//! });
+//! let channels: Vec<_> = events.iter().map(|e| e.channel.as_str()).collect();
+//! assert_eq!(channels, ["handle.log", "handle"]);
+//! assert_eq!(events[1].body.get_str("path").unwrap(), "/users");
+//! assert_eq!(events[0].body.get_i64("rows").unwrap(), 3);
+//! ```
+
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::channel::{MAX_CHANNEL_LEN, validate_channel_name};
+use crate::context::{EventHeader, THREAD_CAPTURE, emit, now_unix};
+use crate::testing::CaptureSink;
+
+/// The layer; add it to a `tracing_subscriber::registry()`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ZiggyLayer {
+    _private: (),
+}
+
+impl ZiggyLayer {
+    /// A layer emitting to wherever ziggy emits (the configured daemon, or a test capture).
+    pub fn new() -> Self {
+        ZiggyLayer { _private: () }
+    }
+}
+
+struct SpanEvent {
+    channel: String,
+    id: String,
+    start: f64,
+    body: Document,
+    sink: Option<Arc<CaptureSink>>,
+}
+
+/// `Handle Request` → `handle_request`: the channel segment for a span name.
+fn segment(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "span".into() } else { s }
+}
+
+struct BodyVisitor<'a>(&'a mut Document);
+
+impl BodyVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Bson) {
+        self.0.insert(field.name(), value);
+    }
+}
+
+impl Visit for BodyVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Bson::Double(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Bson::Int64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(
+            field,
+            i64::try_from(value).map_or(Bson::Double(value as f64), Bson::Int64),
+        );
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Bson::Boolean(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Bson::String(value.to_owned()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, Bson::String(format!("{value:?}")));
+    }
+}
+
+fn current_sink() -> Option<Arc<CaptureSink>> {
+    THREAD_CAPTURE
+        .try_with(|c| c.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+impl<S> Layer<S> for ZiggyLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !crate::enabled() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let own = segment(attrs.metadata().name());
+        let parent = span.parent().and_then(|p| {
+            p.extensions()
+                .get::<SpanEvent>()
+                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone()))
+        });
+        let (channel, event_id, sink) = match parent {
+            Some((pc, pid, sink)) if pc.len() + 1 + own.len() <= MAX_CHANNEL_LEN => {
+                (format!("{pc}.{own}"), pid, sink)
+            }
+            Some((_, pid, sink)) => (own.clone(), pid, sink),
+            None => (own, crate::new_id(), current_sink()),
+        };
+        if validate_channel_name(&channel).is_err() {
+            return;
+        }
+        let mut body = Document::new();
+        attrs.record(&mut BodyVisitor(&mut body));
+        span.extensions_mut().insert(SpanEvent {
+            channel,
+            id: event_id,
+            start: now_unix(),
+            body,
+            sink,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(data) = span.extensions_mut().get_mut::<SpanEvent>() {
+                values.record(&mut BodyVisitor(&mut data.body));
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if !crate::enabled() {
+            return;
+        }
+        let parent = ctx.event_span(event).and_then(|span| {
+            span.extensions()
+                .get::<SpanEvent>()
+                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone()))
+        });
+        let (channel, id, sink) = match parent {
+            Some((c, id, sink)) if c.len() + 4 <= MAX_CHANNEL_LEN => (format!("{c}.log"), id, sink),
+            Some((_, id, sink)) => ("log".to_owned(), id, sink),
+            None => ("log".to_owned(), crate::new_id(), current_sink()),
+        };
+        let meta = event.metadata();
+        let mut body = Document::new();
+        body.insert("level", meta.level().as_str());
+        body.insert("target", meta.target());
+        event.record(&mut BodyVisitor(&mut body));
+        if let (Some(file), Some(line)) = (meta.file(), meta.line()) {
+            body.insert("location", format!("{file}:{line}"));
+        }
+        let now = now_unix();
+        let header = EventHeader {
+            id: &id,
+            channel: &channel,
+            start: now,
+            end: now,
+            sample_rate: None,
+        };
+        emit(&header, &body, sink.as_ref());
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(data) = span.extensions_mut().remove::<SpanEvent>() else {
+            return;
+        };
+        let header = EventHeader {
+            id: &data.id,
+            channel: &data.channel,
+            start: data.start,
+            end: now_unix(),
+            sample_rate: None,
+        };
+        emit(&header, &data.body, data.sink.as_ref());
+    }
+}
