@@ -57,11 +57,11 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
     pub forward_listen: String,
 
-    /// Write every event, byte for byte, to DIR/YYYYMMDD/<type>.YYYYMMDD.bson (UTC date of start).
+    /// Write every event, byte for byte, to DIR/YYYYMMDD/TYPE.YYYYMMDD.bson (UTC date of start).
     #[arg(long, value_name = "DIR")]
     pub log_path: Option<PathBuf>,
 
-    /// Spool directory for forwarding (default /var/tmp/ziggyd/spool-<collect port>).
+    /// Spool directory for forwarding (default /var/tmp/ziggyd/spool-PORT, PORT being the collect port).
     #[arg(long, value_name = "DIR", requires = "publish")]
     pub spool_dir: Option<PathBuf>,
 

@@ -44,7 +44,7 @@ pub struct Cli {
     #[arg(short = 'H', long = "host", value_name = "HOST:PORT")]
     pub host: Option<String>,
 
-    /// Read the channel's files under this directory (DIR/YYYYMMDD/<type>.YYYYMMDD.bson).
+    /// Read the channel's files under this directory (DIR/YYYYMMDD/TYPE.YYYYMMDD.bson).
     #[arg(long, value_name = "DIR")]
     pub log_path: Option<PathBuf>,
 
