@@ -18,6 +18,12 @@ pub fn utc_day(unix_secs: f64) -> String {
 }
 
 /// The `(year, month, day)` UTC civil date of a Unix time in seconds.
+///
+/// ```
+/// assert_eq!(ziggy::channel::civil_from_unix(951_782_400.0), (2000, 2, 29));
+/// assert!(ziggy::channel::validate_channel_name("request.sql").is_ok());
+/// assert!(ziggy::channel::is_self_or_ancestor("request", "request.sql"));
+/// ```
 pub fn civil_from_unix(unix_secs: f64) -> (i64, u32, u32) {
     let days = (unix_secs / 86_400.0).floor() as i64;
     // Howard Hinnant's days-to-civil algorithm: exact for the proleptic Gregorian calendar.

@@ -55,6 +55,12 @@ pub(crate) fn capture_ended() {
 }
 
 /// True when events go somewhere (the transport is configured, or a test capture is open).
+///
+/// ```
+/// let capture = ziggy::testing::Capture::new();
+/// assert!(ziggy::enabled());
+/// # drop(capture);
+/// ```
 #[inline(always)]
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
@@ -132,12 +138,34 @@ impl Context {
     }
 
     /// Gives the event this id instead of the parent's or a fresh one (non-empty, at most 256 bytes).
+    ///
+    /// ```
+    /// let events = ziggy::testing::capture(|| {
+    ///     let _ctx = ziggy::Context::new("request").id("req-42").enter();
+    /// });
+    /// assert_eq!(events[0].id, "req-42");
+    /// ```
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
     }
 
     /// Samples this context: `target` is its own channel or an ancestor's, `rate` in `0.0..=1.0`.
+    ///
+    /// ```
+    /// let events = ziggy::testing::capture(|| {
+    ///     for _ in 0..100 {
+    ///         let _r = ziggy::Context::new("request").enter();
+    ///         // All or none of one request's cache events are kept.
+    ///         for _ in 0..3 {
+    ///             let _c = ziggy::Context::new("request.cache").sample("request", 0.5).enter();
+    ///         }
+    ///     }
+    /// });
+    /// let cache: Vec<_> = events.iter().filter(|e| e.channel == "request.cache").collect();
+    /// assert_eq!(cache.len() % 3, 0);
+    /// assert!(cache.iter().all(|e| e.sample_rate == Some(0.5)));
+    /// ```
     pub fn sample(mut self, target: impl Into<Cow<'static, str>>, rate: f64) -> Self {
         self.sample = Some((target.into(), rate));
         self
@@ -364,6 +392,16 @@ fn close_serial(serial: u64, error: Option<String>) {
 
 /// The guard of an open context: dropping it closes the context and emits its event. If the thread
 /// is unwinding from a panic, the event carries the panic message in `body.error`.
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let ctx = ziggy::Context::new("job").enter();
+///     ctx.record_error(&"disk full");
+///     drop(ctx); // emits now
+///     let _inert = ziggy::ContextGuard::inert(); // does nothing when dropped
+/// });
+/// assert_eq!(events[0].body.get_str("error").unwrap(), "disk full");
+/// ```
 #[must_use = "the context closes as soon as its guard is dropped: bind it with `let _ctx = ...`"]
 pub struct ContextGuard {
     /// 0 for an inert guard (ziggy disabled, invalid channel).
@@ -533,6 +571,14 @@ fn add_slow<N: Serialize>(key: &str, number: &N) {
 }
 
 /// The id of the innermost open context on this thread, if any.
+///
+/// ```
+/// ziggy::testing::capture(|| {
+///     assert_eq!(ziggy::current_id(), None);
+///     let _ctx = ziggy::Context::new("request").id("abc").enter();
+///     assert_eq!(ziggy::current_id().as_deref(), Some("abc"));
+/// });
+/// ```
 pub fn current_id() -> Option<String> {
     if !enabled() {
         return None;

@@ -24,6 +24,17 @@ pub mod fields {
 }
 
 /// One event, as emitted by the runtime and written by `ziggyd`.
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     ziggy::set("response.status", 200);
+/// });
+/// let bytes = events[0].to_vec().unwrap();
+/// let back = ziggy::Event::from_slice(&bytes).unwrap();
+/// assert_eq!(back.get("response.status").and_then(|v| v.as_i32()), Some(200));
+/// assert!(back.duration() >= 0.0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Event id (shared with the parent context).
@@ -69,6 +80,12 @@ impl Event {
 }
 
 /// The value at a dotted key in a document.
+///
+/// ```
+/// let doc = bson::doc! { "a": { "b": 1 } };
+/// assert_eq!(ziggy::event::lookup(&doc, "a.b").and_then(|v| v.as_i32()), Some(1));
+/// assert!(ziggy::event::lookup(&doc, "a.c").is_none());
+/// ```
 pub fn lookup<'d>(doc: &'d Document, dotted_key: &str) -> Option<&'d Bson> {
     let mut segments = dotted_key.split('.');
     let mut value = doc.get(segments.next()?)?;

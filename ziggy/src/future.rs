@@ -50,6 +50,7 @@ fn close_all(mut frames: Vec<Frame>, error: Option<String>) {
 }
 
 /// Runs `future` inside `context` (the building block behind `#[ziggy::context]` on `async fn`).
+/// See [`Instrument`] for an example.
 ///
 /// The context opens at the first poll: its parent, id and sampling are resolved then, against
 /// the contexts open on the polling thread (for an `async fn` awaited inside a context, that is

@@ -28,6 +28,16 @@ impl CaptureSink {
 
 /// An open capture: events of contexts opened inside [`Capture::run`] or [`Capture::wrap`] are
 /// collected here, in the order they closed.
+///
+/// ```
+/// let capture = ziggy::testing::Capture::new();
+/// capture.run(|| drop(ziggy::Context::new("job").enter()));
+/// let fut = capture.wrap(async { drop(ziggy::Context::new("job").enter()) });
+/// # let mut fut = std::pin::pin!(fut);
+/// # let _ = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+/// assert_eq!(capture.events().len(), 2);
+/// assert_eq!(capture.raw().len(), 2);
+/// ```
 #[derive(Debug)]
 pub struct Capture {
     sink: Arc<CaptureSink>,
@@ -129,6 +139,13 @@ pub fn capture(f: impl FnOnce()) -> Vec<Event> {
 
 /// Seeds this thread's random generator (event ids, self-targeted sampling) so a test repeats
 /// exactly.
+///
+/// ```
+/// ziggy::testing::seed_rng(7);
+/// let a = ziggy::new_id();
+/// ziggy::testing::seed_rng(7);
+/// assert_eq!(a[8..], ziggy::new_id()[8..]); // same random part
+/// ```
 pub fn seed_rng(seed: u64) {
     crate::id::seed_thread_rng(seed);
 }

@@ -17,6 +17,11 @@ use crossbeam_queue::ArrayQueue;
 use crate::stats::COUNTERS;
 
 /// Settings of [`configure_with`].
+///
+/// ```no_run
+/// let config = ziggy::TransportConfig { queue_capacity: 10_000, ..Default::default() };
+/// ziggy::configure_with("127.0.0.1:3514", config).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
     /// Events the queue holds before new ones are dropped (default 100,000).
@@ -76,6 +81,12 @@ thread_local! {
 }
 
 /// Turns `host:port` into `tcp://host:port`; endpoints pass through.
+///
+/// ```
+/// assert_eq!(ziggy::endpoint_for("127.0.0.1:3514").unwrap(), "tcp://127.0.0.1:3514");
+/// assert_eq!(ziggy::endpoint_for("ipc:///run/ziggy").unwrap(), "ipc:///run/ziggy");
+/// assert!(ziggy::endpoint_for("no-port").is_err());
+/// ```
 pub fn endpoint_for(addr: &str) -> Result<String, ConfigureError> {
     if addr.starts_with("tcp://") || addr.starts_with("ipc://") || addr.starts_with("inproc://") {
         return Ok(addr.to_owned());
@@ -216,6 +227,11 @@ fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_bat
 
 /// Waits until every queued event has been handed to ZeroMQ, at most `timeout`. Returns whether
 /// the queue emptied in time.
+///
+/// ```
+/// // Nothing queued: returns at once.
+/// assert!(ziggy::flush(std::time::Duration::from_millis(10)));
+/// ```
 pub fn flush(timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -231,6 +247,10 @@ pub fn flush(timeout: Duration) -> bool {
 
 /// Flushes (up to the configured shutdown timeout), stops the sender thread and closes the socket.
 /// Events emitted afterwards are dropped and counted until `configure` is called again.
+///
+/// ```
+/// ziggy::shutdown(); // harmless when nothing was configured
+/// ```
 pub fn shutdown() {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     GENERATION.fetch_add(1, Ordering::AcqRel);
