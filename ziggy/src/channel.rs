@@ -25,7 +25,9 @@ pub fn utc_day(unix_secs: f64) -> String {
 /// assert!(ziggy::channel::is_self_or_ancestor("request", "request.sql"));
 /// ```
 pub fn civil_from_unix(unix_secs: f64) -> (i64, u32, u32) {
-    let days = (unix_secs / 86_400.0).floor() as i64;
+    // Clamped to ±1e9 days (a corrupt `start` of 1e300 must not overflow the arithmetic below);
+    // NaN counts as the epoch.
+    let days = ((unix_secs / 86_400.0).floor() as i64).clamp(-1_000_000_000, 1_000_000_000);
     // Howard Hinnant's days-to-civil algorithm: exact for the proleptic Gregorian calendar.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -114,5 +116,9 @@ mod tests {
         assert_eq!(utc_day(951_782_400.0), "20000229");
         assert_eq!(utc_day(1_735_689_599.0), "20241231");
         assert_eq!(utc_day(-1.0), "19691231");
+        // Found by fuzzing the viewer: absurd times must not overflow.
+        for wild in [1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            let _ = civil_from_unix(wild);
+        }
     }
 }
