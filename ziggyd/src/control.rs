@@ -34,20 +34,23 @@ impl Control {
                 Ok(n) if n > 0 => {}
                 _ => continue,
             }
-            let Ok(request) = self.socket.recv_bytes(zmq::DONTWAIT) else {
+            let Ok(mut message) = self.socket.recv_msg(zmq::DONTWAIT) else {
                 continue;
             };
+            // Over TCP ZeroMQ reports the peer's address; ipc and inproc peers are local.
+            let peer_is_local = message.gets("Peer-Address").is_none_or(is_loopback);
+            let request = message.to_vec();
             // A REQ peer may send several frames; REP must consume them all before replying.
             while self.socket.get_rcvmore().unwrap_or(false) {
                 let _ = self.socket.recv_bytes(0);
             }
-            let reply = self.answer(&request);
+            let reply = self.answer(&request, peer_is_local);
             let bytes = reply.to_vec().unwrap_or_default();
             let _ = self.socket.send(bytes, 0);
         }
     }
 
-    fn answer(&self, request: &[u8]) -> Document {
+    fn answer(&self, request: &[u8], peer_is_local: bool) -> Document {
         if request.len() > MAX_REQUEST_BYTES {
             return error(format!(
                 "request of {} bytes is over the {MAX_REQUEST_BYTES}-byte limit",
@@ -75,6 +78,9 @@ impl Control {
                 Ok(p) => doc! { "port": *p as i32 },
                 Err(reason) => error(reason.clone()),
             },
+            "SHUTDOWN" if !peer_is_local => error(
+                "SHUTDOWN is refused from a non-loopback peer: run `ziggyd shutdown` on the daemon's host".into(),
+            ),
             "SHUTDOWN" => {
                 self.shutdown.store(true, Ordering::Release);
                 doc! { "ok": true }
@@ -95,4 +101,48 @@ fn port_reply(port: Option<u16>) -> Document {
 
 fn error(message: String) -> Document {
     doc! { "error": message }
+}
+
+/// Whether an address (ZeroMQ's `Peer-Address`, or a bind host) is on this machine's loopback.
+pub fn is_loopback(addr: &str) -> bool {
+    let addr = addr.trim_start_matches("tcp://");
+    let local = |host: &str| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || host
+                .strip_prefix("::ffff:")
+                .and_then(|v4| v4.parse::<std::net::Ipv4Addr>().ok())
+                .is_some_and(|ip| ip.is_loopback())
+    };
+    // A bare address (ZeroMQ's Peer-Address, `::1`), or one with a port.
+    local(addr) || addr.rsplit_once(':').is_some_and(|(host, _)| local(host))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_addresses() {
+        for local in [
+            "127.0.0.1",
+            "127.3.4.5",
+            "::1",
+            "localhost",
+            "tcp://127.0.0.1:3513",
+            "[::1]:3513",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(super::is_loopback(local), "{local}");
+        }
+        for remote in [
+            "10.0.0.1",
+            "0.0.0.0:3513",
+            "tcp://192.168.1.2:3513",
+            "example.com",
+        ] {
+            assert!(!super::is_loopback(remote), "{remote}");
+        }
+    }
 }

@@ -85,6 +85,19 @@ impl Daemon {
     /// Binds and starts every part. Returns once all sockets are bound.
     pub fn start(config: DaemonConfig) -> Result<Daemon, StartError> {
         let ctx = zmq::Context::new();
+        for (what, addr) in [
+            ("collect", &config.collect),
+            ("control", &config.control),
+            ("forward", &config.forward_listen),
+        ] {
+            let endpoint = bind_endpoint(addr);
+            if endpoint.starts_with("tcp://") && !crate::control::is_loopback(&endpoint) {
+                // No authentication exists on these sockets (see the crate docs on CURVE).
+                eprintln!(
+                    "ziggyd: warning: the {what} socket binds {endpoint}, beyond loopback, without authentication"
+                );
+            }
+        }
         let (pull, collect_endpoint) = bind(&ctx, zmq::PULL, "collect", &config.collect)?;
         let _ = pull.set_rcvhwm(100_000);
         let _ = pull.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
@@ -114,6 +127,8 @@ impl Daemon {
             let (flush, idle) = (config.flush_interval, config.idle_close);
             threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
             let (socket, endpoint) = bind(&ctx, zmq::ROUTER, "forward", &config.forward_listen)?;
+            // A forwarded batch is a frame like any other: the same hard cap on its size.
+            let _ = socket.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
             forward_port = endpoint_port(&endpoint)
                 .ok_or_else(|| "the forward socket is not on a TCP port".to_owned());
             let ledger = SenderLedger::open(dir).map_err(log_err)?;
