@@ -275,7 +275,7 @@ fn main() {
         }
     }
     std::fs::write(&stop, b"").unwrap();
-    let mut emitted = vec![0i64; APPS];
+    let mut emitted = [0i64; APPS];
     let mut dropped = 0i64;
     for (i, a) in apps.iter_mut().enumerate() {
         let out = {
