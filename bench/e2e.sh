@@ -18,8 +18,16 @@ sleep 0.5
 written() { ./target/release/ziggyd --control 127.0.0.1:$mk status --json | python3 -c 'import sys,json; print(json.load(sys.stdin)["events_written"])'; }
 start=$(date +%s.%N)
 read emitted dropped app_s < <(./target/release/e2e_load ziggy 127.0.0.1:$lc "$n" "$threads")
-while [ "$(written)" -lt "$((emitted - dropped))" ]; do sleep 0.05; done
-end=$(date +%s.%N)
+# Wait until the master has written what the app sent (or nothing moved for 5 s: what ZeroMQ
+# still held when the app exited past its 5 s linger is lost, and reported below).
+last=-1; still=0
+while w=$(written); [ "$w" -lt "$((emitted - dropped))" ] && [ "$still" -lt 100 ]; do
+  if [ "$w" = "$last" ]; then still=$((still + 1)); else still=0; end=$(date +%s.%N); fi
+  last=$w; sleep 0.05
+done
+w=$(written); [ "$w" -ge "$((emitted - dropped))" ] && end=$(date +%s.%N)
+echo "written by the master: $w of $emitted"
+emitted=$w
 e2e_s=$(echo "$end - $start" | bc -l)
 size=$(python3 -c "import os,glob; fs=glob.glob('$work/logs/*/*.bson'); print(sum(os.path.getsize(f) for f in fs)//$emitted)")
 raw_s=$(./target/release/e2e_load raw "$emitted" "$size" "$work/raw.bin")

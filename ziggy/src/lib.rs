@@ -90,12 +90,6 @@ pub use transport::{
 };
 pub use ziggy_macros::{channels, context, timeit};
 
-/// The ZeroMQ context shared by the runtime's sockets.
-fn zmq_context() -> &'static zmq::Context {
-    static CTX: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
-    CTX.get_or_init(zmq::Context::new)
-}
-
 /// Support for the macros' expansions; not a public API.
 #[doc(hidden)]
 pub mod __private {

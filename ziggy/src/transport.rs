@@ -68,6 +68,7 @@ struct Running {
     queue: Queue,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    context: zmq::Context,
     shutdown_timeout: Duration,
 }
 
@@ -113,7 +114,11 @@ pub fn configure(addr: &str) -> Result<(), ConfigureError> {
 /// Starts (or restarts, after flushing the previous one) the sender thread for `addr`.
 pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), ConfigureError> {
     let endpoint = endpoint_for(addr)?;
-    let socket = crate::zmq_context()
+    // A context per transport, terminated by `shutdown`: termination is what makes ZeroMQ honour
+    // the linger and deliver what it still holds (a never-terminated global context loses it at
+    // process exit).
+    let context = zmq::Context::new();
+    let socket = context
         .socket(zmq::PUSH)
         .and_then(|s| {
             // High-water mark and linger must be set before connect (ANCHORS: the 2012 client set
@@ -141,6 +146,7 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
         queue,
         stop,
         thread,
+        context,
         shutdown_timeout: config.shutdown_timeout,
     });
     GENERATION.fetch_add(1, Ordering::AcqRel);
@@ -265,5 +271,7 @@ pub fn shutdown() {
         }
         COUNTERS.dropped.fetch_add(late, Ordering::Relaxed);
         COUNTERS.queued.fetch_sub(late, Ordering::Relaxed);
+        // Blocks until ZeroMQ delivered what it holds, at most the linger (the shutdown timeout).
+        drop(running.context);
     }
 }
