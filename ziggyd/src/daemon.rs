@@ -14,6 +14,11 @@ use crate::receive::SenderLedger;
 use crate::spool::{Spool, SpoolConfig};
 use crate::stats::DaemonStats;
 
+/// Frames the collect socket queues before pushing back on senders.
+const COLLECT_HWM_FRAMES: i32 = 64;
+/// Batches (one received frame each) queued towards each sink.
+const SINK_QUEUE_BATCHES: usize = 16;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -99,7 +104,9 @@ impl Daemon {
             }
         }
         let (pull, collect_endpoint) = bind(&ctx, zmq::PULL, "collect", &config.collect)?;
-        let _ = pull.set_rcvhwm(100_000);
+        // Memory is bounded by frames, not events: a frame may hold 64 KiB of events, so a deep
+        // receive queue would be hundreds of MiB. Past this, back-pressure reaches the senders.
+        let _ = pull.set_rcvhwm(COLLECT_HWM_FRAMES);
         let _ = pull.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
         let (control_socket, control_endpoint) = bind(&ctx, zmq::REP, "control", &config.control)?;
         let (stream, stream_endpoint) = bind(&ctx, zmq::PUB, "stream", &config.stream)?;
@@ -122,7 +129,7 @@ impl Daemon {
             let writer = FileWriter::new(dir, stats.clone())
                 .map_err(log_err)?
                 .with_acks(acks_tx);
-            let (tx, rx) = crossbeam_channel::bounded(1024);
+            let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
             sinks.push(tx);
             let (flush, idle) = (config.flush_interval, config.idle_close);
             threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
@@ -167,7 +174,7 @@ impl Daemon {
             f.spool_events.store(spool.depth(), Ordering::Relaxed);
             f.spooled_seq.store(spool.synced_seq(), Ordering::Relaxed);
             f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
-            let (tx, rx) = crossbeam_channel::bounded(1024);
+            let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
             sinks.push(tx);
             let forwarder = Forwarder {
                 spool,
