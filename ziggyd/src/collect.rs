@@ -120,19 +120,7 @@ impl Collector {
                     fin.possible_duplicates.fetch_add(1, Ordering::Relaxed);
                 }
                 match item {
-                    Ok(meta) => {
-                        counts.event(meta.channel, meta.host, meta.end);
-                        let _ = self
-                            .stream
-                            .send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
-                        let _ = self.stream.send(meta.bytes, zmq::DONTWAIT);
-                        let start = meta.bytes.as_ptr() as usize - payload.as_ptr() as usize;
-                        events.push((
-                            meta.channel.to_owned(),
-                            day_number(meta.start),
-                            start..start + meta.bytes.len(),
-                        ));
-                    }
+                    Ok(meta) => events.push(accept(&self.stream, &meta, payload, &mut counts)),
                     Err(reason) => *counts.invalid.entry(reason).or_default() += 1,
                 }
             }
@@ -224,20 +212,7 @@ impl Collector {
         let mut events = Vec::new();
         for item in split_frame(&frame, self.limits) {
             match item {
-                Ok(meta) => {
-                    counts.event(meta.channel, meta.host, meta.end);
-                    // PUB never blocks: a slow subscriber loses messages, collection goes on.
-                    let _ = self
-                        .stream
-                        .send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
-                    let _ = self.stream.send(meta.bytes, zmq::DONTWAIT);
-                    let start = meta.bytes.as_ptr() as usize - frame.as_ptr() as usize;
-                    events.push((
-                        meta.channel.to_owned(),
-                        day_number(meta.start),
-                        start..start + meta.bytes.len(),
-                    ));
-                }
+                Ok(meta) => events.push(accept(&self.stream, &meta, &frame, counts)),
                 Err(reason) => {
                     *counts.invalid.entry(reason).or_default() += 1;
                     log.log(reason.as_str(), || {
@@ -260,4 +235,24 @@ impl Collector {
             let _ = sink.send(batch.clone());
         }
     }
+}
+
+/// Takes in one valid event: counts it, publishes it on the live stream, and returns where it sits
+/// in `container` (the frame or forwarded batch it arrived in) for the sinks.
+fn accept(
+    stream: &zmq::Socket,
+    meta: &crate::validate::EventMeta<'_>,
+    container: &[u8],
+    counts: &mut BatchCounts,
+) -> (String, i64, std::ops::Range<usize>) {
+    counts.event(meta.channel, meta.host, meta.end);
+    // PUB never blocks: a slow subscriber loses messages, collection goes on.
+    let _ = stream.send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
+    let _ = stream.send(meta.bytes, zmq::DONTWAIT);
+    let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
+    (
+        meta.channel.to_owned(),
+        day_number(meta.start),
+        start..start + meta.bytes.len(),
+    )
 }
