@@ -102,6 +102,15 @@ fn parse_timeit_attr(attr: &Attribute) -> syn::Result<TimeitArgs> {
     }
 }
 
+/// The body of an `async fn` as an `async move` block whose output type is pinned to the declared
+/// return type (so `?` inside converts into it), unless that type cannot be named (`impl Trait`).
+fn async_body(output: &ReturnType, block: &syn::Block) -> TokenStream {
+    match nameable_return(output) {
+        Some(ty) => quote! { ::ziggy::__private::typed::<#ty, _>(async move #block) },
+        None => quote! { async move #block },
+    }
+}
+
 /// The declared return type, when it is one the expansion may name in a type position.
 fn nameable_return(output: &ReturnType) -> Option<&Type> {
     match output {
@@ -232,10 +241,7 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
     let builder = quote! { ::ziggy::Context::new(#channel) #id #sample };
     let is_result = returns_result(&sig.output);
     let body = if sig.asyncness.is_some() {
-        let typed_body = match nameable_return(&sig.output) {
-            Some(ty) => quote! { ::ziggy::__private::typed::<#ty, _>(async move #block) },
-            None => quote! { async move #block },
-        };
+        let typed_body = async_body(&sig.output, &block);
         let timed = match &timer {
             Some(key) => quote! { ::ziggy::__private::timed(#key, __ziggy_body).await },
             None => quote! { __ziggy_body.await },
@@ -343,10 +349,7 @@ fn try_timeit(args: TokenStream, item: &TokenStream) -> syn::Result<TokenStream>
         ..
     } = func;
     let body = if sig.asyncness.is_some() {
-        let typed_body = match nameable_return(&sig.output) {
-            Some(ty) => quote! { ::ziggy::__private::typed::<#ty, _>(async move #block) },
-            None => quote! { async move #block },
-        };
+        let typed_body = async_body(&sig.output, &block);
         quote! { ::ziggy::__private::timed(#key, #typed_body).await }
     } else {
         quote! {
