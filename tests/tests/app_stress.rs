@@ -12,14 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    common::rss_kib(std::process::id())
 }
 
 fn phase(name: &str, secs: u64) -> (u64, u64) {

@@ -219,17 +219,6 @@ fn two_tiers_lose_nothing_across_kill_9_of_master_then_local() {
     drop((local2, master2));
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Sends `n` events numbered `t = 0, i = 0..n` in frames of 100 concatenated events.
 fn push_events(collect: &str, n: i64) {
     let ctx = zmq::Context::new();
