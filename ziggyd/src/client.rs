@@ -86,3 +86,17 @@ pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Docum
     }
     Ok(doc)
 }
+
+/// Asks the daemon at control address `addr` for one of its sockets (`SOCK_STREAM`,
+/// `SOCK_FORWARD`, …) and returns its endpoint: the announced port on the control address's host.
+pub fn announced_endpoint(addr: &str, cmd: &str, timeout: Duration) -> Result<String, ClientError> {
+    let reply = control_request(addr, cmd, timeout)?;
+    let port = reply.get_i32("port").map_err(|_| ClientError::BadReply {
+        endpoint: addr.to_owned(),
+    })?;
+    let host = addr
+        .trim_start_matches("tcp://")
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h);
+    Ok(format!("tcp://{host}:{port}"))
+}

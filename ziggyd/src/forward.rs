@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::batch::Batch;
-use crate::client::control_request;
+use crate::client::announced_endpoint;
 use crate::ratelog::RateLimitedLog;
 use crate::spool::Spool;
 use crate::stats::DaemonStats;
@@ -164,22 +164,12 @@ impl Forwarder {
     }
 
     fn connect(&self, ctx: &zmq::Context) -> Result<Link, String> {
-        let reply = control_request(
+        let endpoint = announced_endpoint(
             &self.config.upstream_control,
             "SOCK_FORWARD",
             Duration::from_millis(300),
         )
         .map_err(|e| e.to_string())?;
-        let port = reply
-            .get_i32("port")
-            .map_err(|_| "SOCK_FORWARD reply has no port".to_string())?;
-        let host = self
-            .config
-            .upstream_control
-            .trim_start_matches("tcp://")
-            .rsplit_once(':')
-            .map_or("127.0.0.1", |(h, _)| h);
-        let endpoint = format!("tcp://{host}:{port}");
         let socket = ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
         socket.set_linger(0).map_err(|e| e.to_string())?;
         socket

@@ -33,17 +33,7 @@ pub fn run<W: Write>(
     subscription: &str,
     timeout: Duration,
 ) -> Result<(), LiveError> {
-    let reply = ziggyd::client::control_request(addr, "SOCK_STREAM", timeout)?;
-    let port = reply
-        .get_i32("port")
-        .map_err(|_| ziggyd::client::ClientError::BadReply {
-            endpoint: addr.to_owned(),
-        })?;
-    let host = addr
-        .trim_start_matches("tcp://")
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(h, _)| h);
-    let endpoint = format!("tcp://{host}:{port}");
+    let endpoint = ziggyd::client::announced_endpoint(addr, "SOCK_STREAM", timeout)?;
     let err = |source| LiveError::Stream {
         endpoint: endpoint.clone(),
         source,
