@@ -6,11 +6,13 @@
 //! The sender thread's capacity is measured by `benches/sender.rs`.
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "common/sink.rs"]
+mod common_sink;
+use common_sink::sink;
 
 ziggy::channels! { request }
 
@@ -37,34 +39,6 @@ fn with_tracing(i: u64) -> u64 {
     span.record("request_time", started.elapsed().as_secs_f64());
     tracing::info!("done");
     i
-}
-
-/// A PULL socket drained by a thread, counting events (frames hold concatenated events).
-fn sink() -> (String, Arc<AtomicU64>) {
-    let ctx = zmq::Context::new();
-    let pull = ctx.socket(zmq::PULL).unwrap();
-    pull.set_rcvhwm(100_000).unwrap();
-    pull.bind("tcp://127.0.0.1:*").unwrap();
-    let endpoint = pull.get_last_endpoint().unwrap().unwrap();
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    std::thread::spawn(move || {
-        let _ctx = ctx;
-        loop {
-            let Ok(frame) = pull.recv_bytes(0) else {
-                return;
-            };
-            let mut rest = &frame[..];
-            let mut n = 0;
-            while rest.len() >= 4 {
-                let len = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-                rest = &rest[len..];
-                n += 1;
-            }
-            c.fetch_add(n, Ordering::Relaxed);
-        }
-    });
-    (endpoint, count)
 }
 
 fn app_thread(c: &mut Criterion) {

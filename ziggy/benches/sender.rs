@@ -4,9 +4,12 @@
 //! thread, the sender and the receiving thread share the cores.
 //! Run: `cargo bench -p ziggy --bench sender`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+#[path = "common/sink.rs"]
+mod common_sink;
+use common_sink::sink;
 
 ziggy::channels! { request }
 
@@ -33,29 +36,6 @@ fn thread_cpu(name: &str) -> f64 {
         }
     }
     panic!("no thread {name}");
-}
-
-fn sink() -> (String, Arc<AtomicU64>) {
-    let ctx = zmq::Context::new();
-    let pull = ctx.socket(zmq::PULL).unwrap();
-    pull.bind("tcp://127.0.0.1:*").unwrap();
-    let endpoint = pull.get_last_endpoint().unwrap().unwrap();
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    std::thread::spawn(move || {
-        let _ctx = ctx;
-        while let Ok(frame) = pull.recv_bytes(0) {
-            let mut rest = &frame[..];
-            let mut n = 0;
-            while rest.len() >= 4 {
-                let len = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-                rest = &rest[len..];
-                n += 1;
-            }
-            c.fetch_add(n, Ordering::Relaxed);
-        }
-    });
-    (endpoint, count)
 }
 
 fn main() {
