@@ -9,20 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::minibson::Value;
 use common::*;
-use ziggyd::client::control_request;
-
-fn status(control: &str) -> Option<bson::Document> {
-    control_request(control, "STATUS", Duration::from_secs(2)).ok()
-}
-
-fn num(doc: &bson::Document, path: &str) -> i64 {
-    match ziggy::event::lookup(doc, path) {
-        Some(bson::Bson::Int64(v)) => *v,
-        Some(bson::Bson::Int32(v)) => *v as i64,
-        Some(bson::Bson::Double(v)) => *v as i64,
-        _ => 0,
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -145,8 +131,10 @@ fn two_tiers_lose_nothing_across_kill_9_of_master_then_local() {
 
     // Kill the master once it has written some of the stream, at a seeded point.
     let kill_master_at = 20_000 + rng.below(60_000) as i64;
-    assert!(wait_until(Duration::from_secs(120), || status(&m.control)
-        .is_some_and(|s| num(&s, "events_written") >= kill_master_at)));
+    assert!(wait_until(Duration::from_secs(120), || status_at(
+        &m.control
+    )
+    .is_some_and(|s| num(&s, "events_written") >= kill_master_at)));
     eprintln!("killing the master after {kill_master_at} written");
     master.child.kill().unwrap();
     master.child.wait().unwrap();
@@ -162,28 +150,31 @@ fn two_tiers_lose_nothing_across_kill_9_of_master_then_local() {
     );
     // Everything the app sent reached the local daemon.
     assert!(
-        wait_until(Duration::from_secs(60), || status(&l.control).is_some_and(
-            |s| num(&s, "events_in") == TOTAL && num(&s, "forward.spooled_seq") == TOTAL
-        )),
+        wait_until(Duration::from_secs(60), || status_at(&l.control)
+            .is_some_and(
+                |s| num(&s, "events_in") == TOTAL && num(&s, "forward.spooled_seq") == TOTAL
+            )),
         "{:?}",
-        status(&l.control)
+        status_at(&l.control)
     );
     // Then kill the local daemon mid-forwarding, at a seeded point, and restart it on its spool.
     let kill_local_at = rng.below(40_000) as i64;
-    assert!(wait_until(Duration::from_secs(120), || status(&m.control)
-        .is_some_and(|s| num(&s, "events_written") >= kill_local_at)));
+    assert!(wait_until(Duration::from_secs(120), || status_at(
+        &m.control
+    )
+    .is_some_and(|s| num(&s, "events_written") >= kill_local_at)));
     local.child.kill().unwrap();
     local.child.wait().unwrap();
     let local2 = start_local(&l, &m, &spool);
 
     assert!(
         wait_until(Duration::from_secs(180), || {
-            status(&l.control).is_some_and(|s| num(&s, "forward.spool_events") == 0)
+            status_at(&l.control).is_some_and(|s| num(&s, "forward.spool_events") == 0)
                 && copies(&logs).len() as i64 == TOTAL
         }),
         "local {:?}\nmaster {:?}\nunique {} of {TOTAL}; first missing {:?}",
-        status(&l.control),
-        status(&m.control),
+        status_at(&l.control),
+        status_at(&m.control),
         copies(&logs).len(),
         {
             let found = copies(&logs);
@@ -194,7 +185,7 @@ fn two_tiers_lose_nothing_across_kill_9_of_master_then_local() {
                 .collect::<Vec<_>>()
         }
     );
-    let master_status = status(&m.control).unwrap();
+    let master_status = status_at(&m.control).unwrap();
     let possible = num(&master_status, "forward_in.possible_duplicates");
     let found = copies(&logs);
     let duplicates: i64 = found.values().map(|&n| n as i64 - 1).sum();
@@ -261,9 +252,9 @@ fn master_away_for_30s_a_million_events_flat_memory_then_drained() {
     sender.join().unwrap();
     assert!(wait_until(Duration::from_secs(60), || {
         peak = peak.max(rss_kib(local.child.id()));
-        status(&l.control).is_some_and(|s| num(&s, "forward.spooled_seq") == TOTAL)
+        status_at(&l.control).is_some_and(|s| num(&s, "forward.spooled_seq") == TOTAL)
     }));
-    let s = status(&l.control).unwrap();
+    let s = status_at(&l.control).unwrap();
     eprintln!(
         "local peak RSS {peak} KiB while the master was away; spool {} bytes",
         num(&s, "forward.spool_bytes")
@@ -276,10 +267,10 @@ fn master_away_for_30s_a_million_events_flat_memory_then_drained() {
     assert!(
         wait_until(Duration::from_secs(300), || {
             peak = peak.max(rss_kib(local.child.id()));
-            status(&l.control).is_some_and(|s| num(&s, "forward.spool_events") == 0)
+            status_at(&l.control).is_some_and(|s| num(&s, "forward.spool_events") == 0)
         }),
         "{:?}",
-        status(&l.control)
+        status_at(&l.control)
     );
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB while draining");
     let found = copies(&logs);
@@ -313,8 +304,10 @@ fn a_spool_segment_truncated_by_hand_is_reported_and_the_rest_forwarded() {
     let mut local = start_ziggyd_at(&l.collect, &l.control, &args);
     const TOTAL: i64 = 10_000;
     push_events(&l.collect, TOTAL);
-    assert!(wait_until(Duration::from_secs(60), || status(&l.control)
-        .is_some_and(|s| num(&s, "forward.spooled_seq") == TOTAL)));
+    assert!(wait_until(Duration::from_secs(60), || status_at(
+        &l.control
+    )
+    .is_some_and(|s| num(&s, "forward.spooled_seq") == TOTAL)));
     local.signal("TERM");
     assert!(local.wait_exit(Duration::from_secs(20)).unwrap().success());
 
@@ -334,11 +327,13 @@ fn a_spool_segment_truncated_by_hand_is_reported_and_the_rest_forwarded() {
         .unwrap();
 
     let mut local = start_ziggyd_at(&l.collect, &l.control, &args);
-    let s = status(&l.control).unwrap();
+    let s = status_at(&l.control).unwrap();
     assert_eq!(num(&s, "forward.spool_corrupt"), 1);
     let _master = start_master(&m, &logs);
-    assert!(wait_until(Duration::from_secs(60), || status(&l.control)
-        .is_some_and(|s| num(&s, "forward.spool_events") == 0)));
+    assert!(wait_until(Duration::from_secs(60), || status_at(
+        &l.control
+    )
+    .is_some_and(|s| num(&s, "forward.spool_events") == 0)));
     let found = copies(&logs);
     let lost = TOTAL - found.len() as i64;
     eprintln!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::client::control_request;
-use crate::config::DaemonConfig;
+use crate::config::{CurveClient, CurveServer, DaemonConfig};
 use crate::daemon::Daemon;
 use crate::validate::Limits;
 
@@ -75,6 +75,21 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, requires = "publish")]
     pub spool_segment_bytes: u64,
 
+    /// This daemon's CURVE key pair (a file written by `ziggyd keygen`, mode 0600). With
+    /// --log-path it encrypts the forward socket and admits only the keys in --curve-allow; with
+    /// --publish it encrypts forwarding and proves this daemon's identity to the master.
+    #[arg(long, value_name = "FILE")]
+    pub curve_secret_key: Option<PathBuf>,
+
+    /// Directory of public key files (`*.public` from `ziggyd keygen`) of the daemons allowed to
+    /// forward here. Read again at every connection: adding a file admits that daemon at once.
+    #[arg(long, value_name = "DIR", requires = "curve_secret_key")]
+    pub curve_allow: Option<PathBuf>,
+
+    /// The master's public key file: forwarding connects only to a daemon holding its secret.
+    #[arg(long, value_name = "FILE", requires_all = ["curve_secret_key", "publish"])]
+    pub curve_master_key: Option<PathBuf>,
+
     /// Largest event accepted, in bytes (BSON's own limit is 16 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_event_bytes)]
     pub max_event_bytes: usize,
@@ -118,6 +133,13 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Write a new CURVE key pair: NAME.secret (mode 0600, for --curve-secret-key) and
+    /// NAME.public (for the master's --curve-allow directory, or --curve-master-key).
+    Keygen {
+        /// Path and base name of the two files; existing files are never overwritten.
+        #[arg(value_name = "NAME")]
+        name: PathBuf,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -132,8 +154,74 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 Err(e) => fail(EXIT_FAILURE, &e.to_string()),
             }
         }
+        Some(Command::Keygen { ref name }) => keygen(name),
         None => run_daemon(cli),
     }
+}
+
+fn keygen(name: &std::path::Path) -> ExitCode {
+    let written = crate::curve::generate()
+        .and_then(|pair| crate::curve::write_keypair(name, &pair).map(|paths| (pair, paths)));
+    match written {
+        Ok((pair, (secret, public))) => {
+            println!("secret key: {} (keep it on this host)", secret.display());
+            println!("public key: {}", public.display());
+            println!("{}", crate::curve::z85(&pair.public));
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(EXIT_FAILURE, &e.to_string()),
+    }
+}
+
+/// The CURVE settings the flags ask for, checked against each other.
+fn curve_settings(cli: &Cli) -> Result<(Option<CurveServer>, Option<CurveClient>), String> {
+    let Some(secret) = &cli.curve_secret_key else {
+        return Ok((None, None));
+    };
+    let keys = crate::curve::read_secret_file(secret).map_err(|e| e.to_string())?;
+    let server = match (&cli.log_path, &cli.curve_allow) {
+        (Some(_), Some(dir)) => Some(CurveServer {
+            keys: keys.clone(),
+            allow_dir: dir.clone(),
+        }),
+        (Some(_), None) => {
+            return Err(
+                "--curve-secret-key with --log-path needs --curve-allow DIR: \
+                        the daemons allowed to forward here"
+                    .into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                "--curve-allow needs --log-path: only a daemon that writes files \
+                        accepts forwarded events"
+                    .into(),
+            );
+        }
+        (None, None) => None,
+    };
+    let client = match (&cli.publish, &cli.curve_master_key) {
+        (Some(_), Some(master)) => Some(CurveClient {
+            keys,
+            upstream_public: crate::curve::read_public_file(master).map_err(|e| e.to_string())?,
+        }),
+        (Some(_), None) => {
+            return Err(
+                "--curve-secret-key with --publish needs --curve-master-key FILE: \
+                        the master's public key"
+                    .into(),
+            );
+        }
+        _ => None,
+    };
+    if server.is_none() && client.is_none() {
+        return Err(
+            "--curve-secret-key needs --log-path with --curve-allow (a master) or \
+                    --publish with --curve-master-key (a forwarding daemon)"
+                .into(),
+        );
+    }
+    Ok((server, client))
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -142,6 +230,10 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {
+    let (curve_server, curve_client) = match curve_settings(&cli) {
+        Ok(settings) => settings,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
     let forward = match &cli.publish {
         Some(publish) => {
             let spool_dir = cli
@@ -153,6 +245,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
                 Ok(mut f) => {
                     f.spool_max_bytes = cli.spool_max_bytes;
                     f.segment_bytes = cli.spool_segment_bytes.max(1);
+                    f.curve = curve_client;
                     Some(f)
                 }
                 Err(e) => return fail(EXIT_USAGE, &e),
@@ -174,6 +267,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
         verbose: cli.verbose,
         forward,
         forward_listen: cli.forward_listen,
+        forward_curve: curve_server,
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;

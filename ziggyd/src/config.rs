@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::curve::KeyPair;
 use crate::validate::Limits;
 
 /// Settings of one daemon.
@@ -31,6 +32,27 @@ pub struct DaemonConfig {
     /// Where forwarding daemons connect (ROUTER), when this daemon writes files; port 0 picks a
     /// free port, announced by `SOCK_FORWARD`.
     pub forward_listen: String,
+    /// CURVE on the forward socket: only daemons whose keys are allowed may forward.
+    pub forward_curve: Option<CurveServer>,
+}
+
+/// CURVE settings of a daemon that accepts forwarded events (`--curve-secret-key`,
+/// `--curve-allow`).
+#[derive(Debug, Clone)]
+pub struct CurveServer {
+    /// This daemon's key pair.
+    pub keys: KeyPair,
+    /// Directory of the public keys allowed to forward (read at every handshake).
+    pub allow_dir: PathBuf,
+}
+
+/// CURVE settings of a forwarding daemon (`--curve-secret-key`, `--curve-master-key`).
+#[derive(Debug, Clone)]
+pub struct CurveClient {
+    /// This daemon's key pair, which the upstream must allow.
+    pub keys: KeyPair,
+    /// The upstream's public key: only a daemon holding its secret key can answer.
+    pub upstream_public: [u8; 32],
 }
 
 /// Forwarding settings of a local daemon.
@@ -48,6 +70,8 @@ pub struct ForwardTo {
     pub sync_interval: Duration,
     /// Resend after this long without a confirmation.
     pub ack_timeout: Duration,
+    /// CURVE towards the upstream, when it requires it.
+    pub curve: Option<CurveClient>,
 }
 
 impl ForwardTo {
@@ -82,6 +106,7 @@ impl ForwardTo {
             segment_bytes: 64 << 20,
             sync_interval: Duration::from_millis(100),
             ack_timeout: Duration::from_secs(3),
+            curve: None,
         })
     }
 }
@@ -106,6 +131,7 @@ impl Default for DaemonConfig {
             verbose: false,
             forward: None,
             forward_listen: "127.0.0.1:0".into(),
+            forward_curve: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::config::{DaemonConfig, bind_endpoint, endpoint_port};
 use crate::control::Control;
 use crate::files::FileWriter;
 use crate::forward::{ForwardConfig, Forwarder};
+use crate::gate::{AllowList, Gate};
 use crate::receive::SenderLedger;
 use crate::spool::{Spool, SpoolConfig};
 use crate::stats::DaemonStats;
@@ -48,6 +49,9 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// CURVE could not be set up (keys, allow directory, ZAP handler).
+    #[error("CURVE: {0}")]
+    Curve(String),
 }
 
 /// A running daemon.
@@ -69,6 +73,17 @@ fn bind(
     what: &'static str,
     addr: &str,
 ) -> Result<(zmq::Socket, String), StartError> {
+    bind_with(ctx, kind, what, addr, |_| Ok(()))
+}
+
+/// Binds after `prepare` has set the options that must precede the bind (CURVE).
+fn bind_with(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    what: &'static str,
+    addr: &str,
+    prepare: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
+) -> Result<(zmq::Socket, String), StartError> {
     let endpoint = bind_endpoint(addr);
     let err = |source| StartError::Bind {
         what,
@@ -77,6 +92,7 @@ fn bind(
     };
     let socket = ctx.socket(kind).map_err(err)?;
     socket.set_linger(1000).map_err(err)?;
+    prepare(&socket).map_err(err)?;
     socket.bind(&endpoint).map_err(err)?;
     let bound = socket
         .get_last_endpoint()
@@ -89,6 +105,19 @@ fn bind(
 impl Daemon {
     /// Binds and starts every part. Returns once all sockets are bound.
     pub fn start(config: DaemonConfig) -> Result<Daemon, StartError> {
+        if config.forward_curve.is_some() && config.log_path.is_none() {
+            return Err(StartError::Curve(
+                "the forward socket exists only on a daemon that writes files (--log-path)".into(),
+            ));
+        }
+        if (config.forward_curve.is_some()
+            || config.forward.as_ref().is_some_and(|f| f.curve.is_some()))
+            && !crate::curve::available()
+        {
+            return Err(StartError::Curve(
+                crate::curve::KeyError::Unsupported.to_string(),
+            ));
+        }
         let ctx = zmq::Context::new();
         for (what, addr) in [
             ("collect", &config.collect),
@@ -96,8 +125,11 @@ impl Daemon {
             ("forward", &config.forward_listen),
         ] {
             let endpoint = bind_endpoint(addr);
-            if endpoint.starts_with("tcp://") && !crate::control::is_loopback(&endpoint) {
-                // No authentication exists on these sockets (see the crate docs on CURVE).
+            let authenticated = what == "forward" && config.forward_curve.is_some();
+            if endpoint.starts_with("tcp://")
+                && !crate::control::is_loopback(&endpoint)
+                && !authenticated
+            {
                 eprintln!(
                     "ziggyd: warning: the {what} socket binds {endpoint}, beyond loopback, without authentication"
                 );
@@ -133,7 +165,29 @@ impl Daemon {
             sinks.push(tx);
             let (flush, idle) = (config.flush_interval, config.idle_close);
             threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
-            let (socket, endpoint) = bind(&ctx, zmq::ROUTER, "forward", &config.forward_listen)?;
+            let (socket, endpoint) = match &config.forward_curve {
+                None => bind(&ctx, zmq::ROUTER, "forward", &config.forward_listen)?,
+                Some(curve) => {
+                    let allow = AllowList::load(&curve.allow_dir)
+                        .map_err(|e| StartError::Curve(e.to_string()))?;
+                    if allow.is_empty() {
+                        eprintln!(
+                            "ziggyd: warning: --curve-allow {} holds no public key yet; every forwarding daemon is refused until one is added",
+                            curve.allow_dir.display()
+                        );
+                    }
+                    let gate = Gate::install(&ctx, allow, stats.clone(), shutdown.clone())
+                        .map_err(|e| {
+                            StartError::Curve(format!("cannot start the ZAP handler: {e}"))
+                        })?;
+                    let bound =
+                        bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, |s| {
+                            gate.secure(s, &curve.keys)
+                        })?;
+                    threads.push(spawn("ziggyd-gate", move || gate.run()));
+                    bound
+                }
+            };
             // A forwarded batch is a frame like any other: the same hard cap on its size.
             let _ = socket.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
             forward_port = endpoint_port(&endpoint)
@@ -183,6 +237,7 @@ impl Daemon {
                     upstream_control: forward.upstream_control.clone(),
                     sync_interval: forward.sync_interval,
                     ack_timeout: forward.ack_timeout,
+                    curve: forward.curve.clone(),
                 },
                 stats: stats.clone(),
                 shutdown: shutdown.clone(),

@@ -23,6 +23,9 @@ use crate::stats::DaemonStats;
 const WINDOW: usize = 8;
 const BATCH_EVENTS: usize = 2_000;
 const BATCH_BYTES: usize = 1 << 20;
+/// Pause before connecting again after a refused handshake (the upstream re-reads its allowed
+/// keys at every connection).
+const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]
@@ -33,6 +36,8 @@ pub struct ForwardConfig {
     pub sync_interval: Duration,
     /// Resend after this long without a confirmation.
     pub ack_timeout: Duration,
+    /// CURVE towards the upstream.
+    pub curve: Option<crate::config::CurveClient>,
 }
 
 /// The forwarder thread's state.
@@ -46,6 +51,8 @@ pub struct Forwarder {
 
 struct Link {
     socket: zmq::Socket,
+    /// Handshake failures of `socket`.
+    monitor: zmq::Socket,
     in_flight: VecDeque<(u64, u64, Instant)>,
     next_send: u64,
     last_heard: Instant,
@@ -129,8 +136,15 @@ impl Forwarder {
             if let Some(l) = &mut link {
                 self.send_window(l, &mut log);
                 self.read_acks(l, &mut log);
+                let refused = self.watch_handshakes(l, &mut log);
                 let silent = l.last_heard.elapsed() > self.config.ack_timeout;
-                if !l.in_flight.is_empty() && silent {
+                if refused {
+                    // Unconfirmed batches go again on the next link.
+                    let resend = (l.next_send - 1).saturating_sub(self.spool.acked_seq());
+                    f.resent.fetch_add(resend, Ordering::Relaxed);
+                    link = None;
+                    next_discovery = Instant::now() + HANDSHAKE_RETRY;
+                } else if !l.in_flight.is_empty() && silent {
                     let resend = (l.next_send - 1).saturating_sub(self.spool.acked_seq());
                     f.resent.fetch_add(resend, Ordering::Relaxed);
                     log.log("timeout", || {
@@ -170,14 +184,39 @@ impl Forwarder {
             Duration::from_millis(300),
         )
         .map_err(|e| e.to_string())?;
-        let socket = ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
-        socket.set_linger(0).map_err(|e| e.to_string())?;
-        socket
-            .set_sndhwm(WINDOW as i32 * 2)
-            .map_err(|e| e.to_string())?;
-        socket.connect(&endpoint).map_err(|e| e.to_string())?;
+        let err = |e: zmq::Error| e.to_string();
+        let socket = ctx.socket(zmq::DEALER).map_err(err)?;
+        socket.set_linger(0).map_err(err)?;
+        socket.set_sndhwm(WINDOW as i32 * 2).map_err(err)?;
+        if let Some(curve) = &self.config.curve {
+            socket
+                .set_curve_serverkey(&curve.upstream_public)
+                .map_err(err)?;
+            socket
+                .set_curve_publickey(&curve.keys.public)
+                .map_err(err)?;
+            socket
+                .set_curve_secretkey(&curve.keys.secret)
+                .map_err(err)?;
+        }
+        // A refused key, or CURVE on one side only, shows only as failed handshakes (the
+        // connection is retried silently); watch them to tell the operator.
+        static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let at = format!(
+            "inproc://ziggyd-forward-link-{}",
+            LINKS.fetch_add(1, Ordering::Relaxed)
+        );
+        let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+        socket.monitor(&at, events).map_err(err)?;
+        let monitor = ctx.socket(zmq::PAIR).map_err(err)?;
+        monitor.set_linger(0).map_err(err)?;
+        monitor.connect(&at).map_err(err)?;
+        socket.connect(&endpoint).map_err(err)?;
         Ok(Link {
             socket,
+            monitor,
             in_flight: VecDeque::new(),
             next_send: self.spool.acked_seq() + 1,
             last_heard: Instant::now(),
@@ -220,6 +259,44 @@ impl Forwarder {
                 .forwarded
                 .fetch_add(last - first + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Reports failed handshakes; true if one failed (libzmq does not retry a refused CURVE
+    /// handshake by itself, so the caller reconnects).
+    fn watch_handshakes(&self, link: &Link, log: &mut RateLimitedLog) -> bool {
+        let mut failed = false;
+        while let Ok(parts) = link.monitor.recv_multipart(zmq::DONTWAIT) {
+            let Some(event) = parts.first().filter(|p| p.len() >= 6) else {
+                continue;
+            };
+            let code = u16::from_ne_bytes([event[0], event[1]]);
+            let value = u32::from_ne_bytes([event[2], event[3], event[4], event[5]]);
+            failed = true;
+            self.stats
+                .forward
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            let curve = self.config.curve.as_ref();
+            log.log("handshake", || {
+                if curve.is_none() {
+                    "handshake with the upstream failed: does it require CURVE? (then give \
+                     --curve-secret-key and --curve-master-key)"
+                        .into()
+                } else if code == zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as u16 {
+                    let public = curve.map(|c| crate::curve::z85(&c.keys.public));
+                    format!(
+                        "the upstream refused this daemon's public key {} (ZAP status \
+                         {value}): add this daemon's .public file to its --curve-allow directory",
+                        public.unwrap_or_default()
+                    )
+                } else {
+                    "CURVE handshake with the upstream failed: is --curve-master-key the \
+                     upstream's public key, and does it run with --curve-secret-key?"
+                        .into()
+                }
+            });
+        }
+        failed
     }
 
     fn read_acks(&mut self, link: &mut Link, log: &mut RateLimitedLog) {

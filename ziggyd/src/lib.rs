@@ -31,9 +31,11 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod control;
+pub mod curve;
 pub mod daemon;
 pub mod files;
 pub mod forward;
+pub mod gate;
 pub mod ledger;
 pub mod ratelog;
 pub mod receive;
@@ -107,13 +109,23 @@ pub fn format_status_table(status: &Document) -> String {
             let _ = writeln!(out, "{:<16} no events yet", "lag");
         }
     }
-    for section in ["invalid", "channels", "hosts"] {
+    for section in ["invalid", "channels", "hosts", "forward", "forward_in"] {
         if let Ok(doc) = status.get_document(section) {
             let _ = writeln!(out, "{section}:");
-            for (k, _) in doc {
-                let _ = writeln!(out, "  {k:<30} {}", int(doc, k));
+            for (k, v) in doc {
+                let _ = writeln!(out, "  {k:<30} {}", scalar(v));
             }
         }
     }
     out
+}
+
+fn scalar(value: &Bson) -> String {
+    match value {
+        Bson::Double(v) => format!("{v:.3}"),
+        Bson::String(s) => s.clone(),
+        Bson::Null => "-".into(),
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Boolean(_) => value.to_string(),
+        other => other.clone().into_relaxed_extjson().to_string(),
+    }
 }

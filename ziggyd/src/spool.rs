@@ -61,6 +61,9 @@ pub struct Spool {
     writer: Option<BufWriter<File>>,
     next_seq: u64,
     synced_seq: u64,
+    /// Bytes of the newest segment that are in its file (flushed), as of the last sync; what
+    /// follows may still sit in the writer's buffer.
+    synced_bytes: u64,
     acked_seq: u64,
     /// Events dropped because the spool was full.
     pub dropped: u64,
@@ -177,12 +180,14 @@ impl Spool {
             });
         }
         let next_seq = last_seen + 1;
+        let synced_bytes = segments.back().map_or(0, |s| s.bytes);
         let spool = Spool {
             config,
             segments,
             writer: None,
             next_seq,
             synced_seq: next_seq - 1,
+            synced_bytes,
             acked_seq,
             dropped: 0,
             sender_id,
@@ -228,6 +233,7 @@ impl Spool {
         let path = segment_path(&self.config.dir, self.next_seq);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let bytes = file.metadata()?.len();
+        self.synced_bytes = bytes;
         self.writer = Some(BufWriter::with_capacity(1 << 20, file));
         self.segments.push_back(Segment {
             first_seq: self.next_seq,
@@ -258,6 +264,7 @@ impl Spool {
             w.get_ref().sync_data()?;
         }
         self.synced_seq = self.next_seq - 1;
+        self.synced_bytes = self.segments.back().map_or(0, |s| s.bytes);
         Ok(self.synced_seq)
     }
 
@@ -325,7 +332,14 @@ impl Spool {
         let mut count = 0;
         let resume = self.cursor.filter(|&(seq, _, _)| seq == from);
         let mut stopped_at = None;
-        'segments: for seg in self.segments.iter().skip(index) {
+        let newest = self.segments.len() - 1;
+        'segments: for (i, seg) in self.segments.iter().enumerate().skip(index) {
+            // Older segments were flushed when the next one started.
+            let end = if i == newest {
+                self.synced_bytes
+            } else {
+                seg.bytes
+            };
             let mut file = BufReader::with_capacity(256 << 10, File::open(&seg.path)?);
             let mut header = [0u8; HEADER];
             let mut offset = 0u64;
@@ -335,7 +349,7 @@ impl Spool {
                     offset = at;
                 }
             }
-            while offset + HEADER as u64 <= seg.bytes {
+            while offset + HEADER as u64 <= end {
                 let record_start = offset;
                 file.read_exact(&mut header)?;
                 let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
@@ -378,6 +392,27 @@ mod tests {
             segment_bytes: 1000,
             max_bytes: 1 << 30,
         }
+    }
+
+    #[test]
+    fn records_still_in_the_write_buffer_end_a_read_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.segment_bytes = 1 << 20;
+        let (mut spool, _) = Spool::open(config).unwrap();
+        for i in 0..5u8 {
+            spool.append(&[i; 40]).unwrap();
+        }
+        spool.sync().unwrap();
+        // Appended after the sync: in the BufWriter, not yet in the file.
+        for i in 5..10u8 {
+            spool.append(&[i; 40]).unwrap();
+        }
+        let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+        assert_eq!((first, last, bytes.len()), (1, 5, 200));
+        spool.sync().unwrap();
+        let (first, last, _) = spool.read_batch(6, 100, 1 << 20).unwrap().unwrap();
+        assert_eq!((first, last), (6, 10));
     }
 
     #[test]

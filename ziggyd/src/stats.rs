@@ -56,6 +56,9 @@ pub struct ForwardStats {
     pub spool_corrupt: AtomicU64,
     /// Whether an upstream forward endpoint is connected.
     pub connected: std::sync::atomic::AtomicBool,
+    /// Handshakes with the upstream that failed (CURVE: this daemon's key not allowed there, or
+    /// the wrong `--curve-master-key`).
+    pub handshake_failures: AtomicU64,
 }
 
 /// Counters of batches received from forwarding daemons.
@@ -70,6 +73,13 @@ pub struct ForwardInStats {
     /// Resent events that may already be in the files (written before a crash of this daemon,
     /// not yet confirmed): written again and counted here, as they cannot be told apart.
     pub possible_duplicates: AtomicU64,
+    /// CURVE handshakes admitted by `--curve-allow`.
+    pub auth_accepted: AtomicU64,
+    /// CURVE handshakes refused: the client's public key is not in `--curve-allow`.
+    pub auth_rejected: AtomicU64,
+    /// Handshakes that failed before the key check (a client without CURVE, or one that does not
+    /// have this daemon's public key).
+    pub handshake_failures: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +208,7 @@ impl DaemonStats {
                     "resent": g(&f.resent),
                     "dropped": g(&f.dropped),
                     "spool_corrupt": g(&f.spool_corrupt),
+                    "handshake_failures": g(&f.handshake_failures),
                 },
             );
         }
@@ -209,6 +220,9 @@ impl DaemonStats {
                 "events": fi.events.load(Ordering::Relaxed) as i64,
                 "deduplicated": fi.deduplicated.load(Ordering::Relaxed) as i64,
                 "possible_duplicates": fi.possible_duplicates.load(Ordering::Relaxed) as i64,
+                "auth_accepted": fi.auth_accepted.load(Ordering::Relaxed) as i64,
+                "auth_rejected": fi.auth_rejected.load(Ordering::Relaxed) as i64,
+                "handshake_failures": fi.handshake_failures.load(Ordering::Relaxed) as i64,
             },
         );
         match d.last_event_end {

@@ -177,3 +177,18 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A daemon's STATUS, or `None` if it does not answer within 2 s.
+pub fn status_at(control: &str) -> Option<bson::Document> {
+    ziggyd::client::control_request(control, "STATUS", Duration::from_secs(2)).ok()
+}
+
+/// An integer in a STATUS document by dotted path (`forward.spool_events`), 0 if absent.
+pub fn num(doc: &bson::Document, path: &str) -> i64 {
+    match ziggy::event::lookup(doc, path) {
+        Some(bson::Bson::Int64(v)) => *v,
+        Some(bson::Bson::Int32(v)) => *v as i64,
+        Some(bson::Bson::Double(v)) => *v as i64,
+        _ => 0,
+    }
+}

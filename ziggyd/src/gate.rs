@@ -1,0 +1,263 @@
+//! The master's gate for forwarding daemons when CURVE is on: a ZAP handler that admits only the
+//! public keys found in `--curve-allow DIR`, and a monitor of the forward socket that counts
+//! handshakes that failed before ZAP was asked (no CURVE, or not this master's public key).
+//!
+//! libzmq asks the handler bound at `inproc://zeromq.zap.01` in the socket's context before it
+//! completes a CURVE handshake (RFC 27, ZAP). The directory is read again at every handshake
+//! (they happen once per connection), so adding a key file admits that daemon at its next
+//! reconnection without restarting; removing one refuses its next connection (a connection already
+//! established stays up until it drops).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::curve::{self, KeyError};
+use crate::ratelog::RateLimitedLog;
+use crate::stats::DaemonStats;
+
+/// The ZAP domain the forward socket declares.
+pub const FORWARD_ZAP_DOMAIN: &str = "ziggyd-forward";
+const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
+const MONITOR_ENDPOINT: &str = "inproc://ziggyd-forward-monitor";
+
+/// The public keys allowed to forward, read from a directory of key files.
+#[derive(Debug)]
+pub struct AllowList {
+    dir: PathBuf,
+    keys: HashMap<[u8; 32], String>,
+}
+
+impl AllowList {
+    /// Reads every key file in `dir`. A file that holds no public key is reported on stderr and
+    /// skipped; an unreadable directory is an error.
+    pub fn load(dir: &Path) -> Result<AllowList, KeyError> {
+        let mut list = AllowList {
+            dir: dir.to_owned(),
+            keys: HashMap::new(),
+        };
+        list.keys = list.read(&mut |problem| eprintln!("ziggyd: --curve-allow: {problem}"))?;
+        Ok(list)
+    }
+
+    /// How many keys are allowed.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The file name that allows `key`, if any.
+    pub fn allows(&self, key: &[u8; 32]) -> Option<&str> {
+        self.keys.get(key).map(String::as_str)
+    }
+
+    fn read(&self, warn: &mut dyn FnMut(String)) -> Result<HashMap<[u8; 32], String>, KeyError> {
+        let io = |source| KeyError::Io {
+            path: self.dir.display().to_string(),
+            source,
+        };
+        let mut keys = HashMap::new();
+        for entry in fs::read_dir(&self.dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') || !path.is_file() {
+                continue;
+            }
+            match curve::read_public_file(&path) {
+                Ok(key) => {
+                    if name.ends_with(".secret") {
+                        warn(format!(
+                            "{}: a secret key file; only public keys belong here",
+                            path.display()
+                        ));
+                    }
+                    keys.insert(key, name);
+                }
+                Err(e) => warn(format!("{e}; skipped")),
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Reads the directory again; keeps the previous list if it cannot be read.
+    fn refresh(&mut self, log: &mut RateLimitedLog) {
+        let mut warnings = Vec::new();
+        match self.read(&mut |w| warnings.push(w)) {
+            Ok(keys) => self.keys = keys,
+            Err(e) => log.log("allow-dir", || {
+                format!("cannot read --curve-allow ({e}); keeping the previous keys")
+            }),
+        }
+        for w in warnings {
+            log.log("allow-file", || format!("--curve-allow: {w}"));
+        }
+    }
+}
+
+/// The gate's sockets and state; [`Gate::run`] serves it on its own thread.
+pub struct Gate {
+    zap: zmq::Socket,
+    monitor: zmq::Socket,
+    allow: AllowList,
+    stats: Arc<DaemonStats>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Gate {
+    /// Binds the ZAP handler in `ctx` and starts monitoring `forward_socket`, which must not
+    /// accept connections before this returns (bind it after).
+    pub fn install(
+        ctx: &zmq::Context,
+        allow: AllowList,
+        stats: Arc<DaemonStats>,
+        shutdown: Arc<AtomicBool>,
+    ) -> zmq::Result<Gate> {
+        let zap = ctx.socket(zmq::REP)?;
+        zap.set_linger(0)?;
+        zap.bind(ZAP_ENDPOINT)?;
+        let monitor = ctx.socket(zmq::PAIR)?;
+        monitor.set_linger(0)?;
+        Ok(Gate {
+            zap,
+            monitor,
+            allow,
+            stats,
+            shutdown,
+        })
+    }
+
+    /// Makes `socket` a CURVE server with `keys`, asking this gate about every client.
+    pub fn secure(&self, socket: &zmq::Socket, keys: &curve::KeyPair) -> zmq::Result<()> {
+        socket.set_curve_server(true)?;
+        socket.set_curve_secretkey(&keys.secret)?;
+        socket.set_zap_domain(FORWARD_ZAP_DOMAIN)?;
+        let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+            | zmq::SocketEvent::MONITOR_STOPPED as i32;
+        socket.monitor(MONITOR_ENDPOINT, events)?;
+        self.monitor.connect(MONITOR_ENDPOINT)
+    }
+
+    /// Serves ZAP requests until the forward socket is closed (its monitor stops), or 5 s after
+    /// shutdown at the latest.
+    pub fn run(mut self) {
+        let mut log = RateLimitedLog::new(Duration::from_secs(10));
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            let mut items = [
+                self.zap.as_poll_item(zmq::POLLIN),
+                self.monitor.as_poll_item(zmq::POLLIN),
+            ];
+            if zmq::poll(&mut items, 200).is_err() {
+                break;
+            }
+            let (zap_ready, monitor_ready) = (items[0].is_readable(), items[1].is_readable());
+            if zap_ready {
+                if let Ok(request) = self.zap.recv_multipart(0) {
+                    let reply = self.answer(&request, &mut log);
+                    let _ = self.zap.send_multipart(reply, 0);
+                }
+            }
+            if monitor_ready && self.monitor_event(&mut log) {
+                break;
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The ZAP reply to one request (RFC 27): admits a CURVE client whose key is allowed.
+    fn answer(&mut self, request: &[Vec<u8>], log: &mut RateLimitedLog) -> Vec<Vec<u8>> {
+        let reply = |id: &[u8], code: &str, text: &str, user: &str| {
+            vec![
+                b"1.0".to_vec(),
+                id.to_vec(),
+                code.as_bytes().to_vec(),
+                text.as_bytes().to_vec(),
+                user.as_bytes().to_vec(),
+                Vec::new(),
+            ]
+        };
+        let [
+            version,
+            id,
+            domain,
+            address,
+            _identity,
+            mechanism,
+            credentials @ ..,
+        ] = request
+        else {
+            return reply(b"", "500", "malformed ZAP request", "");
+        };
+        if version != b"1.0" {
+            return reply(id, "500", "unsupported ZAP version", "");
+        }
+        if domain != FORWARD_ZAP_DOMAIN.as_bytes() || mechanism != b"CURVE" {
+            // Not the forward socket: no other socket of this daemon uses CURVE or a domain.
+            return reply(id, "200", "OK", "");
+        }
+        let fi = &self.stats.forward_in;
+        let Some(key) = credentials
+            .first()
+            .and_then(|k| <[u8; 32]>::try_from(&k[..]).ok())
+        else {
+            fi.auth_rejected.fetch_add(1, Ordering::Relaxed);
+            return reply(id, "400", "no CURVE key", "");
+        };
+        self.allow.refresh(log);
+        if let Some(name) = self.allow.allows(&key) {
+            fi.auth_accepted.fetch_add(1, Ordering::Relaxed);
+            let name = name.to_owned();
+            return reply(id, "200", "OK", &name);
+        }
+        fi.auth_rejected.fetch_add(1, Ordering::Relaxed);
+        let address = String::from_utf8_lossy(address).into_owned();
+        let dir = self.allow.dir.display().to_string();
+        log.log("refused", || {
+            format!(
+                "refused a forwarding daemon at {address}: its public key {} is not in {dir}",
+                curve::z85(&key)
+            )
+        });
+        reply(id, "400", "public key not allowed", "")
+    }
+
+    /// Counts one monitor event; true when the monitored socket has closed.
+    fn monitor_event(&mut self, log: &mut RateLimitedLog) -> bool {
+        let Ok(parts) = self.monitor.recv_multipart(zmq::DONTWAIT) else {
+            return false;
+        };
+        let Some(event) = parts.first().filter(|p| p.len() >= 2) else {
+            return false;
+        };
+        let event = u16::from_ne_bytes([event[0], event[1]]);
+        if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
+            return true;
+        }
+        self.stats
+            .forward_in
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        log.log("handshake", || {
+            "a forwarding daemon failed the CURVE handshake (no CURVE, or not this daemon's \
+             public key as --curve-master-key)"
+                .into()
+        });
+        false
+    }
+}
