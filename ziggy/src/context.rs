@@ -336,6 +336,24 @@ pub(crate) fn emit(header: &EventHeader<'_>, body: &Document, sink: Option<&Arc<
     }
 }
 
+/// Encodes an event of Ziggy's own (a drop report) with this process's identity and a new id.
+pub(crate) fn encode_own_event(
+    channel: &str,
+    start: f64,
+    end: f64,
+    body: &Document,
+) -> Option<Vec<u8>> {
+    let id = crate::id::new_id();
+    let header = EventHeader {
+        id: &id,
+        channel,
+        start,
+        end,
+        sample_rate: None,
+    };
+    encode_event(&header, &crate::identity::current(), body).ok()
+}
+
 /// Encodes an event straight into BSON bytes (SPEC §1 field order), without building an outer
 /// `Document`: the header is written by hand, the body by `bson`.
 fn encode_event(

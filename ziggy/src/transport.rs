@@ -33,6 +33,10 @@ pub struct TransportConfig {
     pub send_hwm: i32,
     /// How long `shutdown` waits for queued events to reach ZeroMQ, and ZeroMQ to deliver them.
     pub shutdown_timeout: Duration,
+    /// At most this often, when events were dropped since the last report, the sender adds an
+    /// event of channel `ziggy.dropped` (body: `dropped`, `dropped_total`) to the stream, so the
+    /// loss shows where the events go (default 10 s).
+    pub drop_report_interval: Duration,
 }
 
 impl Default for TransportConfig {
@@ -42,6 +46,7 @@ impl Default for TransportConfig {
             max_batch_bytes: 64 * 1024,
             send_hwm: 1_000,
             shutdown_timeout: Duration::from_secs(5),
+            drop_report_interval: Duration::from_secs(10),
         }
     }
 }
@@ -138,9 +143,10 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
     let stop = Arc::new(AtomicBool::new(false));
     let max_batch = config.max_batch_bytes;
     let (q, st) = (queue.clone(), stop.clone());
+    let reports = DropReports::new(config.drop_report_interval);
     let thread = std::thread::Builder::new()
         .name("ziggy-sender".into())
-        .spawn(move || sender_loop(socket, q, st, max_batch))
+        .spawn(move || sender_loop(socket, q, st, max_batch, reports))
         .expect("spawning the ziggy sender thread");
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
         queue,
@@ -175,11 +181,64 @@ pub(crate) fn submit(bytes: Vec<u8>) {
     }
 }
 
-fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_batch: usize) {
+/// The `ziggy.dropped` events: how many events were dropped since the previous report.
+struct DropReports {
+    interval: Duration,
+    last_check: Instant,
+    reported: u64,
+    since: f64,
+}
+
+impl DropReports {
+    fn new(interval: Duration) -> DropReports {
+        DropReports {
+            interval,
+            last_check: Instant::now(),
+            reported: COUNTERS.dropped.load(Ordering::Relaxed),
+            since: crate::context::now_unix(),
+        }
+    }
+
+    /// Appends a report to `frame` when one is due; true if it did.
+    fn append_due(&mut self, frame: &mut Vec<u8>) -> bool {
+        if self.last_check.elapsed() < self.interval {
+            return false;
+        }
+        self.last_check = Instant::now();
+        let total = COUNTERS.dropped.load(Ordering::Relaxed);
+        if total == self.reported {
+            return false;
+        }
+        let now = crate::context::now_unix();
+        let body = bson::doc! {
+            "dropped": (total - self.reported) as i64,
+            "dropped_total": total as i64,
+        };
+        let Some(event) = crate::context::encode_own_event("ziggy.dropped", self.since, now, &body)
+        else {
+            return false;
+        };
+        frame.extend_from_slice(&event);
+        self.reported = total;
+        self.since = now;
+        true
+    }
+}
+
+fn sender_loop(
+    socket: zmq::Socket,
+    queue: Queue,
+    stop: Arc<AtomicBool>,
+    max_batch: usize,
+    mut reports: DropReports,
+) {
     let mut frame: Vec<u8> = Vec::with_capacity(max_batch.max(1024));
     let mut in_frame: u64 = 0;
+    // The frame holds a drop report (not an application event: not in the counters).
+    let mut has_report = false;
     loop {
-        if in_frame == 0 {
+        if in_frame == 0 && !has_report {
+            has_report = reports.append_due(&mut frame);
             // Batch whatever is queued, up to the frame size.
             while let Some(event) = queue.pop() {
                 frame.extend_from_slice(&event);
@@ -188,7 +247,7 @@ fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_bat
                     break;
                 }
             }
-            if in_frame == 0 {
+            if in_frame == 0 && !has_report {
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
@@ -204,6 +263,7 @@ fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_bat
                 COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
                 frame.clear();
                 in_frame = 0;
+                has_report = false;
             }
             Err(zmq::Error::EAGAIN) => {
                 // No peer or peer slow: wait a little for room, but keep hearing `stop`.
@@ -218,6 +278,7 @@ fn sender_loop(socket: zmq::Socket, queue: Queue, stop: Arc<AtomicBool>, max_bat
                 COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
                 frame.clear();
                 in_frame = 0;
+                has_report = false;
             }
         }
     }

@@ -1,4 +1,7 @@
-//! With nobody listening, emitting never blocks, the queue stays bounded and drops are counted.
+//! With nobody listening, emitting never blocks, the queue stays bounded and drops are counted;
+//! when a daemon appears, the drops are reported to it as `ziggy.dropped` events.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ fn a_million_events_without_a_peer_return_promptly_and_are_accounted() {
     };
     let config = ziggy::TransportConfig {
         queue_capacity: 10_000,
+        drop_report_interval: Duration::from_millis(200),
         ..Default::default()
     };
     ziggy::configure_with(&format!("127.0.0.1:{port}"), config).unwrap();
@@ -37,6 +41,31 @@ fn a_million_events_without_a_peer_return_promptly_and_are_accounted() {
     );
     // "Promptly": generous bound against a blocked app thread (which would never finish).
     assert!(elapsed < Duration::from_secs(120), "{elapsed:?}");
+
+    // A daemon appears on that port: what was dropped while nobody listened is reported to it.
+    let ctx = zmq::Context::new();
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    pull.bind(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let dropped = ziggy::stats().dropped;
+    let (mut reported, mut app_events) = (0i64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reported < dropped as i64 && Instant::now() < deadline {
+        if pull.poll(zmq::POLLIN, 100).unwrap() == 0 {
+            continue;
+        }
+        for event in common::split_frame(&pull.recv_bytes(0).unwrap()) {
+            if event.get_str("type").unwrap() != "ziggy.dropped" {
+                app_events += 1;
+                continue;
+            }
+            let body = event.get_document("body").unwrap();
+            reported += body.get_i64("dropped").unwrap();
+            let total = body.get_i64("dropped_total").unwrap();
+            assert_eq!(total, reported, "totals add up: {body}");
+        }
+    }
+    assert_eq!(reported, dropped as i64, "every drop reported");
+    assert!(app_events > 0, "queued events were delivered too");
 
     // Shutdown gives up on what cannot be delivered, and counts it.
     let begun = Instant::now();

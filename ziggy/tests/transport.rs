@@ -3,19 +3,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use bson::Document;
+mod common;
 
-/// Splits a frame of concatenated BSON documents.
-fn split_frame(frame: &[u8]) -> Vec<Document> {
-    let mut docs = Vec::new();
-    let mut rest = frame;
-    while !rest.is_empty() {
-        let len = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        docs.push(Document::from_reader(&rest[..len]).expect("valid BSON"));
-        rest = &rest[len..];
-    }
-    docs
-}
+use common::split_frame;
 
 #[test]
 fn ten_thousand_events_from_four_threads_arrive_as_bson() {
