@@ -67,16 +67,8 @@ pub struct Daemon {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn bind(
-    ctx: &zmq::Context,
-    kind: zmq::SocketType,
-    what: &'static str,
-    addr: &str,
-) -> Result<(zmq::Socket, String), StartError> {
-    bind_with(ctx, kind, what, addr, |_| Ok(()))
-}
-
-/// Binds after `prepare` has set the options that must precede the bind (CURVE).
+/// Binds after `prepare` has set the socket's options: ZeroMQ applies options to accepted
+/// connections only if they were set before the bind.
 fn bind_with(
     ctx: &zmq::Context,
     kind: zmq::SocketType,
@@ -135,14 +127,24 @@ impl Daemon {
                 );
             }
         }
-        let (pull, collect_endpoint) = bind(&ctx, zmq::PULL, "collect", &config.collect)?;
-        // Memory is bounded by frames, not events: a frame may hold 64 KiB of events, so a deep
-        // receive queue would be hundreds of MiB. Past this, back-pressure reaches the senders.
-        let _ = pull.set_rcvhwm(COLLECT_HWM_FRAMES);
-        let _ = pull.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
-        let (control_socket, control_endpoint) = bind(&ctx, zmq::REP, "control", &config.control)?;
-        let (stream, stream_endpoint) = bind(&ctx, zmq::PUB, "stream", &config.stream)?;
-        let _ = stream.set_sndhwm(10_000);
+        // ZeroMQ copies a socket's options into its listener at bind time, so every limit is set
+        // before binding (set after, it would not apply to the connections accepted).
+        let max_message = (config.limits.max_frame_bytes as i64).saturating_mul(4);
+        let (pull, collect_endpoint) =
+            bind_with(&ctx, zmq::PULL, "collect", &config.collect, |s| {
+                // Memory is bounded by frames, not events: a frame may hold 64 KiB of events, so
+                // a deep receive queue would be hundreds of MiB. Past this, back-pressure reaches
+                // the senders.
+                s.set_rcvhwm(COLLECT_HWM_FRAMES)?;
+                s.set_maxmsgsize(max_message)
+            })?;
+        let (control_socket, control_endpoint) =
+            bind_with(&ctx, zmq::REP, "control", &config.control, |s| {
+                s.set_maxmsgsize(crate::control::MAX_REQUEST_BYTES as i64 * 2)
+            })?;
+        let (stream, stream_endpoint) = bind_with(&ctx, zmq::PUB, "stream", &config.stream, |s| {
+            s.set_sndhwm(10_000)
+        })?;
         let stats = Arc::new(DaemonStats::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -165,8 +167,10 @@ impl Daemon {
             sinks.push(tx);
             let (flush, idle) = (config.flush_interval, config.idle_close);
             threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
+            // A forwarded batch is a frame like any other: the same hard cap on its size.
+            let cap = |s: &zmq::Socket| s.set_maxmsgsize(max_message);
             let (socket, endpoint) = match &config.forward_curve {
-                None => bind(&ctx, zmq::ROUTER, "forward", &config.forward_listen)?,
+                None => bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, cap)?,
                 Some(curve) => {
                     let allow = AllowList::load(&curve.allow_dir)
                         .map_err(|e| StartError::Curve(e.to_string()))?;
@@ -182,14 +186,13 @@ impl Daemon {
                         })?;
                     let bound =
                         bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, |s| {
+                            cap(s)?;
                             gate.secure(s, &curve.keys)
                         })?;
                     threads.push(spawn("ziggyd-gate", move || gate.run()));
                     bound
                 }
             };
-            // A forwarded batch is a frame like any other: the same hard cap on its size.
-            let _ = socket.set_maxmsgsize((config.limits.max_frame_bytes as i64).saturating_mul(4));
             forward_port = endpoint_port(&endpoint)
                 .ok_or_else(|| "the forward socket is not on a TCP port".to_owned());
             let ledger = SenderLedger::open(dir).map_err(log_err)?;

@@ -203,6 +203,16 @@ impl Spool {
 
     /// Appends one event; returns its sequence number.
     pub fn append(&mut self, payload: &[u8]) -> std::io::Result<u64> {
+        if payload.len() > MAX_RECORD {
+            // Recovery would take such a record for damage; events are far smaller (16 MiB max).
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "record of {} bytes is over the spool's {MAX_RECORD}-byte limit",
+                    payload.len()
+                ),
+            ));
+        }
         let need_new = match self.segments.back() {
             _ if self.writer.is_none() => true,
             Some(seg) => seg.bytes >= self.config.segment_bytes,
@@ -473,6 +483,43 @@ mod tests {
         assert_eq!(rec.records, 99);
         let (first, last, bytes) = spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap();
         assert_eq!((first, last, bytes.len()), (1, 100, 99 * 50));
+    }
+
+    #[test]
+    fn record_over_the_size_limit_is_refused_and_treated_as_damage_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(SpoolConfig {
+            segment_bytes: 1 << 30,
+            ..config(dir.path())
+        })
+        .unwrap();
+        assert!(spool.append(&vec![0; MAX_RECORD + 1]).is_err());
+        for i in 0..3u8 {
+            spool.append(&[i; 50]).unwrap();
+        }
+        spool.sync().unwrap();
+        drop(spool);
+        let seg = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "zsp"))
+            .unwrap();
+        // A header claiming a record over the limit, with that many bytes after it (sparse).
+        let mut file = OpenOptions::new().append(true).open(&seg).unwrap();
+        let mut header = Vec::new();
+        header.extend_from_slice(&((MAX_RECORD + 1) as u32).to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&4u64.to_le_bytes());
+        file.write_all(&header).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len + MAX_RECORD as u64 + 2).unwrap();
+        drop(file);
+        let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
+        assert_eq!((rec.corrupt, rec.records), (1, 3));
+        let (first, last, _) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+        assert_eq!((first, last), (1, 3));
+        assert!(std::fs::metadata(&seg).unwrap().len() < 1000, "damage cut");
     }
 
     #[test]
