@@ -58,6 +58,57 @@ struct Link {
     last_heard: Instant,
 }
 
+/// Asks the upstream's control endpoint for its forward port on a thread of its own: an
+/// unreachable upstream costs a 300 ms timeout per try, which must not stall spooling (a stalled
+/// forwarder fills the sink queue and stops the collector).
+struct Discovery {
+    ask: crossbeam_channel::Sender<()>,
+    answers: Receiver<Result<String, String>>,
+    asking: bool,
+}
+
+impl Discovery {
+    fn start(upstream_control: String) -> Discovery {
+        let (ask, asks) = crossbeam_channel::bounded::<()>(1);
+        let (answer, answers) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("ziggyd-discover".into())
+            .spawn(move || {
+                for () in asks {
+                    let found = announced_endpoint(
+                        &upstream_control,
+                        "SOCK_FORWARD",
+                        Duration::from_millis(300),
+                    )
+                    .map_err(|e| e.to_string());
+                    if answer.send(found).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the discovery thread");
+        Discovery {
+            ask,
+            answers,
+            asking: false,
+        }
+    }
+
+    /// Starts a lookup unless one is running.
+    fn ask(&mut self) {
+        if !self.asking {
+            self.asking = self.ask.send(()).is_ok();
+        }
+    }
+
+    /// The lookup's result, once it is there.
+    fn answer(&mut self) -> Option<Result<String, String>> {
+        let answer = self.answers.try_recv().ok()?;
+        self.asking = false;
+        Some(answer)
+    }
+}
+
 impl Forwarder {
     /// Runs until the collector is gone (after shutdown); leaves the spool synced.
     pub fn run(mut self) {
@@ -65,6 +116,8 @@ impl Forwarder {
         let mut log = RateLimitedLog::new(Duration::from_secs(10));
         let mut link: Option<Link> = None;
         let mut next_discovery = Instant::now();
+        let mut appended = 0u64;
+        let mut discovery = Discovery::start(self.config.upstream_control.clone());
         let mut last_sync = Instant::now();
         let mut unsynced = false;
         let mut ages: VecDeque<(u64, Instant)> = VecDeque::new();
@@ -91,6 +144,7 @@ impl Forwarder {
                         for (_, _, bytes) in batch.iter() {
                             match self.spool.append(bytes) {
                                 Ok(seq) => {
+                                    appended += 1;
                                     if ages.back().is_none_or(|(_, t)| {
                                         t.elapsed() > Duration::from_millis(100)
                                     }) {
@@ -112,8 +166,9 @@ impl Forwarder {
                 }
             }
             if unsynced && (last_sync.elapsed() >= self.config.sync_interval || disconnected) {
-                if let Err(e) = self.spool.sync() {
-                    log.log("sync", || format!("cannot fsync the spool: {e}"));
+                match self.spool.sync() {
+                    Ok(_) => f.spooled.store(appended, Ordering::Relaxed),
+                    Err(e) => log.log("sync", || format!("cannot fsync the spool: {e}")),
                 }
                 unsynced = false;
                 last_sync = Instant::now();
@@ -123,7 +178,10 @@ impl Forwarder {
             }
 
             if link.is_none() && Instant::now() >= next_discovery {
-                match self.connect(&ctx) {
+                discovery.ask();
+            }
+            if let Some(answer) = discovery.answer() {
+                match answer.and_then(|endpoint| self.connect(&ctx, &endpoint)) {
                     Ok(l) => link = Some(l),
                     Err(e) => {
                         log.log("upstream", || {
@@ -177,13 +235,7 @@ impl Forwarder {
         let _ = self.spool.sync();
     }
 
-    fn connect(&self, ctx: &zmq::Context) -> Result<Link, String> {
-        let endpoint = announced_endpoint(
-            &self.config.upstream_control,
-            "SOCK_FORWARD",
-            Duration::from_millis(300),
-        )
-        .map_err(|e| e.to_string())?;
+    fn connect(&self, ctx: &zmq::Context, endpoint: &str) -> Result<Link, String> {
         let err = |e: zmq::Error| e.to_string();
         let socket = ctx.socket(zmq::DEALER).map_err(err)?;
         socket.set_linger(0).map_err(err)?;
@@ -213,7 +265,7 @@ impl Forwarder {
         let monitor = ctx.socket(zmq::PAIR).map_err(err)?;
         monitor.set_linger(0).map_err(err)?;
         monitor.connect(&at).map_err(err)?;
-        socket.connect(&endpoint).map_err(err)?;
+        socket.connect(endpoint).map_err(err)?;
         Ok(Link {
             socket,
             monitor,

@@ -54,6 +54,9 @@ pub struct ForwardStats {
     pub dropped: AtomicU64,
     /// Corrupt or truncated places found in the spool at start.
     pub spool_corrupt: AtomicU64,
+    /// Events received by this process and fsynced into the spool; `events_in` minus this is
+    /// what a kill -9 would lose now.
+    pub spooled: AtomicU64,
     /// Whether an upstream forward endpoint is connected.
     pub connected: std::sync::atomic::AtomicBool,
     /// Handshakes with the upstream that failed (CURVE: this daemon's key not allowed there, or
@@ -208,6 +211,7 @@ impl DaemonStats {
                     "resent": g(&f.resent),
                     "dropped": g(&f.dropped),
                     "spool_corrupt": g(&f.spool_corrupt),
+                    "spooled": g(&f.spooled),
                     "handshake_failures": g(&f.handshake_failures),
                 },
             );

@@ -8,7 +8,7 @@
 //! received (PUSH has no acknowledgement, so what sits in a local daemon's memory at a kill -9 is
 //! not "accepted"); master kills and partitions need no such care — that is what the spool is for.
 //!
-//! Run: `cargo run -p ziggy-e2e --bin soak -- --secs 60 [--seed N]`.
+//! Run: `cargo build -p ziggyd -p ziggy-e2e --bin ziggyd --bin soak && ./target/debug/soak --secs 60 [--seed N]`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -241,22 +241,32 @@ fn main() {
         match rng.below(3) {
             0 => {
                 let i = rng.below(2) as usize;
-                // Pause the apps until this local has spooled all it received.
+                // Pause the apps until this local has fsynced into its spool everything it
+                // received (`forward.spooled == events_in`, both counted since it started), and
+                // its intake has been quiet for 300 ms (what the kernel still holds is read).
                 for a in &apps {
                     unsafe { libc::kill(a.id() as i32, libc::SIGSTOP) };
                 }
-                let mut last = -1;
-                for _ in 0..200 {
+                let (mut last, mut quiet) = (-1, 0);
+                let pause = Instant::now();
+                for _ in 0..300 {
                     std::thread::sleep(Duration::from_millis(100));
                     if let Some(s) = locals[i].status() {
-                        let (got, spooled) = (num(&s, "events_in"), num(&s, "forward.spooled_seq"));
-                        if got == last && spooled >= 0 {
+                        let got = num(&s, "events_in");
+                        let settled = got == last && num(&s, "forward.spooled") == got;
+                        quiet = if settled { quiet + 1 } else { 0 };
+                        if quiet >= 3 {
                             break;
                         }
                         last = got;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(300)); // > the spool's 100 ms fsync interval
+                if quiet < 3 {
+                    println!(
+                        "local{i} did not settle in {:?}; killing it anyway",
+                        pause.elapsed()
+                    );
+                }
                 locals[i].kill9_and_restart(&ziggyd);
                 for a in &apps {
                     unsafe { libc::kill(a.id() as i32, libc::SIGCONT) };
@@ -353,6 +363,19 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&work);
     if lost != 0 {
+        // Where the holes are, to tell a local daemon's kill from a forwarding fault.
+        for (app, &n) in emitted.iter().enumerate() {
+            let missing: Vec<i64> = (0..n)
+                .filter(|&q| !seen.contains_key(&(app as i64, q)))
+                .collect();
+            if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+                println!(
+                    "app {app}: {} missing, seq {first}..={last} (sent to local{})",
+                    missing.len(),
+                    app % 2
+                );
+            }
+        }
         println!("FAILED: {lost} events lost (seed {seed})");
         std::process::exit(1);
     }
