@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::{Batch, ForwardMark, day_number};
 use crate::ratelog::RateLimitedLog;
-use crate::receive::{SenderLedger, parse_batch};
+use crate::receive::{SenderLedger, SenderState, parse_batch};
 use crate::stats::{BatchCounts, DaemonStats};
 use crate::validate::{Limits, split_frame};
 
@@ -79,12 +79,18 @@ impl Collector {
     }
 
     /// Takes forwarded batches: skips what this sender already had confirmed, records the intent
-    /// durably, and hands the new events to the writer, which confirms them once fsynced.
+    /// durably (one ledger write for everything received in this turn), and hands the new events
+    /// to the writer, which confirms them once fsynced.
     fn receive_forwarded(&mut self, log: &mut RateLimitedLog) {
+        let Some(router) = &mut self.router else {
+            return;
+        };
+        let fin = &self.stats.forward_in;
+        let mut accepted: Vec<Arc<Batch>> = Vec::new();
+        // Each touched sender's state before this turn, to undo the intents if the ledger
+        // cannot be written.
+        let mut before: Vec<(String, SenderState)> = Vec::new();
         for _ in 0..256 {
-            let Some(router) = &mut self.router else {
-                return;
-            };
             let Ok(parts) = router.socket.recv_multipart(zmq::DONTWAIT) else {
                 break;
             };
@@ -101,7 +107,6 @@ impl Collector {
                 log.log("forward", || "rejected a malformed forwarded batch".into());
                 continue;
             };
-            let fin = &self.stats.forward_in;
             fin.batches.fetch_add(1, Ordering::Relaxed);
             let mut state = router.ledger.get(&sender);
             let items = split_frame(payload, self.limits);
@@ -135,27 +140,35 @@ impl Collector {
                 }
                 continue;
             }
+            if !before.iter().any(|(s, _)| *s == sender) {
+                before.push((sender.clone(), state));
+            }
             state.intent = last_seq;
             router.ledger.set(&sender, state);
-            if let Err(e) = router.ledger.persist() {
-                // Without a durable intent, a crash could double-write silently: refuse the batch
-                // (no confirmation), the sender resends.
-                log.log("ledger", || format!("cannot write the forward ledger: {e}"));
-                state.intent = state.mark;
-                router.ledger.set(&sender, state);
-                continue;
-            }
-            router.pending += 1;
-            let mark = ForwardMark {
-                identity: identity.clone(),
-                sender,
-                last_seq,
-            };
-            let batch = Arc::new(Batch {
+            accepted.push(Arc::new(Batch {
                 frame: payload.to_vec(),
                 events,
-                durable: Some(mark),
-            });
+                durable: Some(ForwardMark {
+                    identity: identity.clone(),
+                    sender,
+                    last_seq,
+                }),
+            }));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        if let Err(e) = router.ledger.persist() {
+            // Without a durable intent, a crash could double-write silently: refuse the batches
+            // (no confirmation), the senders resend.
+            log.log("ledger", || format!("cannot write the forward ledger: {e}"));
+            for (sender, state) in before {
+                router.ledger.set(&sender, state);
+            }
+            return;
+        }
+        router.pending += accepted.len();
+        for batch in accepted {
             for sink in &self.sinks {
                 let _ = sink.send(batch.clone());
             }

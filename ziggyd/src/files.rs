@@ -19,6 +19,9 @@ use crate::batch::{Batch, ForwardMark};
 use crate::ratelog::RateLimitedLog;
 use crate::stats::DaemonStats;
 
+/// Batches written together before one fsync of the files they touched (group commit).
+const GROUP_BATCHES: usize = 64;
+
 struct OpenFile {
     path: PathBuf,
     writer: BufWriter<File>,
@@ -95,12 +98,21 @@ impl FileWriter {
 
     /// Appends every event of the batch to its file; a forwarded batch is fsynced, then confirmed.
     pub fn write(&mut self, batch: &Batch) {
-        self.append(batch);
-        if let Some(mark) = &batch.durable {
-            // Confirm only what is durable: a failed fsync leaves the batch unconfirmed, so the
-            // sender resends it.
-            if self.sync_dirty() {
-                if let Some(acks) = &self.acks {
+        self.write_group(&[batch]);
+    }
+
+    /// Appends several batches, then makes the forwarded ones durable with one fsync per file
+    /// (group commit) and confirms them.
+    pub fn write_group<B: std::ops::Deref<Target = Batch>>(&mut self, batches: &[B]) {
+        for batch in batches {
+            self.append(batch);
+        }
+        let mut marks = batches.iter().filter_map(|b| b.durable.as_ref()).peekable();
+        // Confirm only what is durable: a failed fsync leaves the batches unconfirmed, so the
+        // senders resend them.
+        if marks.peek().is_some() && self.sync_dirty() {
+            if let Some(acks) = &self.acks {
+                for mark in marks {
                     let _ = acks.send(mark.clone());
                 }
             }
@@ -188,7 +200,12 @@ impl FileWriter {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match batches.recv_timeout(wait) {
-                Ok(batch) => self.write(&batch),
+                Ok(batch) => {
+                    // What else is already queued joins this write and its fsync.
+                    let mut group = vec![batch];
+                    group.extend(batches.try_iter().take(GROUP_BATCHES - 1));
+                    self.write_group(&group);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

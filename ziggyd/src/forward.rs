@@ -356,6 +356,8 @@ impl Forwarder {
         if link.socket.poll(zmq::POLLIN, wait).unwrap_or(0) == 0 {
             return;
         }
+        // Every confirmation waiting is read first: one ledger write covers them all.
+        let mut highest = None;
         while let Ok(parts) = link.socket.recv_multipart(zmq::DONTWAIT) {
             let [tag, seq] = parts.as_slice() else {
                 continue;
@@ -365,23 +367,27 @@ impl Forwarder {
             }
             link.last_heard = Instant::now();
             let seq = u64::from_le_bytes(seq[..].try_into().expect("8 bytes"));
-            let before = self.spool.acked_seq();
-            if let Err(e) = self.spool.ack(seq) {
-                log.log("ledger", || format!("cannot record a confirmation: {e}"));
-                continue;
-            }
-            let after = self.spool.acked_seq();
-            self.stats
-                .forward
-                .confirmed
-                .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
-            while link
-                .in_flight
-                .front()
-                .is_some_and(|&(_, last, _)| last <= after)
-            {
-                link.in_flight.pop_front();
-            }
+            highest = highest.max(Some(seq));
+        }
+        let Some(seq) = highest else {
+            return;
+        };
+        let before = self.spool.acked_seq();
+        if let Err(e) = self.spool.ack(seq) {
+            log.log("ledger", || format!("cannot record a confirmation: {e}"));
+            return;
+        }
+        let after = self.spool.acked_seq();
+        self.stats
+            .forward
+            .confirmed
+            .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+        while link
+            .in_flight
+            .front()
+            .is_some_and(|&(_, last, _)| last <= after)
+        {
+            link.in_flight.pop_front();
         }
     }
 }

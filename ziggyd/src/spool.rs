@@ -353,10 +353,13 @@ impl Spool {
             let mut file = BufReader::with_capacity(256 << 10, File::open(&seg.path)?);
             let mut header = [0u8; HEADER];
             let mut offset = 0u64;
-            if let Some((_, seg_first, at)) = resume {
+            // The seq of the record at `offset`.
+            let mut next_here = seg.first_seq;
+            if let Some((seq, seg_first, at)) = resume {
                 if seg_first == seg.first_seq {
                     file.seek(SeekFrom::Start(at))?;
                     offset = at;
+                    next_here = seq;
                 }
             }
             while offset + HEADER as u64 <= end {
@@ -365,6 +368,7 @@ impl Spool {
                 let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
                 let seq = u64::from_le_bytes(header[8..16].try_into().unwrap());
                 offset += (HEADER + len) as u64;
+                next_here = seq + 1;
                 if seq > self.synced_seq {
                     stopped_at = Some((seq, seg.first_seq, record_start));
                     break 'segments;
@@ -373,7 +377,11 @@ impl Spool {
                     file.seek_relative(len as i64)?;
                     continue;
                 }
-                if count > 0 && (count >= max_events || out.len() + len > max_bytes) {
+                // A batch is a run of consecutive seqs (the upstream numbers its events from the
+                // first): a gap, left by damage cut from the middle, starts the next batch.
+                if count > 0
+                    && (count >= max_events || out.len() + len > max_bytes || seq != last + 1)
+                {
                     stopped_at = Some((seq, seg.first_seq, record_start));
                     break 'segments;
                 }
@@ -385,6 +393,11 @@ impl Spool {
                 }
                 last = seq;
                 count += 1;
+            }
+            if i == newest {
+                // Read to the end of what is synced: the next call resumes here instead of
+                // scanning the segment's headers from its start again (quadratic in its size).
+                stopped_at = Some((next_here, seg.first_seq, offset));
             }
         }
         self.cursor = stopped_at;
@@ -481,8 +494,17 @@ mod tests {
         let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
         assert_eq!(rec.corrupt, 1);
         assert_eq!(rec.records, 99);
-        let (first, last, bytes) = spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last, bytes.len()), (1, 100, 99 * 50));
+        // The cut record leaves a gap; batches stop at it and the next one resumes after it.
+        let (mut from, mut records, mut batches) = (1, 0, Vec::new());
+        while let Some((first, last, bytes)) = spool.read_batch(from, 1000, 1 << 20).unwrap() {
+            assert_eq!(bytes.len() as u64, (last - first + 1) * 50);
+            records += last - first + 1;
+            batches.push((first, last));
+            from = last + 1;
+        }
+        assert_eq!(records, 99);
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        assert_eq!(batches[1].1, 100);
     }
 
     #[test]
@@ -520,6 +542,27 @@ mod tests {
         let (first, last, _) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
         assert_eq!((first, last), (1, 3));
         assert!(std::fs::metadata(&seg).unwrap().len() < 1000, "damage cut");
+    }
+
+    #[test]
+    fn a_gap_in_seqs_ends_a_batch() {
+        // Found by `cargo fuzz run spool`: a record cut out of the middle of a segment.
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for seq in [1u64, 2, 4] {
+            let payload = [seq as u8; 20];
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&checksum(seq, &payload).to_le_bytes());
+            bytes.extend_from_slice(&seq.to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(segment_path(dir.path(), 1), bytes).unwrap();
+        let (mut spool, recovery) = Spool::open(config(dir.path())).unwrap();
+        assert_eq!(recovery.records, 3);
+        let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+        assert_eq!((first, last, bytes.len()), (1, 2, 40));
+        let (first, last, bytes) = spool.read_batch(3, 100, 1 << 20).unwrap().unwrap();
+        assert_eq!((first, last, bytes.len()), (4, 4, 20));
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //!   to ADDR; prints `emitted dropped seconds`.
 //! - `e2e_load raw N SIZE FILE`: the baseline: N pre-encoded frames of SIZE bytes, PUSH → PULL on
 //!   loopback → appended to FILE through a buffered writer; prints `seconds`.
+//! - `e2e_load probe ADDR LOGDIR SECS`: latency from an event's `end` to its bytes being in the
+//!   master's file: one `probe` event every 5 ms through the runtime to ADDR, while a reader tails
+//!   `LOGDIR/<day>/probe.<day>.bson` (written by the master only after its fsync for forwarded
+//!   events); prints `count p50_ms p99_ms max_ms`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-ziggy::channels! { request { sql } }
+ziggy::channels! { request { sql }, probe }
 
 #[ziggy::context("request")]
 fn request(t: u64, i: u64) {
@@ -85,9 +89,102 @@ fn main() {
             writer.join().unwrap();
             println!("{:.3}", started.elapsed().as_secs_f64());
         }
+        Some("probe") => {
+            let (addr, logdir, secs): (&str, &str, f64) = (&a[2], &a[3], a[4].parse().unwrap());
+            probe(
+                addr,
+                std::path::Path::new(logdir),
+                Duration::from_secs_f64(secs),
+            );
+        }
         _ => {
-            eprintln!("usage: e2e_load ziggy ADDR N THREADS | e2e_load raw N SIZE FILE");
+            eprintln!(
+                "usage: e2e_load ziggy ADDR N THREADS | e2e_load raw N SIZE FILE | e2e_load probe ADDR LOGDIR SECS"
+            );
             std::process::exit(2);
         }
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
+    ziggy::configure(addr).unwrap();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while started.elapsed() < run_for {
+            {
+                let _ctx = ziggy::Context::new("probe").enter();
+                ziggy::set("seq", sent);
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ziggy::flush(Duration::from_secs(10));
+        sent
+    });
+    // Tail the probe file (named by the UTC day of the events' start) and time each new event.
+    let day = {
+        let days = (unix_now() / 86_400.0) as i64;
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}{m:02}{d:02}")
+    };
+    let path = logdir.join(&day).join(format!("probe.{day}.bson"));
+    let mut latencies_ms = Vec::new();
+    let mut offset = 0usize;
+    let deadline = Instant::now() + run_for + Duration::from_secs(30);
+    let mut sent = None;
+    let mut sender = Some(sender);
+    while Instant::now() < deadline {
+        if let Ok(bytes) = std::fs::read(&path) {
+            while bytes.len() >= offset + 4 {
+                let len =
+                    i32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+                if bytes.len() < offset + len {
+                    break;
+                }
+                let seen = unix_now();
+                let event = ziggy::Event::from_slice(&bytes[offset..offset + len]).unwrap();
+                latencies_ms.push((seen - event.end) * 1e3);
+                offset += len;
+            }
+        }
+        if sender.as_ref().is_some_and(|s| s.is_finished()) {
+            sent = sender.take().map(|s| s.join().unwrap());
+        }
+        if sent.is_some_and(|n| latencies_ms.len() as u64 >= n) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ziggy::shutdown();
+    latencies_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies_ms
+            .get(((latencies_ms.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{} {:.1} {:.1} {:.1}",
+        latencies_ms.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 }
