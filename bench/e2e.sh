@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end: app threads → local ziggyd → master ziggyd → files, against raw ZeroMQ
-# PUSH → PULL → file of the same number of same-size messages, in the same run; and the local
-# daemon's peak RSS under a burst with the master down.
+# PUSH → PULL → file of the same number of same-size messages, in the same run; and the latency
+# from an event's `end` to its bytes in the master's file (a probe event every 5 ms), idle and
+# under that load. (The local daemon's memory under a burst: bench/burst.sh.)
 # Usage: bash bench/e2e.sh [EVENTS] [THREADS]   (defaults 2000000, 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,12 @@ trap 'kill ${pids[@]} 2>/dev/null; rm -rf "$work"' EXIT
 ./target/release/ziggyd -H 127.0.0.1:$mc --control 127.0.0.1:$mk --log-path "$work/logs" > /dev/null & pids+=($!)
 ./target/release/ziggyd -H 127.0.0.1:$lc --control 127.0.0.1:$lk --publish 127.0.0.1:$mc --publish-control 127.0.0.1:$mk --spool-dir "$work/spool" > /dev/null & pids+=($!)
 sleep 0.5
-written() { ./target/release/ziggyd --control 127.0.0.1:$mk status --json | python3 -c 'import sys,json; print(json.load(sys.stdin)["events_written"])'; }
+# Events written by the master, probes not counted.
+written() { ./target/release/ziggyd --control 127.0.0.1:$mk status --json | python3 -c 'import sys,json; s=json.load(sys.stdin); print(s["events_written"] - s["channels"].get("probe", 0))'; }
+read probes p50 p99 pmax < <(./target/release/e2e_load probe 127.0.0.1:$lc "$work/logs" 2)
+printf 'latency end→in the master file, idle: %d probes, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n' "$probes" "$p50" "$p99" "$pmax"
+./target/release/e2e_load probe 127.0.0.1:$lc "$work/logs" 4 > "$work/probe.out" &
+probe_pid=$!
 start=$(date +%s.%N)
 read emitted dropped app_s < <(./target/release/e2e_load ziggy 127.0.0.1:$lc "$n" "$threads")
 # Wait until the master has written what the app sent (or nothing moved for 5 s: what ZeroMQ
@@ -26,6 +32,10 @@ while w=$(written); [ "$w" -lt "$((emitted - dropped))" ] && [ "$still" -lt 100 
   last=$w; sleep 0.05
 done
 w=$(written); [ "$w" -ge "$((emitted - dropped))" ] && end=$(date +%s.%N)
+wait $probe_pid
+read probes p50 p99 pmax < "$work/probe.out"
+printf 'latency end→in the master file, under load: %d probes, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n' "$probes" "$p50" "$p99" "$pmax"
+rm -f "$work/logs"/*/probe.*
 echo "written by the master: $w of $emitted"
 emitted=$w
 e2e_s=$(echo "$end - $start" | bc -l)

@@ -26,17 +26,21 @@ pub enum InvalidReason {
     WrongType,
     /// The channel (`type`) breaks the naming rule.
     BadChannel,
+    /// A header field (`id`, `type`, `host`, `pid`, `start`, `end`, `sample_rate`, `body`)
+    /// appears twice: readers would disagree on which one counts.
+    DuplicateField,
 }
 
 impl InvalidReason {
     /// Every reason, in STATUS order.
-    pub const ALL: [InvalidReason; 6] = [
+    pub const ALL: [InvalidReason; 7] = [
         InvalidReason::FrameTooLarge,
         InvalidReason::MalformedBson,
         InvalidReason::EventTooLarge,
         InvalidReason::MissingField,
         InvalidReason::WrongType,
         InvalidReason::BadChannel,
+        InvalidReason::DuplicateField,
     ];
 
     /// The key used in STATUS and logs.
@@ -48,6 +52,7 @@ impl InvalidReason {
             InvalidReason::MissingField => "missing_field",
             InvalidReason::WrongType => "wrong_type",
             InvalidReason::BadChannel => "bad_channel",
+            InvalidReason::DuplicateField => "duplicate_field",
         }
     }
 }
@@ -118,6 +123,18 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
     items
 }
 
+/// The fields of SPEC §1 that may appear once each.
+const HEADER_KEYS: [&str; 8] = [
+    "id",
+    "type",
+    "host",
+    "pid",
+    "start",
+    "end",
+    "sample_rate",
+    "body",
+];
+
 /// Validates one event's bytes.
 pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     let doc = RawDocument::from_bytes(bytes).map_err(|_| InvalidReason::MalformedBson)?;
@@ -131,9 +148,16 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     let mut start = None;
     let mut end = None;
     let mut body = false;
+    let mut seen = 0u8;
     for element in doc.iter() {
         let (key, value) = element.map_err(|_| InvalidReason::MalformedBson)?;
         let key: &str = key.as_str();
+        if let Some(bit) = HEADER_KEYS.iter().position(|k| *k == key) {
+            if seen & (1 << bit) != 0 {
+                return Err(InvalidReason::DuplicateField);
+            }
+            seen |= 1 << bit;
+        }
         match key {
             "id" => id = Some(text(value).ok_or(InvalidReason::WrongType)?),
             "type" => channel = Some(text(value).ok_or(InvalidReason::WrongType)?),
@@ -272,6 +296,14 @@ mod tests {
             split_frame(&truncated, Limits::default()),
             vec![Err(InvalidReason::MalformedBson)]
         );
+        // Found by `cargo fuzz run viewer`: a second `type` (the file would be named after one,
+        // the viewer's filter would read the other).
+        let twice = doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
+        "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": {} };
+        let mut bytes = twice.to_vec().unwrap();
+        let host = bytes.windows(5).position(|w| w == b"host\0").unwrap();
+        bytes[host..host + 4].copy_from_slice(b"type");
+        assert_eq!(validate_event(&bytes), Err(InvalidReason::DuplicateField));
         let mut corrupt = event("request");
         let n = corrupt.len();
         corrupt[n - 1] = 7; // no trailing NUL

@@ -105,12 +105,15 @@ pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<()
         }
     }
     let mut body = None;
+    // A key repeated in a document counts once, with its first value (as everywhere in ziggy).
+    let mut seen: Vec<&str> = Vec::new();
     for element in doc.iter() {
         let (key, value) = element.map_err(|e| e.to_string())?;
         let key = key.as_str();
         if key == "body" {
-            body = Some(value);
-        } else if !ORDER.contains(&key) {
+            body = body.or(Some(value));
+        } else if !ORDER.contains(&key) && !seen.contains(&key) {
+            seen.push(key);
             field(out, key, value)?;
         }
     }
@@ -133,11 +136,16 @@ fn write_raw_value(out: &mut dyn std::io::Write, value: RawBsonRef<'_>) -> Resul
         RawBsonRef::Null | RawBsonRef::Undefined => out.write_all(b"null").map_err(io),
         RawBsonRef::Document(d) => {
             out.write_all(b"{").map_err(io)?;
-            for (i, element) in d.iter().enumerate() {
+            let mut seen: Vec<&str> = Vec::new();
+            for element in d.iter() {
                 let (k, v) = element.map_err(|e| e.to_string())?;
-                if i > 0 {
+                if seen.contains(&k.as_str()) {
+                    continue; // first value wins
+                }
+                if !seen.is_empty() {
                     out.write_all(b",").map_err(io)?;
                 }
+                seen.push(k.as_str());
                 js(out, &k.as_str())?;
                 out.write_all(b":").map_err(io)?;
                 write_raw_value(out, v)?;
@@ -180,6 +188,26 @@ mod erased {
 mod raw_tests {
     use super::*;
     use bson::{Binary, doc};
+
+    #[test]
+    fn repeated_keys_count_once_with_their_first_value_on_both_paths() {
+        // Found by `cargo fuzz run viewer`: the two readers printed different values.
+        let d = doc! { "id": "x", "type": "request", "host": "h", "body": { "a": 1, "b": 2 } };
+        let mut bytes = d.to_vec().unwrap();
+        for (from, to) in [(&b"host\0"[..], &b"type\0"[..]), (b"b\0", b"a\0")] {
+            let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+            bytes[at..at + to.len()].copy_from_slice(to);
+        }
+        let mut raw = Vec::new();
+        write_raw_event(&mut raw, &bytes).unwrap();
+        let record = crate::record::Record::decode(&bytes).unwrap();
+        let expected = format!("{}\n", Value::Object(event_json(&record.doc)));
+        assert_eq!(String::from_utf8(raw).unwrap(), expected);
+        assert_eq!(
+            expected,
+            "{\"id\":\"x\",\"type\":\"request\",\"body\":{\"a\":1}}\n"
+        );
+    }
 
     #[test]
     fn raw_writer_matches_the_document_path() {

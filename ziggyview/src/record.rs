@@ -120,10 +120,35 @@ pub fn number(value: Option<&Bson>) -> Option<f64> {
     }
 }
 
+/// The owned document, where a key repeated in a document counts once with its first value (as
+/// in the raw `--json` path and the channel filter; `Document::from_reader` would keep the last).
+fn first_values(raw: &RawDocument) -> Result<Document, bson::error::Error> {
+    fn owned(value: bson::raw::RawBsonRef<'_>) -> Result<Bson, bson::error::Error> {
+        use bson::raw::RawBsonRef;
+        Ok(match value {
+            RawBsonRef::Document(d) => Bson::Document(first_values(d)?),
+            RawBsonRef::Array(a) => {
+                Bson::Array(a.into_iter().map(|v| owned(v?)).collect::<Result<_, _>>()?)
+            }
+            other => Bson::try_from(other)?,
+        })
+    }
+    let mut doc = Document::new();
+    for element in raw.iter() {
+        let (key, value) = element?;
+        if !doc.contains_key(key.as_str()) {
+            doc.insert(key.as_str(), owned(value)?);
+        }
+    }
+    Ok(doc)
+}
+
 impl Record {
     /// Decodes event bytes.
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        let doc = Document::from_reader(bytes).map_err(|e| format!("not a BSON document: {e}"))?;
+        let raw =
+            RawDocument::from_bytes(bytes).map_err(|e| format!("not a BSON document: {e}"))?;
+        let doc = first_values(raw).map_err(|e| format!("not a BSON document: {e}"))?;
         Ok(Record {
             id: text(doc.get("id")).unwrap_or_default(),
             channel: text(doc.get("type")).unwrap_or_default(),
