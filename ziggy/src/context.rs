@@ -376,7 +376,7 @@ fn encode_event(
         key(out, 0x01, name);
         out.extend_from_slice(&value.to_le_bytes());
     }
-    let mut out = Vec::with_capacity(256);
+    let mut out = crate::transport::event_buffer();
     out.extend_from_slice(&[0; 4]);
     string(&mut out, "id", frame.id);
     string(&mut out, "type", frame.channel);

@@ -69,6 +69,26 @@ pub enum ConfigureError {
 
 type Queue = Arc<ArrayQueue<Vec<u8>>>;
 
+/// Emptied event buffers that the sender hands back for the next events, so that in steady state
+/// an event costs no allocation on the app thread and no free on the sender thread.
+static SPARE: std::sync::LazyLock<ArrayQueue<Vec<u8>>> =
+    std::sync::LazyLock::new(|| ArrayQueue::new(SPARE_BUFFERS));
+const SPARE_BUFFERS: usize = 4096;
+/// Larger buffers (a rare big event) are freed rather than kept.
+const SPARE_MAX_CAPACITY: usize = 4096;
+
+/// An empty buffer to encode an event into: a recycled one if there is one.
+pub(crate) fn event_buffer() -> Vec<u8> {
+    SPARE.pop().unwrap_or_else(|| Vec::with_capacity(256))
+}
+
+fn recycle(mut buffer: Vec<u8>) {
+    if buffer.capacity() <= SPARE_MAX_CAPACITY {
+        buffer.clear();
+        let _ = SPARE.push(buffer);
+    }
+}
+
 struct Running {
     queue: Queue,
     stop: Arc<AtomicBool>,
@@ -242,6 +262,7 @@ fn sender_loop(
             // Batch whatever is queued, up to the frame size.
             while let Some(event) = queue.pop() {
                 frame.extend_from_slice(&event);
+                recycle(event);
                 in_frame += 1;
                 if frame.len() >= max_batch {
                     break;
