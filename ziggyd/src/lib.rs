@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod bson_walk;
 pub mod cli;
 pub mod client;
 pub mod collect;

@@ -6,7 +6,7 @@
 //! UTF-8: the 2012 Python clients wrote them that way.
 
 use bson::RawDocument;
-use bson::raw::{RawBsonRef, RawDocument as RawDoc};
+use bson::raw::RawBsonRef;
 use bson::spec::BinarySubtype;
 
 use ziggy::channel::validate_channel_name;
@@ -137,10 +137,11 @@ const HEADER_KEYS: [&str; 8] = [
 
 /// Validates one event's bytes.
 pub fn validate_event(bytes: &[u8]) -> Item<'_> {
-    let doc = RawDocument::from_bytes(bytes).map_err(|_| InvalidReason::MalformedBson)?;
-    if !well_formed(doc, 0) {
+    // Every nested element, so malformed bytes are caught here and not by a reader months later.
+    if !crate::bson_walk::is_well_formed(bytes) {
         return Err(InvalidReason::MalformedBson);
     }
+    let doc = RawDocument::from_bytes(bytes).map_err(|_| InvalidReason::MalformedBson)?;
     let mut id = None;
     let mut channel = None;
     let mut host = None;
@@ -204,31 +205,6 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
         start,
         end,
     })
-}
-
-/// Walks every element, recursively, so malformed nested bytes are caught here and not by a
-/// reader months later. Depth is bounded so a hostile frame cannot exhaust the stack.
-fn well_formed(doc: &RawDoc, depth: usize) -> bool {
-    if depth > 100 {
-        return false;
-    }
-    for element in doc.iter() {
-        let Ok((_, value)) = element else {
-            return false;
-        };
-        let ok = match value {
-            RawBsonRef::Document(d) => well_formed(d, depth + 1),
-            RawBsonRef::Array(a) => {
-                RawDocument::from_bytes(a.as_bytes()).is_ok_and(|d| well_formed(d, depth + 1))
-            }
-            RawBsonRef::JavaScriptCodeWithScope(c) => well_formed(c.scope, depth + 1),
-            _ => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
 /// A string, or a binary subtype 0 holding UTF-8 (2012 Python clients).

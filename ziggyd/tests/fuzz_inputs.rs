@@ -56,6 +56,15 @@ proptest! {
     }
 
     #[test]
+    fn structural_walk_accepts_only_what_bson_decodes(frame in mutated_frame()) {
+        let len = frame.len().min(frame.get(..4).map_or(0, |b| i32::from_le_bytes(b.try_into().unwrap()).max(0) as usize));
+        let doc = &frame[..len];
+        if ziggyd::bson_walk::is_well_formed(doc) {
+            prop_assert!(bson::Document::from_reader(doc).is_ok());
+        }
+    }
+
+    #[test]
     fn channel_rule_matches_its_definition(name in "[a-zA-Z0-9_./\\x00-]{0,12}") {
         let expected = !name.is_empty()
             && name.len() <= 128

@@ -1,0 +1,169 @@
+//! A single-pass structural check of BSON bytes, for the validator's hot path.
+//!
+//! `bson`'s raw iterator builds a typed value per element and was most of the collector's time in
+//! a profile (perf, `bench/e2e.sh`). This walk only checks what a reader needs to decode the
+//! bytes: lengths inside their bounds, terminating NULs, UTF-8 keys and strings, known element
+//! types, valid booleans, nesting depth. It accepts nothing that `bson::Document::from_reader`
+//! rejects (checked by proptest in `tests/fuzz_inputs.rs` and by `cargo fuzz run frame`).
+
+/// Deepest nesting accepted, so a hostile frame cannot exhaust the stack.
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether `bytes` is exactly one well-formed BSON document.
+pub fn is_well_formed(bytes: &[u8]) -> bool {
+    document(bytes, 0).is_some()
+}
+
+fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// A document occupying all of `bytes`.
+fn document(bytes: &[u8], depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH || bytes.len() < 5 || i32_at(bytes, 0)? as usize != bytes.len() {
+        return None;
+    }
+    if *bytes.last()? != 0 {
+        return None;
+    }
+    let end = bytes.len() - 1;
+    let mut at = 4;
+    while at < end {
+        let kind = bytes[at];
+        at = cstring(bytes, at + 1, end)?;
+        at = value(bytes, kind, at, end, depth)?;
+    }
+    (at == end).then_some(())
+}
+
+/// A NUL-terminated UTF-8 string starting at `at`, before `end`; returns the offset after it.
+fn cstring(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
+    let text = bytes.get(at..end)?;
+    let nul = text.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&text[..nul]).ok()?;
+    Some(at + nul + 1)
+}
+
+/// A length-prefixed UTF-8 string (`int32 len, bytes, NUL`) at `at`; returns the offset after it.
+fn string(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
+    let len = usize::try_from(i32_at(bytes, at)?).ok()?;
+    let start = at + 4;
+    let stop = start.checked_add(len)?;
+    if len < 1 || stop > end || bytes[stop - 1] != 0 {
+        return None;
+    }
+    std::str::from_utf8(&bytes[start..stop - 1]).ok()?;
+    Some(stop)
+}
+
+/// An embedded document (or array) at `at`; returns the offset after it.
+fn embedded(bytes: &[u8], at: usize, end: usize, depth: usize) -> Option<usize> {
+    let len = usize::try_from(i32_at(bytes, at)?).ok()?;
+    let stop = at.checked_add(len)?;
+    if stop > end {
+        return None;
+    }
+    document(&bytes[at..stop], depth + 1)?;
+    Some(stop)
+}
+
+fn fixed(at: usize, size: usize, end: usize) -> Option<usize> {
+    let stop = at + size;
+    (stop <= end).then_some(stop)
+}
+
+/// The value of an element of type `kind` at `at`; returns the offset after it.
+fn value(bytes: &[u8], kind: u8, at: usize, end: usize, depth: usize) -> Option<usize> {
+    match kind {
+        0x01 | 0x09 | 0x11 | 0x12 => fixed(at, 8, end), // double, datetime, timestamp, int64
+        0x10 => fixed(at, 4, end),                      // int32
+        0x13 => fixed(at, 16, end),                     // decimal128
+        0x07 => fixed(at, 12, end),                     // ObjectId
+        0x06 | 0x0A | 0x7F | 0xFF => Some(at),          // undefined, null, max key, min key
+        0x08 => match bytes.get(at) {
+            Some(0 | 1) if at < end => Some(at + 1),
+            _ => None,
+        },
+        0x02 | 0x0D | 0x0E => string(bytes, at, end), // string, JavaScript code, symbol
+        0x03 | 0x04 => embedded(bytes, at, end, depth), // document, array
+        0x05 => {
+            let len = usize::try_from(i32_at(bytes, at)?).ok()?;
+            let subtype = *bytes.get(at + 4)?;
+            let stop = (at + 5).checked_add(len)?;
+            if stop > end {
+                return None;
+            }
+            if subtype == 0x02 {
+                // The old binary subtype repeats the length inside: it must agree.
+                let inner = usize::try_from(i32_at(bytes, at + 5)?).ok()?;
+                if len < 4 || inner != len - 4 {
+                    return None;
+                }
+            }
+            Some(stop)
+        }
+        0x0B => {
+            let after_pattern = cstring(bytes, at, end)?;
+            cstring(bytes, after_pattern, end)
+        }
+        0x0C => fixed(string(bytes, at, end)?, 12, end), // DBPointer: namespace, ObjectId
+        0x0F => {
+            // Code with scope: total length, code string, scope document.
+            let total = usize::try_from(i32_at(bytes, at)?).ok()?;
+            let stop = at.checked_add(total)?;
+            if total < 14 || stop > end {
+                return None;
+            }
+            let after_code = string(bytes, at + 4, stop)?;
+            (embedded(bytes, after_code, stop, depth)? == stop).then_some(stop)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{Binary, doc, spec::BinarySubtype};
+
+    #[test]
+    fn accepts_what_bson_writes() {
+        let d = doc! {
+            "f": 1.5, "s": "text", "d": { "a": [1, 2i64, "x", { "deep": null }] }, "t": true,
+            "b": Binary { subtype: BinarySubtype::Generic, bytes: b"old".to_vec() },
+            "old": Binary { subtype: BinarySubtype::BinaryOld, bytes: b"old".to_vec() },
+            "when": bson::DateTime::from_millis(0), "oid": bson::oid::ObjectId::new(),
+            "re": bson::Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() },
+            "ts": bson::Timestamp { time: 1, increment: 2 },
+            "code": bson::Bson::JavaScriptCode("f()".into()),
+            "scoped": bson::JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1 } },
+            "min": bson::Bson::MinKey, "max": bson::Bson::MaxKey, "u": bson::Bson::Undefined,
+        };
+        assert!(is_well_formed(&d.to_vec().unwrap()));
+    }
+
+    #[test]
+    fn refuses_damage() {
+        let good = doc! { "s": "text", "n": { "b": true } }.to_vec().unwrap();
+        let mut cut = good.clone();
+        cut.pop();
+        assert!(!is_well_formed(&cut));
+        let mut bad_bool = good.clone();
+        let at = bad_bool.len() - 3; // the bool's byte inside the nested doc
+        bad_bool[at] = 2;
+        assert!(!is_well_formed(&bad_bool));
+        let mut bad_utf8 = good.clone();
+        let at = bad_utf8.windows(4).position(|w| w == b"text").unwrap();
+        bad_utf8[at] = 0xff;
+        assert!(!is_well_formed(&bad_utf8));
+        let mut unknown_type = good;
+        unknown_type[4] = 0x20;
+        assert!(!is_well_formed(&unknown_type));
+        // Nested past the depth limit.
+        let mut deep = doc! { "x": 1 };
+        for _ in 0..=MAX_DEPTH {
+            deep = doc! { "x": deep };
+        }
+        assert!(!is_well_formed(&deep.to_vec().unwrap()));
+    }
+}
