@@ -121,6 +121,63 @@ fn value(bytes: &[u8], kind: u8, at: usize, end: usize, depth: usize) -> Option<
     }
 }
 
+/// One top-level element: its BSON type byte, key and value bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Element<'a> {
+    /// The type byte (0x02 string, 0x03 document, ...).
+    pub kind: u8,
+    /// The key, without its NUL.
+    pub key: &'a [u8],
+    /// The value's bytes, as laid out in BSON.
+    pub value: &'a [u8],
+}
+
+/// The top-level elements of a document that [`is_well_formed`] accepted, without decoding or
+/// checking them again.
+pub fn elements(doc: &[u8]) -> impl Iterator<Item = Element<'_>> {
+    let end = doc.len().saturating_sub(1);
+    let mut at = 4;
+    std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let kind = doc[at];
+        let key_start = at + 1;
+        let nul = key_start + doc.get(key_start..end)?.iter().position(|&b| b == 0)?;
+        let value_start = nul + 1;
+        let value_end = skip(doc, kind, value_start, end)?;
+        at = value_end;
+        Some(Element {
+            kind,
+            key: &doc[key_start..nul],
+            value: &doc[value_start..value_end],
+        })
+    })
+}
+
+/// The end of a value of type `kind` at `at`, from its length fields only.
+fn skip(bytes: &[u8], kind: u8, at: usize, end: usize) -> Option<usize> {
+    let len = |at: usize| usize::try_from(i32_at(bytes, at)?).ok();
+    let stop = match kind {
+        0x01 | 0x09 | 0x11 | 0x12 => at + 8,
+        0x10 => at + 4,
+        0x13 => at + 16,
+        0x07 => at + 12,
+        0x06 | 0x0A | 0x7F | 0xFF => at,
+        0x08 => at + 1,
+        0x02 | 0x0D | 0x0E => at + 4 + len(at)?,
+        0x03 | 0x04 | 0x0F => at + len(at)?,
+        0x05 => at + 5 + len(at)?,
+        0x0B => {
+            let pattern_end = at + bytes.get(at..end)?.iter().position(|&b| b == 0)? + 1;
+            pattern_end + bytes.get(pattern_end..end)?.iter().position(|&b| b == 0)? + 1
+        }
+        0x0C => at + 4 + len(at)? + 12,
+        _ => return None,
+    };
+    (stop <= end).then_some(stop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +197,22 @@ mod tests {
             "min": bson::Bson::MinKey, "max": bson::Bson::MaxKey, "u": bson::Bson::Undefined,
         };
         assert!(is_well_formed(&d.to_vec().unwrap()));
+    }
+
+    #[test]
+    fn elements_are_the_top_level_ones() {
+        let d = doc! { "a": 1, "s": "x", "d": { "n": [1, 2] }, "f": 2.5 };
+        let bytes = d.to_vec().unwrap();
+        let seen: Vec<Element<'_>> = elements(&bytes).collect();
+        let shape: Vec<(u8, &[u8])> = seen.iter().map(|e| (e.kind, e.key)).collect();
+        assert_eq!(
+            shape,
+            [(0x10, &b"a"[..]), (0x02, b"s"), (0x03, b"d"), (0x01, b"f")]
+        );
+        assert_eq!(seen[0].value, 1i32.to_le_bytes());
+        assert_eq!(seen[1].value, b"\x02\0\0\0x\0");
+        assert!(is_well_formed(seen[2].value));
+        assert_eq!(seen[3].value, 2.5f64.to_le_bytes());
     }
 
     #[test]

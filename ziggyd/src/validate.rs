@@ -5,9 +5,7 @@
 //! carry the SPEC §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
 //! UTF-8: the 2012 Python clients wrote them that way.
 
-use bson::RawDocument;
-use bson::raw::RawBsonRef;
-use bson::spec::BinarySubtype;
+use crate::bson_walk::Element;
 
 use ziggy::channel::validate_channel_name;
 
@@ -141,7 +139,6 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     if !crate::bson_walk::is_well_formed(bytes) {
         return Err(InvalidReason::MalformedBson);
     }
-    let doc = RawDocument::from_bytes(bytes).map_err(|_| InvalidReason::MalformedBson)?;
     let mut id = None;
     let mut channel = None;
     let mut host = None;
@@ -150,35 +147,34 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     let mut end = None;
     let mut body = false;
     let mut seen = 0u8;
-    for element in doc.iter() {
-        let (key, value) = element.map_err(|_| InvalidReason::MalformedBson)?;
-        let key: &str = key.as_str();
-        if let Some(bit) = HEADER_KEYS.iter().position(|k| *k == key) {
+    for element in crate::bson_walk::elements(bytes) {
+        let key = element.key;
+        if let Some(bit) = HEADER_KEYS.iter().position(|k| k.as_bytes() == key) {
             if seen & (1 << bit) != 0 {
                 return Err(InvalidReason::DuplicateField);
             }
             seen |= 1 << bit;
         }
         match key {
-            "id" => id = Some(text(value).ok_or(InvalidReason::WrongType)?),
-            "type" => channel = Some(text(value).ok_or(InvalidReason::WrongType)?),
-            "host" => host = Some(text(value).ok_or(InvalidReason::WrongType)?),
-            "pid" => {
-                pid = matches!(value, RawBsonRef::Int32(_) | RawBsonRef::Int64(_));
+            b"id" => id = Some(text(element).ok_or(InvalidReason::WrongType)?),
+            b"type" => channel = Some(text(element).ok_or(InvalidReason::WrongType)?),
+            b"host" => host = Some(text(element).ok_or(InvalidReason::WrongType)?),
+            b"pid" => {
+                pid = matches!(element.kind, 0x10 | 0x12);
                 if !pid {
                     return Err(InvalidReason::WrongType);
                 }
             }
-            "start" => start = Some(number(value).ok_or(InvalidReason::WrongType)?),
-            "end" => end = Some(number(value).ok_or(InvalidReason::WrongType)?),
-            "body" => {
-                body = matches!(value, RawBsonRef::Document(_));
+            b"start" => start = Some(number(element).ok_or(InvalidReason::WrongType)?),
+            b"end" => end = Some(number(element).ok_or(InvalidReason::WrongType)?),
+            b"body" => {
+                body = element.kind == 0x03;
                 if !body {
                     return Err(InvalidReason::WrongType);
                 }
             }
-            "sample_rate" => {
-                number(value).ok_or(InvalidReason::WrongType)?;
+            b"sample_rate" => {
+                number(element).ok_or(InvalidReason::WrongType)?;
             }
             _ => {}
         }
@@ -208,21 +204,21 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
 }
 
 /// A string, or a binary subtype 0 holding UTF-8 (2012 Python clients).
-fn text<'a>(value: RawBsonRef<'a>) -> Option<&'a str> {
-    match value {
-        RawBsonRef::String(s) => Some(s),
-        RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Generic => {
-            std::str::from_utf8(b.bytes).ok()
-        }
+fn text(element: Element<'_>) -> Option<&str> {
+    let v = element.value;
+    match element.kind {
+        0x02 => std::str::from_utf8(v.get(4..v.len().checked_sub(1)?)?).ok(),
+        0x05 if v.get(4) == Some(&0) => std::str::from_utf8(v.get(5..)?).ok(),
         _ => None,
     }
 }
 
-fn number(value: RawBsonRef<'_>) -> Option<f64> {
-    match value {
-        RawBsonRef::Double(d) => Some(d),
-        RawBsonRef::Int32(i) => Some(i as f64),
-        RawBsonRef::Int64(i) => Some(i as f64),
+fn number(element: Element<'_>) -> Option<f64> {
+    let v = element.value;
+    match element.kind {
+        0x01 => Some(f64::from_le_bytes(v.get(..8)?.try_into().ok()?)),
+        0x10 => Some(i32::from_le_bytes(v.get(..4)?.try_into().ok()?) as f64),
+        0x12 => Some(i64::from_le_bytes(v.get(..8)?.try_into().ok()?) as f64),
         _ => None,
     }
 }
