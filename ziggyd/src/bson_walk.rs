@@ -39,8 +39,16 @@ fn document(bytes: &[u8], depth: usize) -> Option<()> {
 /// A NUL-terminated UTF-8 string starting at `at`, before `end`; returns the offset after it.
 fn cstring(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
     let text = bytes.get(at..end)?;
-    let nul = text.iter().position(|&b| b == 0)?;
-    std::str::from_utf8(&text[..nul]).ok()?;
+    // Keys are short and almost always ASCII: find the NUL and see ASCII in one pass; only
+    // other text pays for a UTF-8 check.
+    let mut ascii = true;
+    let nul = text.iter().position(|&b| {
+        ascii &= b < 0x80;
+        b == 0
+    })?;
+    if !ascii {
+        std::str::from_utf8(&text[..nul]).ok()?;
+    }
     Some(at + nul + 1)
 }
 
@@ -52,7 +60,10 @@ fn string(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
     if len < 1 || stop > end || bytes[stop - 1] != 0 {
         return None;
     }
-    std::str::from_utf8(&bytes[start..stop - 1]).ok()?;
+    let text = &bytes[start..stop - 1];
+    if !text.is_ascii() {
+        std::str::from_utf8(text).ok()?;
+    }
     Some(stop)
 }
 
