@@ -281,9 +281,28 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
                 ReturnType::Type(_, ty) => quote! { -> #ty },
                 ReturnType::Default => quote! {},
             };
+            let call = match sig.receiver() {
+                // The body gets the receiver as an argument (with `self` renamed inside it): a
+                // closure capturing `self` could not return a borrow of it (`Result<&mut T, E>`
+                // from `&mut self`).
+                Some(receiver) => {
+                    // `mut self` (by value): the parameter must be `mut` too.
+                    let param = if receiver.mutability.is_some() {
+                        quote! { mut __ziggy_self }
+                    } else {
+                        quote! { __ziggy_self }
+                    };
+                    let mut renamed = block.clone();
+                    crate::self_rename::rename_self(&mut renamed);
+                    quote! {
+                        ::ziggy::__private::call_with(self, move |#param| #ret #renamed)
+                    }
+                }
+                None => quote! { (|| #ret #block)() },
+            };
             quote! {
                 #[allow(clippy::redundant_closure_call)]
-                let __ziggy_result = (|| #ret #block)();
+                let __ziggy_result = #call;
                 {
                     #[allow(unused_imports)]
                     use ::ziggy::__private::{OtherKind as _, ResultKind as _};

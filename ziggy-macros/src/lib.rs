@@ -22,6 +22,7 @@ mod channel_rule {
 }
 mod expand;
 mod mangle;
+mod self_rename;
 mod valid;
 
 use proc_macro::TokenStream;

@@ -106,6 +106,13 @@ pub mod __private {
         out
     }
 
+    /// Calls `body` with the method's receiver as its argument, so a result borrowing from
+    /// `&mut self` can leave the body (a closure capturing `self` could only lend it).
+    #[inline(always)]
+    pub fn call_with<S, R>(receiver: S, body: impl FnOnce(S) -> R) -> R {
+        body(receiver)
+    }
+
     /// Fixes an async block's output type, so `?` inside it converts into the fn's return type.
     pub fn typed<T, F: std::future::Future<Output = T>>(fut: F) -> F {
         fut

@@ -87,6 +87,16 @@ impl Service {
         self.calls
     }
 
+    /// A `Result` holding a borrow of `self`.
+    #[ziggy::context("request.handler")]
+    fn calls_mut(&mut self, limit: u32) -> Result<&mut u32, String> {
+        if self.calls > limit {
+            return Err(format!("{} calls over {limit}", self.calls));
+        }
+        ziggy::set("limit", limit);
+        Ok(&mut self.calls)
+    }
+
     #[ziggy::context("request.handler")]
     fn borrowed_name(&self) -> &str {
         "svc"
@@ -257,6 +267,9 @@ fn methods_trait_impls_generics_impl_trait_unsafe() {
         assert_eq!(svc.by_ref(), 1);
         svc.by_mut();
         assert_eq!(svc.borrowed_name(), "svc");
+        *svc.calls_mut(10).unwrap() += 1;
+        assert_eq!(svc.calls_mut(0), Err("3 calls over 0".into()));
+        svc.calls -= 1;
         assert_eq!(svc.greet("bo"), "hi bo");
         assert_eq!(svc.by_value(), 2);
         assert_eq!(generic(5, 6u8), "5");
@@ -274,6 +287,8 @@ fn methods_trait_impls_generics_impl_trait_unsafe() {
             "request.handler",
             "request.handler",
             "request.handler",
+            "request.handler",
+            "request.handler",
             "job",
             "job",
             "job",
@@ -281,9 +296,13 @@ fn methods_trait_impls_generics_impl_trait_unsafe() {
         ]
     );
     assert_eq!(events[1].body.get_i64("calls").ok(), Some(2));
-    assert_eq!(events[3].body.get_str("who").unwrap(), "bo");
-    assert_eq!(events[5].body.get_i64("u").ok(), Some(6));
-    assert_eq!(events[6].body.get_i64("limit").ok(), Some(5));
+    // `&mut self` → `Result<&mut u32, _>`: Ok records the body, Err records body.error.
+    assert_eq!(events[3].body.get_i64("limit").ok(), Some(10));
+    assert!(events[3].body.get("error").is_none());
+    assert_eq!(events[4].body.get_str("error").unwrap(), "3 calls over 0");
+    assert_eq!(events[5].body.get_str("who").unwrap(), "bo");
+    assert_eq!(events[7].body.get_i64("u").ok(), Some(6));
+    assert_eq!(events[8].body.get_i64("limit").ok(), Some(5));
 }
 
 #[test]

@@ -54,6 +54,39 @@ impl Svc {
     async fn async_method(&self) -> u32 {
         self.0
     }
+
+    /// A `Result` borrowing from `&mut self`, with `self` in a closure, a macro, a `self::`
+    /// path and a nested impl that has its own `self`.
+    #[ziggy::context("request.cache")]
+    fn result_borrowing_self(&mut self, fail: bool) -> Result<&mut u32, String> {
+        struct Inner(u32);
+        impl Inner {
+            fn get(&self) -> u32 {
+                self.0
+            }
+        }
+        let add = |n: u32| self.0 + n + Inner(0).get() + self::helper();
+        if fail {
+            return Err(format!("failed at {}", self.0));
+        }
+        let _ = add(1);
+        Ok(&mut self.0)
+    }
+
+    #[ziggy::context("request.cache")]
+    fn result_by_mut_value(mut self) -> Result<u32, String> {
+        self.0 += 1;
+        Ok(self.0)
+    }
+
+    #[ziggy::context("request.cache")]
+    fn result_boxed(self: Box<Self>) -> Result<u32, String> {
+        Ok(self.0)
+    }
+}
+
+fn helper() -> u32 {
+    0
 }
 
 trait Named {
@@ -118,6 +151,10 @@ fn main() {
         s.by_mut();
         assert_eq!(block_on(s.async_method()), 2);
         assert_eq!(s.name(), "svc2");
+        *s.result_borrowing_self(false).unwrap() += 0;
+        assert!(s.result_borrowing_self(true).is_err());
+        assert_eq!(Svc(1).result_by_mut_value(), Ok(2));
+        assert_eq!(Box::new(Svc(4)).result_boxed(), Ok(4));
         assert_eq!(s.by_value(), 2);
         assert_eq!(generic("a", 1u8), "a1");
         assert_eq!(returns_impl().count(), 3);
