@@ -88,8 +88,15 @@ fn eight_threads_daemon_down_up_down() {
             "peak RSS {peak} KiB over {bound} KiB (baseline {baseline} KiB)"
         );
     }
-    // Flat: the second outage does not grow memory beyond the first.
-    assert!(peak3 < peak1 + 16 * 1024, "{peak1} KiB then {peak3} KiB");
+    // Flat: the second outage does not grow memory beyond what the first outage and the phase
+    // with the daemon up reached (a leak per event or per outage would). Phase 1 alone is not
+    // the reference: with the daemon up, ZeroMQ's buffers fill on both sides of the connection
+    // (the daemon pushes back at 64 frames) and the allocator keeps what they used.
+    let before = peak1.max(peak2);
+    assert!(
+        peak3 < before + 16 * 1024,
+        "{peak1} KiB, {peak2} KiB, then {peak3} KiB"
+    );
     ziggy::shutdown();
     let s = ziggy::stats();
     assert_eq!(s.sent + s.dropped, s.emitted, "{s:?}");
