@@ -14,6 +14,8 @@ use crate::validate::{Limits, split_frame};
 
 /// Frames drained per wake-up before counts are merged and the shutdown flag is looked at.
 const DRAIN_PER_WAKEUP: usize = 4096;
+/// Counters reach STATUS at least every this many frames.
+const MERGE_EVERY_FRAMES: usize = 64;
 
 /// The collector's sockets and where its output goes.
 pub struct Collector {
@@ -214,6 +216,10 @@ impl Collector {
             got += 1;
             counts.frames += 1;
             self.handle_frame(frame, &mut counts, log);
+            if got % MERGE_EVERY_FRAMES == 0 {
+                // Keep STATUS current during a long drain (4,096 frames can be seconds of input).
+                self.stats.merge(std::mem::take(&mut counts));
+            }
         }
         if got > 0 {
             self.stats.merge(counts);

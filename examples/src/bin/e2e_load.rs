@@ -116,6 +116,8 @@ fn unix_now() -> f64 {
 fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
     ziggy::configure(addr).unwrap();
     let started = Instant::now();
+    // The file may hold probes of an earlier run: only this run's count.
+    let since = unix_now();
     let sender = std::thread::spawn(move || {
         let mut sent = 0u64;
         while started.elapsed() < run_for {
@@ -160,7 +162,9 @@ fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
                 }
                 let seen = unix_now();
                 let event = ziggy::Event::from_slice(&bytes[offset..offset + len]).unwrap();
-                latencies_ms.push((seen - event.end) * 1e3);
+                if event.start >= since {
+                    latencies_ms.push((seen - event.end) * 1e3);
+                }
                 offset += len;
             }
         }
