@@ -38,6 +38,9 @@ pub struct FileWriter {
     stats: Arc<DaemonStats>,
     log: RateLimitedLog,
     acks: Option<Sender<ForwardMark>>,
+    /// Lengths of the files this writer closed: reopening one of that length skips the scan for
+    /// a torn tail (nobody else writes them).
+    closed_lengths: HashMap<PathBuf, u64>,
 }
 
 impl FileWriter {
@@ -50,14 +53,32 @@ impl FileWriter {
             stats,
             log: RateLimitedLog::new(Duration::from_secs(10)),
             acks: None,
+            closed_lengths: HashMap::new(),
         })
     }
 
-    fn open(dir: &Path, channel: &str, day: i64) -> std::io::Result<OpenFile> {
+    fn open(
+        dir: &Path,
+        channel: &str,
+        day: i64,
+        closed_lengths: &HashMap<PathBuf, u64>,
+        stats: &DaemonStats,
+    ) -> std::io::Result<OpenFile> {
         let day_name = ziggy::channel::utc_day(day as f64 * 86_400.0);
         let path = ziggy::channel::log_file_path(dir, channel, &day_name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len > 0 && closed_lengths.get(&path) != Some(&len) {
+            let cut = crate::tail::cut_torn_tail(&path)?;
+            if cut > 0 {
+                stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "ziggyd: {}: cut {cut} bytes of a partial event at its end (a crash during a write)",
+                    path.display()
+                );
+            }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let inode = file.metadata()?.ino();
@@ -128,19 +149,21 @@ impl FileWriter {
             };
             let file = match by_day.get_mut(&day) {
                 Some(f) => f,
-                None => match Self::open(&self.dir, channel, day) {
-                    Ok(f) => {
-                        self.stats.files_open.fetch_add(1, Ordering::Relaxed);
-                        by_day.entry(day).or_insert(f)
+                None => {
+                    match Self::open(&self.dir, channel, day, &self.closed_lengths, &self.stats) {
+                        Ok(f) => {
+                            self.stats.files_open.fetch_add(1, Ordering::Relaxed);
+                            by_day.entry(day).or_insert(f)
+                        }
+                        Err(e) => {
+                            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                            self.log.log("open", || {
+                                format!("cannot open the file for {channel}: {e}")
+                            });
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                        self.log.log("open", || {
-                            format!("cannot open the file for {channel}: {e}")
-                        });
-                        continue;
-                    }
-                },
+                }
             };
             match file.writer.write_all(bytes) {
                 Ok(()) => {
@@ -153,6 +176,11 @@ impl FileWriter {
                     let path = file.path.display().to_string();
                     self.log
                         .log("write", || format!("cannot write {path}: {e}"));
+                    // Part of the event may have reached the file: close it, so the next write
+                    // reopens it and cuts that part first.
+                    if by_day.remove(&day).is_some() {
+                        self.stats.files_open.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -162,6 +190,7 @@ impl FileWriter {
     pub fn tick(&mut self, idle_close: Duration) {
         let now = Instant::now();
         let mut closed = 0;
+        let closed_lengths = &mut self.closed_lengths;
         for by_day in self.files.values_mut() {
             by_day.retain(|_, f| {
                 if let Err(e) = f.writer.flush() {
@@ -176,6 +205,9 @@ impl FileWriter {
                 let keep = !moved && now.duration_since(f.last_write) < idle_close;
                 if !keep {
                     closed += 1;
+                    if let (false, Ok(meta)) = (moved, f.writer.get_ref().metadata()) {
+                        closed_lengths.insert(f.path.clone(), meta.len());
+                    }
                 }
                 keep
             });
@@ -216,5 +248,47 @@ impl FileWriter {
             }
         }
         self.close_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_tail_left_by_a_crash_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(DaemonStats::default());
+        let event = |n: i32| {
+            bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
+            "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": { "n": n } }
+            .to_vec()
+            .unwrap()
+        };
+        let batch = |n: i32| {
+            let frame = event(n);
+            let day = crate::batch::day_number(1.7e9);
+            Batch {
+                events: vec![("request".into(), day, 0..frame.len())],
+                frame,
+                durable: None,
+            }
+        };
+        let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
+        writer.write(&batch(1));
+        writer.close_all();
+        drop(writer);
+        // A crash in the middle of writing the second event.
+        let path = ziggy::channel::log_file_path(dir.path(), "request", "20231114");
+        let mut torn = std::fs::read(&path).unwrap();
+        torn.extend_from_slice(&event(2)[..40]);
+        std::fs::write(&path, &torn).unwrap();
+        // A new process appends the third.
+        let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
+        writer.write(&batch(3));
+        writer.close_all();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes, [event(1), event(3)].concat());
+        assert_eq!(stats.torn_tails_cut.load(Ordering::Relaxed), 1);
     }
 }

@@ -42,6 +42,7 @@ pub mod ratelog;
 pub mod receive;
 pub mod spool;
 pub mod stats;
+pub mod tail;
 pub mod validate;
 
 pub use config::DaemonConfig;

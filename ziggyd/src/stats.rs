@@ -23,6 +23,8 @@ pub struct DaemonStats {
     pub write_errors: AtomicU64,
     /// Files currently open.
     pub files_open: AtomicU64,
+    /// Partial events (left by a crash during a write) cut off the end of a file before appending.
+    pub torn_tails_cut: AtomicU64,
     /// The forwarding side (`--publish`), when on.
     pub forward: ForwardStats,
     /// The receiving side of forwarding (events from other daemons).
@@ -132,6 +134,7 @@ impl Default for DaemonStats {
             events_written: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             files_open: AtomicU64::new(0),
+            torn_tails_cut: AtomicU64::new(0),
             forward: ForwardStats::default(),
             forward_in: ForwardInStats::default(),
             detail: Mutex::default(),
@@ -190,6 +193,7 @@ impl DaemonStats {
             "events_written": self.events_written.load(Ordering::Relaxed) as i64,
             "write_errors": self.write_errors.load(Ordering::Relaxed) as i64,
             "files_open": self.files_open.load(Ordering::Relaxed) as i64,
+            "torn_tails_cut": self.torn_tails_cut.load(Ordering::Relaxed) as i64,
             "invalid_total": d.invalid.values().sum::<u64>() as i64,
             "invalid": invalid,
             "channels": to_doc(&d.channels),
