@@ -220,16 +220,10 @@ fn find_key(text: &str, name: &str, path: &str) -> Result<[u8; 32], KeyError> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ziggyd-curve-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn keys_round_trip_through_files() {
-        let dir = temp_dir("roundtrip");
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let pair = generate().unwrap();
         let (secret, public) = write_keypair(&dir.join("node"), &pair).unwrap();
         let back = read_secret_file(&secret).unwrap();
@@ -245,7 +239,8 @@ mod tests {
 
     #[test]
     fn readable_secret_file_is_refused() {
-        let dir = temp_dir("mode");
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let (secret, _) = write_keypair(&dir.join("node"), &generate().unwrap()).unwrap();
         fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_secret_file(&secret).unwrap_err().to_string();

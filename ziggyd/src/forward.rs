@@ -317,12 +317,7 @@ impl Forwarder {
     /// handshake by itself, so the caller reconnects).
     fn watch_handshakes(&self, link: &Link, log: &mut RateLimitedLog) -> bool {
         let mut failed = false;
-        while let Ok(parts) = link.monitor.recv_multipart(zmq::DONTWAIT) {
-            let Some(event) = parts.first().filter(|p| p.len() >= 6) else {
-                continue;
-            };
-            let code = u16::from_ne_bytes([event[0], event[1]]);
-            let value = u32::from_ne_bytes([event[2], event[3], event[4], event[5]]);
+        while let Some((code, value)) = crate::gate::recv_monitor_event(&link.monitor) {
             failed = true;
             self.stats
                 .forward

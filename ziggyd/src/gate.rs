@@ -24,6 +24,17 @@ pub const FORWARD_ZAP_DOMAIN: &str = "ziggyd-forward";
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 const MONITOR_ENDPOINT: &str = "inproc://ziggyd-forward-monitor";
 
+/// One event from a ZeroMQ socket monitor (`zmq_socket_monitor`'s first frame: event number
+/// u16, value u32, native byte order), if one is waiting.
+pub(crate) fn recv_monitor_event(monitor: &zmq::Socket) -> Option<(u16, u32)> {
+    let parts = monitor.recv_multipart(zmq::DONTWAIT).ok()?;
+    let frame = parts.first().filter(|p| p.len() >= 6)?;
+    Some((
+        u16::from_ne_bytes([frame[0], frame[1]]),
+        u32::from_ne_bytes([frame[2], frame[3], frame[4], frame[5]]),
+    ))
+}
+
 /// The public keys allowed to forward, read from a directory of key files.
 #[derive(Debug)]
 pub struct AllowList {
@@ -239,13 +250,9 @@ impl Gate {
 
     /// Counts one monitor event; true when the monitored socket has closed.
     fn monitor_event(&mut self, log: &mut RateLimitedLog) -> bool {
-        let Ok(parts) = self.monitor.recv_multipart(zmq::DONTWAIT) else {
+        let Some((event, _)) = recv_monitor_event(&self.monitor) else {
             return false;
         };
-        let Some(event) = parts.first().filter(|p| p.len() >= 2) else {
-            return false;
-        };
-        let event = u16::from_ne_bytes([event[0], event[1]]);
         if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
             return true;
         }

@@ -132,20 +132,7 @@ fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
         sent
     });
     // Tail the probe file (named by the UTC day of the events' start) and time each new event.
-    let day = {
-        let days = (unix_now() / 86_400.0) as i64;
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!("{y:04}{m:02}{d:02}")
-    };
+    let day = ziggy::channel::utc_day(unix_now());
     let path = logdir.join(&day).join(format!("probe.{day}.bson"));
     let mut latencies_ms = Vec::new();
     let mut offset = 0usize;
