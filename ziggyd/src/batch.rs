@@ -1,5 +1,5 @@
-//! What the collector hands to the sinks (file writer, and later the forwarder): one received
-//! frame and where its valid events are in it.
+//! What the collector hands to the sinks (file writer, forwarder): one received frame and where
+//! its valid events are in it, and what the file writer reports back about forwarded batches.
 
 use std::ops::Range;
 
@@ -15,14 +15,25 @@ pub struct Batch {
 }
 
 /// A forwarding daemon's batch, confirmed once its events are on disk (fsynced).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardMark {
     /// The ZeroMQ routing identity of the sending connection.
     pub identity: Vec<u8>,
     /// The sender's spool identity.
     pub sender: String,
+    /// Lowest sequence number of the new events in the batch.
+    pub first_seq: u64,
     /// Highest sequence number the batch covers.
     pub last_seq: u64,
+}
+
+/// The file writer's verdict on one forwarded batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The batch.
+    pub mark: ForwardMark,
+    /// `Ok` when every event of it is written and fsynced; otherwise which path failed and why.
+    pub result: Result<(), String>,
 }
 
 impl Batch {

@@ -18,6 +18,9 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code: bad flags, or an address the daemon cannot bind.
 pub const EXIT_USAGE: u8 = 2;
 
+/// How long the other threads get to write out what they hold after one died.
+const DEATH_GRACE: Duration = Duration::from_secs(10);
+
 /// ziggyd collects ziggy events over ZeroMQ, writes them to per-channel BSON files and streams
 /// them live.
 #[derive(Debug, Parser)]
@@ -284,20 +287,58 @@ fn run_daemon(cli: Cli) -> ExitCode {
             );
         }
     }
+    // SIGHUP (logrotate's postrotate): reopen the log files, re-read the CURVE allow directory,
+    // carry on.
+    let reopen = daemon.reopen_handle();
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(mut signals) => {
+            std::thread::Builder::new()
+                .name("ziggyd-sighup".into())
+                .spawn(move || {
+                    for _ in signals.forever() {
+                        reopen.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    }
+                })
+                .expect("spawning the SIGHUP thread");
+        }
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                &format!("cannot install the SIGHUP handler: {e}"),
+            );
+        }
+    }
+    // A worker thread that died stops the daemon; if the others do not finish writing out
+    // within the grace period, exit anyway so the supervisor restarts it.
+    let death = daemon.death_watch();
+    std::thread::Builder::new()
+        .name("ziggyd-watchdog".into())
+        .spawn(move || {
+            while death().is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(DEATH_GRACE);
+            eprintln!("ziggyd: {}; exiting", death().unwrap_or_default());
+            std::process::exit(EXIT_FAILURE.into());
+        })
+        .expect("spawning the watchdog thread");
     // Scripts read this line to learn the real ports when they asked for port 0.
     println!(
         "ziggyd: collect {} control {} stream {}",
         daemon.collect_endpoint, daemon.control_endpoint, daemon.stream_endpoint
     );
     let stats = daemon.stats().clone();
-    daemon.wait();
+    let result = daemon.wait_for_exit();
     if verbose {
         eprintln!(
             "ziggyd: stopped; {}",
             crate::format_status_line(&stats.status_document())
         );
     }
-    ExitCode::from(EXIT_OK)
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(death) => fail(EXIT_FAILURE, &format!("{death}; exiting")),
+    }
 }
 
 fn status(control: &str, json: bool, timeout: Duration) -> ExitCode {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::batch::{Batch, ForwardMark, day_number};
+use crate::batch::{Batch, ForwardMark, WriteOutcome, day_number};
 use crate::ratelog::RateLimitedLog;
-use crate::receive::{SenderLedger, SenderState, parse_batch};
+use crate::receive::{self, MAX_SEQ_JUMP, SenderLedger, SenderState, parse_batch};
 use crate::stats::{BatchCounts, DaemonStats};
 use crate::validate::{Limits, split_frame};
 
@@ -36,7 +36,7 @@ pub struct ForwardIn {
     pub(crate) socket: zmq::Socket,
     pub(crate) ledger: SenderLedger,
     /// Batches the file writer made durable.
-    pub(crate) durable: Receiver<ForwardMark>,
+    pub(crate) durable: Receiver<WriteOutcome>,
     pub(crate) pending: usize,
 }
 
@@ -70,7 +70,7 @@ impl Collector {
             if router_ready {
                 self.receive_forwarded(&mut log);
             }
-            self.confirm_durable();
+            self.confirm_durable(&mut log);
         }
         // Stop accepting: no new connections, then write out what is already here.
         let _ = self.pull.unbind(&self.pull_endpoint);
@@ -80,9 +80,10 @@ impl Collector {
         {}
     }
 
-    /// Takes forwarded batches: skips what this sender already had confirmed, records the intent
-    /// durably (one ledger write for everything received in this turn), and hands the new events
-    /// to the writer, which confirms them once fsynced.
+    /// Takes forwarded batches: refuses numbers that cannot be right or claims on another
+    /// sender's id, skips what this sender already had confirmed, records the intent durably
+    /// (one ledger write for everything received in this turn), and hands the new events to the
+    /// writer, which reports once they are fsynced (or could not be written).
     fn receive_forwarded(&mut self, log: &mut RateLimitedLog) {
         let Some(router) = &mut self.router else {
             return;
@@ -92,8 +93,9 @@ impl Collector {
         // Each touched sender's state before this turn, to undo the intents if the ledger
         // cannot be written.
         let mut before: Vec<(String, SenderState)> = Vec::new();
+        let now = unix_secs();
         for _ in 0..256 {
-            let Ok(parts) = router.socket.recv_multipart(zmq::DONTWAIT) else {
+            let Some((parts, user_id)) = recv_with_user_id(&router.socket) else {
                 break;
             };
             let Some((identity, rest)) = parts.split_first() else {
@@ -110,19 +112,56 @@ impl Collector {
                 continue;
             };
             fin.batches.fetch_add(1, Ordering::Relaxed);
-            let mut state = router.ledger.get(&sender);
             let items = split_frame(payload, self.limits);
-            let last_seq = first_seq + items.len().max(1) as u64 - 1;
+            let Some(last_seq) = receive::last_seq(first_seq, items.len()) else {
+                fin.refused_bad_seq.fetch_add(1, Ordering::Relaxed);
+                log.log("bad_seq", || {
+                    format!(
+                        "refused a forwarded batch of sender {sender}: first seq {first_seq} with                          {} events cannot be numbered",
+                        items.len()
+                    )
+                });
+                continue;
+            };
+            let known = router.ledger.contains(&sender);
+            let mut state = router.ledger.get(&sender);
+            if let Some(key) = user_id.filter(|k| !k.is_empty()) {
+                match &state.key {
+                    Some(owner) if *owner != key => {
+                        fin.refused_sender_key.fetch_add(1, Ordering::Relaxed);
+                        log.log("sender_key", || {
+                            format!(
+                                "refused a batch claiming sender id {sender}: that id belongs to                                  the key {owner}, this peer holds {key}"
+                            )
+                        });
+                        nak(&router.socket, identity, state.mark, "sender_key: this sender id belongs to another key");
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => state.key = Some(key),
+                }
+            }
+            let reached = state.mark.max(state.intent);
+            if known && first_seq > reached.saturating_add(MAX_SEQ_JUMP) {
+                fin.refused_seq_jump.fetch_add(1, Ordering::Relaxed);
+                log.log("seq_jump", || {
+                    format!(
+                        "refused a batch of sender {sender} starting at seq {first_seq}: this                          daemon has that sender up to {reached} (a jump over {MAX_SEQ_JUMP} is                          refused; a real sender starts a new sender id)"
+                    )
+                });
+                nak(&router.socket, identity, state.mark, &format!("seq_jump: have up to {reached}"));
+                continue;
+            }
+            state.last_seen = now;
             let mut counts = BatchCounts::default();
             let mut events = Vec::new();
-            let mut fresh = false;
-            for (i, item) in items.into_iter().enumerate() {
-                let seq = first_seq + i as u64;
-                if seq <= state.mark.max(state.intent) {
+            let mut fresh_from = None;
+            for (seq, item) in (first_seq..=last_seq).zip(items) {
+                if seq <= reached {
                     fin.deduplicated.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                fresh = true;
+                fresh_from.get_or_insert(seq);
                 if seq <= state.recovered {
                     fin.possible_duplicates.fetch_add(1, Ordering::Relaxed);
                 }
@@ -133,26 +172,25 @@ impl Collector {
             }
             fin.events.fetch_add(events.len() as u64, Ordering::Relaxed);
             self.stats.merge(counts);
-            if !fresh {
+            let Some(fresh_from) = fresh_from else {
                 if last_seq <= state.mark {
-                    let _ = router.socket.send_multipart(
-                        [&identity[..], b"ACK1", &state.mark.to_le_bytes()],
-                        zmq::DONTWAIT,
-                    );
+                    ack(&router.socket, identity, state.mark);
                 }
                 continue;
-            }
+            };
             if !before.iter().any(|(s, _)| *s == sender) {
-                before.push((sender.clone(), state));
+                before.push((sender.clone(), router.ledger.get(&sender)));
             }
             state.intent = last_seq;
-            router.ledger.set(&sender, state);
+            let evicted = router.ledger.set(&sender, state);
+            fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
             accepted.push(Arc::new(Batch {
                 frame: payload.to_vec(),
                 events,
                 durable: Some(ForwardMark {
                     identity: identity.clone(),
                     sender,
+                    first_seq: fresh_from,
                     last_seq,
                 }),
             }));
@@ -177,30 +215,61 @@ impl Collector {
         }
     }
 
-    /// Sends the confirmations of batches the writer made durable.
-    fn confirm_durable(&mut self) {
+    /// Answers the batches the writer is done with: `ACK1` when durable; `NAK1` with the
+    /// writer's reason when not, after rolling the sender back so its resend is written.
+    fn confirm_durable(&mut self, log: &mut RateLimitedLog) {
         let Some(router) = &mut self.router else {
             return;
         };
-        let marks: Vec<ForwardMark> = router.durable.try_iter().collect();
-        if marks.is_empty() {
+        let outcomes: Vec<WriteOutcome> = router.durable.try_iter().collect();
+        if outcomes.is_empty() {
             return;
         }
-        for m in &marks {
+        let fin = &self.stats.forward_in;
+        for o in &outcomes {
+            let m = &o.mark;
             let mut state = router.ledger.get(&m.sender);
-            state.mark = state.mark.max(m.last_seq);
-            router.ledger.set(&m.sender, state);
+            match &o.result {
+                // Confirmations are cumulative: past a refused batch nothing is confirmed until
+                // that batch is written (what was written after it is then written again).
+                Ok(()) if state.hole.is_some_and(|h| m.first_seq > h) => {}
+                Ok(()) => {
+                    state.mark = state.mark.max(m.last_seq);
+                    if state.hole.is_some_and(|h| h <= m.last_seq) {
+                        state.hole = None;
+                    }
+                }
+                Err(reason) => {
+                    fin.refused_write.fetch_add(1, Ordering::Relaxed);
+                    log.log("refused_write", || {
+                        format!(
+                            "not confirming events {}..={} of sender {}: {reason}; it keeps them                              and resends",
+                            m.first_seq, m.last_seq, m.sender
+                        )
+                    });
+                    state.hole = Some(state.hole.map_or(m.first_seq, |h| h.min(m.first_seq)));
+                    state.recovered = state.recovered.max(state.intent);
+                    state.intent = state.intent.min(m.first_seq - 1).max(state.mark);
+                }
+            }
+            let evicted = router.ledger.set(&m.sender, state);
+            fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
         }
-        router.pending = router.pending.saturating_sub(marks.len());
+        router.pending = router.pending.saturating_sub(outcomes.len());
         if router.ledger.persist().is_err() {
             return; // unconfirmed: the senders resend, and the intent makes them possible duplicates
         }
-        for m in marks {
-            let mark = router.ledger.get(&m.sender).mark;
-            let _ = router.socket.send_multipart(
-                [&m.identity[..], b"ACK1", &mark.to_le_bytes()],
-                zmq::DONTWAIT,
-            );
+        for o in outcomes {
+            let mark = router.ledger.get(&o.mark.sender).mark;
+            match o.result {
+                Ok(()) => ack(&router.socket, &o.mark.identity, mark),
+                Err(reason) => nak(
+                    &router.socket,
+                    &o.mark.identity,
+                    mark,
+                    &format!("write_failed: {reason}"),
+                ),
+            }
         }
     }
 
@@ -254,6 +323,49 @@ impl Collector {
             let _ = sink.send(batch.clone());
         }
     }
+}
+
+/// One multipart message and the `User-Id` ZeroMQ attached to it (with CURVE, the peer's
+/// public key, as the ZAP handler set it).
+fn recv_with_user_id(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Option<String>)> {
+    let mut parts = Vec::new();
+    let mut user_id = None;
+    let mut flags = zmq::DONTWAIT;
+    loop {
+        let mut msg = socket.recv_msg(flags).ok()?;
+        if user_id.is_none() {
+            user_id = msg.gets("User-Id").map(str::to_owned);
+        }
+        let more = msg.get_more();
+        parts.push(msg.to_vec());
+        if !more {
+            return Some((parts, user_id));
+        }
+        // The rest of a multipart message is already here.
+        flags = 0;
+    }
+}
+
+/// Confirms everything of a sender up to `mark`.
+fn ack(socket: &zmq::Socket, identity: &[u8], mark: u64) {
+    let _ = socket.send_multipart(
+        [identity, &b"ACK1"[..], &mark.to_le_bytes()[..]],
+        zmq::DONTWAIT,
+    );
+}
+
+/// Refuses a batch: the sender keeps it (`mark` is what is confirmed), with the reason.
+fn nak(socket: &zmq::Socket, identity: &[u8], mark: u64, reason: &str) {
+    let _ = socket.send_multipart(
+        [identity, &b"NAK1"[..], &mark.to_le_bytes()[..], reason.as_bytes()],
+        zmq::DONTWAIT,
+    );
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Takes in one valid event: counts it, publishes it on the live stream, and returns where it sits

@@ -1,8 +1,8 @@
 //! Wiring: binds every socket (so bind errors reach the caller), then runs collect → (files,
 //! stream) with control beside them, each on its own thread.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::collect::{Collector, ForwardIn};
@@ -11,6 +11,7 @@ use crate::control::Control;
 use crate::files::FileWriter;
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::gate::{AllowList, Gate};
+use crate::lock::{DirLock, LockError};
 use crate::receive::SenderLedger;
 use crate::spool::{Spool, SpoolConfig};
 use crate::stats::DaemonStats;
@@ -52,7 +53,13 @@ pub enum StartError {
     /// CURVE could not be set up (keys, allow directory, ZAP handler).
     #[error("CURVE: {0}")]
     Curve(String),
+    /// Another daemon uses the same directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
+
+/// The first worker thread that died, and why.
+type Death = Arc<Mutex<Option<String>>>;
 
 /// A running daemon.
 pub struct Daemon {
@@ -64,7 +71,11 @@ pub struct Daemon {
     pub stream_endpoint: String,
     stats: Arc<DaemonStats>,
     shutdown: Arc<AtomicBool>,
+    reopen: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
+    died: Death,
+    /// Held while the daemon runs: one daemon per log path.
+    _locks: Vec<DirLock>,
 }
 
 /// Binds after `prepare` has set the socket's options: ZeroMQ applies options to accepted
@@ -147,6 +158,12 @@ impl Daemon {
         })?;
         let stats = Arc::new(DaemonStats::default());
         let shutdown = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicU64::new(0));
+        let died: Death = Arc::default();
+        let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
+            spawn_watched(name, f, died.clone(), shutdown.clone())
+        };
+        let mut locks = Vec::new();
         let mut threads = Vec::new();
         let mut sinks = Vec::new();
 
@@ -159,14 +176,20 @@ impl Daemon {
                 path: dir.display().to_string(),
                 source,
             };
-            let (acks_tx, acks_rx) = crossbeam_channel::unbounded();
+            std::fs::create_dir_all(dir).map_err(log_err)?;
+            locks.push(DirLock::acquire(dir, ".ziggyd-lock")?);
+            let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
             let writer = FileWriter::new(dir, stats.clone())
                 .map_err(log_err)?
-                .with_acks(acks_tx);
+                .with_outcomes(outcomes_tx)
+                .with_reopen(reopen.clone());
             let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
             sinks.push(tx);
             let (flush, idle) = (config.flush_interval, config.idle_close);
-            threads.push(spawn("ziggyd-files", move || writer.run(rx, flush, idle)));
+            threads.push(spawn(
+                "ziggyd-files",
+                Box::new(move || writer.run(rx, flush, idle)),
+            ));
             // A forwarded batch is a frame like any other: the same hard cap on its size.
             let cap = |s: &zmq::Socket| s.set_maxmsgsize(max_message);
             let (socket, endpoint) = match &config.forward_curve {
@@ -181,6 +204,7 @@ impl Daemon {
                         );
                     }
                     let gate = Gate::install(&ctx, allow, stats.clone(), shutdown.clone())
+                        .map(|g| g.with_reopen(reopen.clone()))
                         .map_err(|e| {
                             StartError::Curve(format!("cannot start the ZAP handler: {e}"))
                         })?;
@@ -189,7 +213,7 @@ impl Daemon {
                             cap(s)?;
                             gate.secure(s, &curve.keys)
                         })?;
-                    threads.push(spawn("ziggyd-gate", move || gate.run()));
+                    threads.push(spawn("ziggyd-gate", Box::new(move || gate.run())));
                     bound
                 }
             };
@@ -199,7 +223,7 @@ impl Daemon {
             router = Some(ForwardIn {
                 socket,
                 ledger,
-                durable: acks_rx,
+                durable: outcomes_rx,
                 pending: 0,
             });
         }
@@ -245,7 +269,7 @@ impl Daemon {
                 stats: stats.clone(),
                 shutdown: shutdown.clone(),
             };
-            threads.push(spawn("ziggyd-forward", move || forwarder.run()));
+            threads.push(spawn("ziggyd-forward", Box::new(move || forwarder.run())));
         }
 
         let control = Control {
@@ -258,7 +282,7 @@ impl Daemon {
             stream_endpoint: stream_endpoint.clone(),
             shutdown: shutdown.clone(),
         };
-        threads.push(spawn("ziggyd-control", move || control.run()));
+        threads.push(spawn("ziggyd-control", Box::new(move || control.run())));
 
         let collector = Collector {
             pull,
@@ -271,7 +295,7 @@ impl Daemon {
             shutdown: shutdown.clone(),
             router,
         };
-        threads.push(spawn("ziggyd-collect", move || collector.run()));
+        threads.push(spawn("ziggyd-collect", Box::new(move || collector.run())));
         // The context lives as long as its sockets; they own references to it.
         drop(ctx);
         Ok(Daemon {
@@ -280,8 +304,33 @@ impl Daemon {
             stream_endpoint,
             stats,
             shutdown,
+            reopen,
             threads,
+            died,
+            _locks: locks,
         })
+    }
+
+    /// Asks every log file to be closed and reopened at its next write, and the CURVE allow
+    /// directory to be read again (what SIGHUP does).
+    pub fn request_reopen(&self) {
+        self.reopen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The counter [`Daemon::request_reopen`] bumps (a signal handler may bump it too).
+    pub fn reopen_handle(&self) -> Arc<AtomicU64> {
+        self.reopen.clone()
+    }
+
+    /// Why a worker thread died, if one did (the daemon is then stopping).
+    pub fn death(&self) -> Option<String> {
+        self.died.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A handle on [`Daemon::death`] that outlives the daemon value.
+    pub fn death_watch(&self) -> impl Fn() -> Option<String> + Send + 'static {
+        let died = self.died.clone();
+        move || died.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The flag that stops the daemon when set (signal handlers set it too).
@@ -302,8 +351,17 @@ impl Daemon {
     /// Waits until the daemon has stopped (by `SHUTDOWN`, a signal or [`Daemon::request_shutdown`])
     /// and everything received is written.
     pub fn wait(self) {
+        let _ = self.wait_for_exit();
+    }
+
+    /// Waits as [`Daemon::wait`] does; `Err` names the worker thread that died and why.
+    pub fn wait_for_exit(self) -> Result<(), String> {
         for t in self.threads {
             let _ = t.join();
+        }
+        match self.died.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(death) => Err(death),
+            None => Ok(()),
         }
     }
 
@@ -314,9 +372,31 @@ impl Daemon {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+/// Runs a worker thread. If it panics (a bug: no input should make one), the daemon records
+/// it and stops: a daemon missing a worker must not go on answering STATUS as if it were well.
+fn spawn_watched(
+    name: &'static str,
+    f: Box<dyn FnOnce() + Send>,
+    died: Death,
+    shutdown: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) else {
+                return;
+            };
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let death = format!("the {name} thread died: {why}");
+            eprintln!("ziggyd: {death}; stopping");
+            died.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(death);
+            shutdown.store(true, Ordering::Release);
+        })
         .expect("spawning a ziggyd thread")
 }

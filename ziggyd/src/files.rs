@@ -1,46 +1,144 @@
 //! The file writer: `DIR/YYYYMMDD/<channel>.YYYYMMDD.bson`, bytes as received, appended.
 //!
-//! Files are flushed at least every `flush_interval` even under constant load, closed when idle,
-//! and reopened when logrotate (or anyone) moved or deleted them: each tick compares the inode at
-//! the path with the one written to.
+//! Counting is exact: an event counts as written only once all its bytes are in its file. Events
+//! wait in a per-file buffer, written with one `write` loop; if that fails part-way (disk full, a
+//! file size limit, an I/O error, a directory where the file should be) the file is cut back to
+//! the length it had before, so it never ends in part of an event. Then:
+//! - the events of a forwarded batch are refused: the collector answers `NAK1` and the sending
+//!   daemon keeps them in its spool and resends later; a forwarded batch is confirmed only when
+//!   every event of it is written and fsynced;
+//! - events an application sent directly (no acknowledgement exists on that hop) are held and
+//!   retried every flush interval, up to [`HELD_MAX_BYTES`]; past that they are counted as lost
+//!   (`events_lost_write`), never as written.
+//!
+//! Which paths fail, and why, is in STATUS (`write_failing`) and in a rate-limited log line.
+//! Open files are bounded ([`DEFAULT_MAX_OPEN_FILES`], least recently used closed first), flushed
+//! at least every flush interval, closed when idle, and reopened when moved or deleted (each tick
+//! compares the inode at the path with the one written to) or when SIGHUP asks for it.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::batch::{Batch, ForwardMark};
+use crate::batch::{Batch, WriteOutcome};
 use crate::ratelog::RateLimitedLog;
 use crate::stats::DaemonStats;
 
 /// Batches written together before one fsync of the files they touched (group commit).
 const GROUP_BATCHES: usize = 64;
+/// A file's buffer is written out past this size (and at every tick).
+const FLUSH_BYTES: usize = 256 << 10;
+/// Events of applications held in memory while their files cannot be written.
+pub const HELD_MAX_BYTES: usize = 64 << 20;
+/// Files kept open at once, unless the writer is given another bound.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
+/// Lengths of closed files remembered (to skip the torn-tail scan on reopening).
+const CLOSED_LENGTHS_KEPT: usize = 4096;
 
-struct OpenFile {
+/// Where an event in a file's buffer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Sent by an application: held and retried on failure.
+    Local,
+    /// Part of the forwarded batch at this index of the current group: refused on failure.
+    Forwarded(usize),
+}
+
+/// Events waiting to be written to one file.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Each event's length and origin, in order.
+    entries: Vec<(usize, Origin)>,
+}
+
+impl Pending {
+    fn push(&mut self, event: &[u8], origin: Origin) {
+        self.bytes.extend_from_slice(event);
+        self.entries.push((event.len(), origin));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn has_forwarded(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(_, o)| matches!(o, Origin::Forwarded(_)))
+    }
+
+    /// Removes the forwarded events (their senders resend them); returns their batch indexes.
+    fn take_forwarded(&mut self) -> Vec<usize> {
+        let mut batches = Vec::new();
+        let mut kept = Pending::default();
+        let mut at = 0;
+        for &(len, origin) in &self.entries {
+            match origin {
+                Origin::Local => kept.push(&self.bytes[at..at + len], origin),
+                Origin::Forwarded(i) => {
+                    if !batches.contains(&i) {
+                        batches.push(i);
+                    }
+                }
+            }
+            at += len;
+        }
+        *self = kept;
+        batches
+    }
+}
+
+/// One channel-day file.
+struct LogFile {
     path: PathBuf,
-    writer: BufWriter<File>,
+    /// `None` while closed (never opened, evicted, or closed after an error).
+    file: Option<File>,
     inode: u64,
-    last_write: Instant,
+    last_use: Instant,
+    /// Bytes of whole events in the file.
+    len: u64,
+    pending: Pending,
     /// Written since the last fsync.
-    dirty: bool,
+    unsynced: bool,
+    /// The last error, while this path cannot be written.
+    failing: Option<String>,
+}
+
+/// Words for an I/O error an operator can act on.
+pub fn describe_io_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => "disk full (no space left on device)".into(),
+        Some(libc::EDQUOT) => "disk quota exceeded".into(),
+        Some(libc::EFBIG) => "file size limit reached (EFBIG)".into(),
+        Some(libc::EISDIR) => "a directory is in the way (EISDIR)".into(),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!("permission denied ({e})"),
+        _ => e.to_string(),
+    }
 }
 
 /// Writes batches to per-channel, per-day files under one directory.
 pub struct FileWriter {
     dir: PathBuf,
-    files: HashMap<String, HashMap<i64, OpenFile>>,
+    files: HashMap<String, HashMap<i64, LogFile>>,
     stats: Arc<DaemonStats>,
     log: RateLimitedLog,
-    acks: Option<Sender<ForwardMark>>,
+    outcomes: Option<Sender<WriteOutcome>>,
     /// Lengths of the files this writer closed: reopening one of that length skips the scan for
-    /// a torn tail (nobody else writes them).
+    /// a torn tail (nobody else writes them: the log path is locked).
     closed_lengths: HashMap<PathBuf, u64>,
+    max_open: usize,
+    open: usize,
+    /// Bumped by SIGHUP: every file is closed and reopened at its next write.
+    reopen: Option<Arc<AtomicU64>>,
+    reopen_seen: u64,
 }
 
 impl FileWriter {
@@ -52,173 +150,439 @@ impl FileWriter {
             files: HashMap::new(),
             stats,
             log: RateLimitedLog::new(Duration::from_secs(10)),
-            acks: None,
+            outcomes: None,
             closed_lengths: HashMap::new(),
+            max_open: DEFAULT_MAX_OPEN_FILES,
+            open: 0,
+            reopen: None,
+            reopen_seen: 0,
         })
     }
 
-    fn open(
-        dir: &Path,
-        channel: &str,
-        day: i64,
-        closed_lengths: &HashMap<PathBuf, u64>,
-        stats: &DaemonStats,
-    ) -> std::io::Result<OpenFile> {
-        let day_name = ziggy::channel::utc_day(day as f64 * 86_400.0);
-        let path = ziggy::channel::log_file_path(dir, channel, &day_name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if len > 0 && closed_lengths.get(&path) != Some(&len) {
-            let cut = crate::tail::cut_torn_tail(&path)?;
-            if cut > 0 {
-                stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "ziggyd: {}: cut {cut} bytes of a partial event at its end (a crash during a write)",
-                    path.display()
-                );
-            }
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let inode = file.metadata()?.ino();
-        Ok(OpenFile {
-            path,
-            writer: BufWriter::with_capacity(256 << 10, file),
-            inode,
-            last_write: Instant::now(),
-            dirty: false,
-        })
-    }
-
-    /// Where to report forwarded batches once they are durable.
-    pub fn with_acks(mut self, acks: Sender<ForwardMark>) -> Self {
-        self.acks = Some(acks);
+    /// Where to report forwarded batches once they are durable (or could not be written).
+    pub fn with_outcomes(mut self, outcomes: Sender<WriteOutcome>) -> Self {
+        self.outcomes = Some(outcomes);
         self
     }
 
-    /// Flushes and fsyncs every file written since the last sync.
-    pub fn sync_dirty(&mut self) -> bool {
-        let mut ok = true;
-        for by_day in self.files.values_mut() {
-            for f in by_day.values_mut().filter(|f| f.dirty) {
-                if f.writer
-                    .flush()
-                    .and_then(|()| f.writer.get_ref().sync_data())
-                    .is_err()
-                {
-                    ok = false;
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    f.dirty = false;
-                }
-            }
-        }
-        ok
+    /// At most `max_open` files open at once (at least 1).
+    pub fn with_max_open(mut self, max_open: usize) -> Self {
+        self.max_open = max_open.max(1);
+        self
     }
 
-    /// Appends every event of the batch to its file; a forwarded batch is fsynced, then confirmed.
+    /// Reopens every file when `generation` changes (SIGHUP).
+    pub fn with_reopen(mut self, generation: Arc<AtomicU64>) -> Self {
+        self.reopen_seen = generation.load(Ordering::Acquire);
+        self.reopen = Some(generation);
+        self
+    }
+
+    /// Appends every event of the batch to its file; a forwarded batch is fsynced, then
+    /// reported.
     pub fn write(&mut self, batch: &Batch) {
         self.write_group(&[batch]);
     }
 
     /// Appends several batches, then makes the forwarded ones durable with one fsync per file
-    /// (group commit) and confirms them.
+    /// (group commit) and reports each: confirmed only if every event of it is on disk.
     pub fn write_group<B: std::ops::Deref<Target = Batch>>(&mut self, batches: &[B]) {
-        for batch in batches {
-            self.append(batch);
-        }
-        let mut marks = batches.iter().filter_map(|b| b.durable.as_ref()).peekable();
-        // Confirm only what is durable: a failed fsync leaves the batches unconfirmed, so the
-        // senders resend them.
-        if marks.peek().is_some() && self.sync_dirty() {
-            if let Some(acks) = &self.acks {
-                for mark in marks {
-                    let _ = acks.send(mark.clone());
+        let now = Instant::now();
+        let mut lost = 0u64;
+        let mut held = self.held_bytes();
+        for (i, batch) in batches.iter().enumerate() {
+            let origin = match batch.durable {
+                Some(_) => Origin::Forwarded(i),
+                None => Origin::Local,
+            };
+            for (channel, day, bytes) in batch.iter() {
+                let file = self.file_entry(channel, day);
+                file.last_use = now;
+                if file.failing.is_some() && origin == Origin::Local {
+                    if held + bytes.len() > HELD_MAX_BYTES {
+                        lost += 1;
+                        continue;
+                    }
+                    held += bytes.len();
                 }
+                file.pending.push(bytes, origin);
             }
         }
-    }
-
-    fn append(&mut self, batch: &Batch) {
-        let now = Instant::now();
-        for (channel, day, bytes) in batch.iter() {
-            let by_day = match self.files.get_mut(channel) {
-                Some(m) => m,
-                None => self.files.entry(channel.to_owned()).or_default(),
-            };
-            let file = match by_day.get_mut(&day) {
-                Some(f) => f,
-                None => {
-                    match Self::open(&self.dir, channel, day, &self.closed_lengths, &self.stats) {
-                        Ok(f) => {
-                            self.stats.files_open.fetch_add(1, Ordering::Relaxed);
-                            by_day.entry(day).or_insert(f)
-                        }
-                        Err(e) => {
-                            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                            self.log.log("open", || {
-                                format!("cannot open the file for {channel}: {e}")
-                            });
-                            continue;
-                        }
-                    }
-                }
-            };
-            match file.writer.write_all(bytes) {
-                Ok(()) => {
-                    file.last_write = now;
-                    file.dirty = true;
-                    self.stats.events_written.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let path = file.path.display().to_string();
-                    self.log
-                        .log("write", || format!("cannot write {path}: {e}"));
-                    // Part of the event may have reached the file: close it, so the next write
-                    // reopens it and cuts that part first.
-                    if by_day.remove(&day).is_some() {
-                        self.stats.files_open.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Flushes every file, closes idle ones, and reopens files moved or deleted under us.
-    pub fn tick(&mut self, idle_close: Duration) {
-        let now = Instant::now();
-        let mut closed = 0;
-        let closed_lengths = &mut self.closed_lengths;
-        for by_day in self.files.values_mut() {
-            by_day.retain(|_, f| {
-                if let Err(e) = f.writer.flush() {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let path = f.path.display().to_string();
-                    self.log
-                        .log("flush", || format!("cannot flush {path}: {e}"));
-                }
-                let moved = std::fs::metadata(&f.path)
-                    .map(|m| m.ino() != f.inode)
-                    .unwrap_or(true);
-                let keep = !moved && now.duration_since(f.last_write) < idle_close;
-                if !keep {
-                    closed += 1;
-                    if let (false, Ok(meta)) = (moved, f.writer.get_ref().metadata()) {
-                        closed_lengths.insert(f.path.clone(), meta.len());
-                    }
-                }
-                keep
+        if lost > 0 {
+            self.stats
+                .events_lost_write
+                .fetch_add(lost, Ordering::Relaxed);
+            self.log.log("lost", || {
+                format!(
+                    "{lost} event(s) lost: their files cannot be written and {HELD_MAX_BYTES} \
+                     bytes are already held for retry"
+                )
             });
         }
-        self.files.retain(|_, m| !m.is_empty());
-        self.stats.files_open.fetch_sub(closed, Ordering::Relaxed);
+        // Forwarded events are written now (their senders wait); others once a buffer is full.
+        let mut refused: Vec<Option<String>> = vec![None; batches.len()];
+        let mut to_sync: Vec<(String, i64, Vec<usize>)> = Vec::new();
+        let keys: Vec<(String, i64)> = self
+            .files
+            .iter()
+            .flat_map(|(c, days)| {
+                days.iter()
+                    .filter(|(_, f)| {
+                        f.pending.has_forwarded() || f.pending.bytes.len() >= FLUSH_BYTES
+                    })
+                    .map(move |(d, _)| (c.clone(), *d))
+            })
+            .collect();
+        for (channel, day) in keys {
+            match self.flush(&channel, day) {
+                Ok(batches) if !batches.is_empty() => to_sync.push((channel, day, batches)),
+                Ok(_) => {}
+                Err(reason) => {
+                    let file = self.file_entry(&channel, day);
+                    for i in file.pending.take_forwarded() {
+                        refused[i].get_or_insert_with(|| reason.clone());
+                    }
+                }
+            }
+        }
+        for (channel, day, batches) in to_sync {
+            if let Err(reason) = self.sync(&channel, day) {
+                for i in batches {
+                    refused[i].get_or_insert_with(|| reason.clone());
+                }
+            }
+        }
+        self.publish_failing();
+        let Some(outcomes) = &self.outcomes else {
+            return;
+        };
+        for (batch, refused) in batches.iter().zip(refused) {
+            if let Some(mark) = &batch.durable {
+                let _ = outcomes.send(WriteOutcome {
+                    mark: mark.clone(),
+                    result: refused.map_or(Ok(()), Err),
+                });
+            }
+        }
     }
 
-    /// Flushes and closes everything.
+    /// The entry of one channel-day, created (closed) if missing.
+    fn file_entry(&mut self, channel: &str, day: i64) -> &mut LogFile {
+        if !self.files.contains_key(channel) {
+            self.files.insert(channel.to_owned(), HashMap::new());
+        }
+        let by_day = self.files.get_mut(channel).expect("inserted above");
+        by_day.entry(day).or_insert_with(|| {
+            let day_name = ziggy::channel::utc_day(day as f64 * 86_400.0);
+            LogFile {
+                path: ziggy::channel::log_file_path(&self.dir, channel, &day_name),
+                file: None,
+                inode: 0,
+                last_use: Instant::now(),
+                len: 0,
+                pending: Pending::default(),
+                unsynced: false,
+                failing: None,
+            }
+        })
+    }
+
+    fn entry_mut(&mut self, channel: &str, day: i64) -> Option<&mut LogFile> {
+        self.files.get_mut(channel)?.get_mut(&day)
+    }
+
+    /// Bytes of application events waiting on files that cannot be written.
+    fn held_bytes(&self) -> usize {
+        self.files
+            .values()
+            .flat_map(|d| d.values())
+            .filter(|f| f.failing.is_some())
+            .map(|f| f.pending.bytes.len())
+            .sum()
+    }
+
+    /// Opens a closed file: creates its directory, cuts a torn tail left by a crash, and keeps
+    /// the number of open files within the bound.
+    fn ensure_open(&mut self, channel: &str, day: i64) -> Result<(), String> {
+        if self.entry_mut(channel, day).is_some_and(|f| f.file.is_some()) {
+            return Ok(());
+        }
+        if self.open >= self.max_open {
+            self.close_least_recently_used(channel, day);
+        }
+        let stats = self.stats.clone();
+        let path = self.file_entry(channel, day).path.clone();
+        let closed_len = self.closed_lengths.get(&path).copied();
+        let f = self.file_entry(channel, day);
+        let open = || -> std::io::Result<(File, u64, u64)> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let len = match std::fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            };
+            if len > 0 && closed_len != Some(len) {
+                let cut = crate::tail::cut_torn_tail(&path)?;
+                if cut > 0 {
+                    stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "ziggyd: {}: cut {cut} bytes of a partial event at its end (left by a \
+                         crash during a write)",
+                        path.display()
+                    );
+                }
+            }
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+            }
+            Ok((file, meta.ino(), meta.len()))
+        };
+        match open() {
+            Ok((file, inode, len)) => {
+                f.file = Some(file);
+                f.inode = inode;
+                f.len = len;
+                self.open += 1;
+                self.stats
+                    .files_open
+                    .store(self.open as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "cannot open {}: {}",
+                path.display(),
+                describe_io_error(&e)
+            )),
+        }
+    }
+
+    /// Makes room for one more open file: writes out and closes the least recently used one.
+    fn close_least_recently_used(&mut self, except_channel: &str, except_day: i64) {
+        let oldest = self
+            .files
+            .iter()
+            .flat_map(|(c, d)| d.iter().map(move |(day, f)| (c, *day, f)))
+            .filter(|(c, d, f)| f.file.is_some() && !(c.as_str() == except_channel && *d == except_day))
+            .min_by_key(|(_, _, f)| f.last_use)
+            .map(|(c, d, _)| (c.clone(), d));
+        if let Some((channel, day)) = oldest {
+            let _ = self.flush(&channel, day);
+            self.close(&channel, day);
+        }
+    }
+
+    /// Closes one file (its unwritten events stay in its buffer) and forgets it if nothing is
+    /// pending.
+    fn close(&mut self, channel: &str, day: i64) {
+        let Some(by_day) = self.files.get_mut(channel) else {
+            return;
+        };
+        let Some(f) = by_day.get_mut(&day) else {
+            return;
+        };
+        if let Some(file) = f.file.take() {
+            if f.unsynced {
+                let _ = file.sync_data();
+            }
+            self.open -= 1;
+            if f.failing.is_none() {
+                if self.closed_lengths.len() >= CLOSED_LENGTHS_KEPT {
+                    self.closed_lengths.clear();
+                }
+                self.closed_lengths.insert(f.path.clone(), f.len);
+            }
+        }
+        f.unsynced = false;
+        if f.pending.is_empty() {
+            by_day.remove(&day);
+            if by_day.is_empty() {
+                self.files.remove(channel);
+            }
+        }
+        self.stats
+            .files_open
+            .store(self.open as u64, Ordering::Relaxed);
+    }
+
+    /// Writes one file's buffer, all of it or none of it; returns the forwarded batches whose
+    /// events it wrote (to fsync before confirming).
+    fn flush(&mut self, channel: &str, day: i64) -> Result<Vec<usize>, String> {
+        if self
+            .entry_mut(channel, day)
+            .is_none_or(|f| f.pending.is_empty())
+        {
+            return Ok(Vec::new());
+        }
+        if let Err(reason) = self.ensure_open(channel, day) {
+            self.failed(channel, day, reason.clone());
+            return Err(reason);
+        }
+        let f = self.entry_mut(channel, day).expect("opened above");
+        let file = f.file.as_mut().expect("opened above");
+        let mut written = 0;
+        let mut error = None;
+        while written < f.pending.bytes.len() {
+            match file.write(&f.pending.bytes[written..]) {
+                Ok(0) => {
+                    error = Some(std::io::Error::from(ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error {
+            let reason = format!("cannot write {}: {}", f.path.display(), describe_io_error(&e));
+            // Cut what part of the buffer reached the file: it must end on a whole event. If
+            // even that fails, close it: reopening cuts the torn tail.
+            if written > 0 && file.set_len(f.len).is_err() {
+                f.file = None;
+                self.open -= 1;
+                self.stats
+                    .files_open
+                    .store(self.open as u64, Ordering::Relaxed);
+            }
+            self.failed(channel, day, reason.clone());
+            return Err(reason);
+        }
+        f.len += written as u64;
+        f.unsynced = true;
+        let events = f.pending.entries.len() as u64;
+        let mut forwarded = Vec::new();
+        for (_, origin) in &f.pending.entries {
+            if let Origin::Forwarded(i) = *origin {
+                if !forwarded.contains(&i) {
+                    forwarded.push(i);
+                }
+            }
+        }
+        f.pending = Pending::default();
+        if let Some(was) = f.failing.take() {
+            let path = f.path.display().to_string();
+            eprintln!("ziggyd: writing {path} again (it failed: {was})");
+        }
+        self.stats
+            .events_written
+            .fetch_add(events, Ordering::Relaxed);
+        Ok(forwarded)
+    }
+
+    /// Fsyncs one file.
+    fn sync(&mut self, channel: &str, day: i64) -> Result<(), String> {
+        let Some(f) = self.entry_mut(channel, day) else {
+            return Ok(());
+        };
+        let Some(file) = &f.file else {
+            return Err(format!("{} was closed before its fsync", f.path.display()));
+        };
+        match file.sync_data() {
+            Ok(()) => {
+                f.unsynced = false;
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("cannot fsync {}: {}", f.path.display(), describe_io_error(&e));
+                self.failed(channel, day, reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    fn failed(&mut self, channel: &str, day: i64, reason: String) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = self.entry_mut(channel, day) {
+            f.failing = Some(reason.clone());
+        }
+        self.log.log("write", || {
+            format!("{reason}; events are held and retried (forwarded ones stay with their sender)")
+        });
+    }
+
+    /// Puts the failing paths and the held events in STATUS.
+    fn publish_failing(&self) {
+        let mut failing = Vec::new();
+        let mut held = 0u64;
+        for f in self.files.values().flat_map(|d| d.values()) {
+            if let Some(reason) = &f.failing {
+                failing.push((f.path.display().to_string(), reason.clone()));
+                held += f.pending.entries.len() as u64;
+            }
+        }
+        self.stats.events_held.store(held, Ordering::Relaxed);
+        self.stats.set_write_failing(failing);
+    }
+
+    /// Flushes every file (retrying the failing ones), closes idle ones, and reopens files moved
+    /// or deleted under us, or every file after SIGHUP.
+    pub fn tick(&mut self, idle_close: Duration) {
+        let reopen_all = match &self.reopen {
+            Some(generation) => {
+                let now = generation.load(Ordering::Acquire);
+                let changed = now != self.reopen_seen;
+                self.reopen_seen = now;
+                changed
+            }
+            None => false,
+        };
+        if reopen_all {
+            // Files may have been replaced by ones of the same length: scan every tail again.
+            self.closed_lengths.clear();
+        }
+        let now = Instant::now();
+        let keys: Vec<(String, i64)> = self
+            .files
+            .iter()
+            .flat_map(|(c, d)| d.keys().map(move |day| (c.clone(), *day)))
+            .collect();
+        let mut reopened = 0;
+        for (channel, day) in keys {
+            let _ = self.flush(&channel, day);
+            let Some(f) = self.entry_mut(&channel, day) else {
+                continue;
+            };
+            let moved = f.file.is_some()
+                && std::fs::metadata(&f.path)
+                    .map(|m| m.ino() != f.inode)
+                    .unwrap_or(true);
+            let idle = now.duration_since(f.last_use) >= idle_close;
+            if moved || idle || reopen_all || f.file.is_none() {
+                if reopen_all && f.file.is_some() {
+                    reopened += 1;
+                }
+                self.close(&channel, day);
+            }
+        }
+        if reopen_all {
+            eprintln!("ziggyd: SIGHUP: closed {reopened} log file(s); each is reopened at its next write");
+        }
+        self.publish_failing();
+    }
+
+    /// Writes out and closes everything; what cannot be written is counted as lost.
     pub fn close_all(&mut self) {
         self.tick(Duration::ZERO);
+        let unwritten: u64 = self
+            .files
+            .values()
+            .flat_map(|d| d.values())
+            .map(|f| f.pending.entries.len() as u64)
+            .sum();
+        if unwritten > 0 {
+            self.stats
+                .events_lost_write
+                .fetch_add(unwritten, Ordering::Relaxed);
+            eprintln!(
+                "ziggyd: stopping with {unwritten} event(s) that could not be written; counted as lost"
+            );
+        }
     }
 
     /// Runs until the batch channel closes: write, and tick every `flush_interval`.
@@ -241,8 +605,12 @@ impl FileWriter {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            let hup = self
+                .reopen
+                .as_ref()
+                .is_some_and(|g| g.load(Ordering::Acquire) != self.reopen_seen);
             // Checked after every batch too, so a constant stream cannot postpone the flush.
-            if Instant::now() >= next_tick {
+            if hup || Instant::now() >= next_tick {
                 self.tick(idle_close);
                 next_tick = Instant::now() + flush_interval;
             }
@@ -254,28 +622,40 @@ impl FileWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::ForwardMark;
+
+    fn event(n: i32) -> Vec<u8> {
+        bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
+        "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": { "n": n } }
+        .to_vec()
+        .unwrap()
+    }
+
+    fn batch(n: i32, durable: Option<ForwardMark>) -> Batch {
+        let frame = event(n);
+        let day = crate::batch::day_number(1.7e9);
+        Batch {
+            events: vec![("request".into(), day, 0..frame.len())],
+            frame,
+            durable,
+        }
+    }
+
+    fn mark(seq: u64) -> ForwardMark {
+        ForwardMark {
+            identity: b"peer".to_vec(),
+            sender: "s".into(),
+            first_seq: seq,
+            last_seq: seq,
+        }
+    }
 
     #[test]
     fn a_torn_tail_left_by_a_crash_is_cut_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(DaemonStats::default());
-        let event = |n: i32| {
-            bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
-            "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": { "n": n } }
-            .to_vec()
-            .unwrap()
-        };
-        let batch = |n: i32| {
-            let frame = event(n);
-            let day = crate::batch::day_number(1.7e9);
-            Batch {
-                events: vec![("request".into(), day, 0..frame.len())],
-                frame,
-                durable: None,
-            }
-        };
         let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
-        writer.write(&batch(1));
+        writer.write(&batch(1, None));
         writer.close_all();
         drop(writer);
         // A crash in the middle of writing the second event.
@@ -285,10 +665,71 @@ mod tests {
         std::fs::write(&path, &torn).unwrap();
         // A new process appends the third.
         let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
-        writer.write(&batch(3));
+        writer.write(&batch(3, None));
         writer.close_all();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes, [event(1), event(3)].concat());
         assert_eq!(stats.torn_tails_cut.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_directory_in_place_of_the_file_refuses_forwarded_and_holds_local_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(DaemonStats::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut writer = FileWriter::new(dir.path(), stats.clone())
+            .unwrap()
+            .with_outcomes(tx);
+        let path = ziggy::channel::log_file_path(dir.path(), "request", "20231114");
+        std::fs::create_dir_all(&path).unwrap();
+        writer.write(&batch(1, Some(mark(1))));
+        let outcome = rx.try_recv().unwrap();
+        let reason = outcome.result.unwrap_err();
+        assert!(reason.contains(&path.display().to_string()), "{reason}");
+        writer.write(&batch(2, None));
+        writer.tick(Duration::from_secs(60));
+        assert_eq!(stats.events_written.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.events_held.load(Ordering::Relaxed), 1);
+        assert!(stats.write_errors.load(Ordering::Relaxed) >= 2);
+        // The operator removes the directory: the held event is written at the next tick, and
+        // the resent forwarded batch is confirmed.
+        std::fs::remove_dir(&path).unwrap();
+        writer.tick(Duration::from_secs(60));
+        writer.write(&batch(1, Some(mark(1))));
+        assert_eq!(rx.try_recv().unwrap().result, Ok(()));
+        writer.close_all();
+        assert_eq!(std::fs::read(&path).unwrap(), [event(2), event(1)].concat());
+        assert_eq!(stats.events_written.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.events_held.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.events_lost_write.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn open_files_are_bounded_least_recently_used_closed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(DaemonStats::default());
+        let mut writer = FileWriter::new(dir.path(), stats.clone())
+            .unwrap()
+            .with_max_open(4);
+        let day = crate::batch::day_number(1.7e9);
+        for round in 0..3 {
+            for c in 0..10 {
+                let frame = event(round * 10 + c);
+                let b = Batch {
+                    events: vec![(format!("c{c}"), day, 0..frame.len())],
+                    frame,
+                    durable: Some(mark(1)),
+                };
+                writer.write(&b);
+                assert!(stats.files_open.load(Ordering::Relaxed) <= 4);
+            }
+        }
+        writer.close_all();
+        assert_eq!(stats.events_written.load(Ordering::Relaxed), 30);
+        for c in 0..10 {
+            let path = ziggy::channel::log_file_path(dir.path(), &format!("c{c}"), "20231114");
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes, [event(c), event(10 + c), event(20 + c)].concat());
+        }
     }
 }

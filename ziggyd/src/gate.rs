@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::curve::{self, KeyError};
@@ -122,9 +122,18 @@ pub struct Gate {
     allow: AllowList,
     stats: Arc<DaemonStats>,
     shutdown: Arc<AtomicBool>,
+    /// Bumped by SIGHUP: the allow directory is read again at once (it is also read at every
+    /// handshake).
+    reopen: Option<Arc<AtomicU64>>,
 }
 
 impl Gate {
+    /// Reads the allow directory again whenever `generation` changes.
+    pub fn with_reopen(mut self, generation: Arc<AtomicU64>) -> Gate {
+        self.reopen = Some(generation);
+        self
+    }
+
     /// Binds the ZAP handler in `ctx` and starts monitoring `forward_socket`, which must not
     /// accept connections before this returns (bind it after).
     pub fn install(
@@ -144,6 +153,7 @@ impl Gate {
             allow,
             stats,
             shutdown,
+            reopen: None,
         })
     }
 
@@ -164,7 +174,18 @@ impl Gate {
     pub fn run(mut self) {
         let mut log = RateLimitedLog::new(Duration::from_secs(10));
         let mut stopping_since: Option<Instant> = None;
+        let mut reopen_seen = self.reopen.as_ref().map(|g| g.load(Ordering::Acquire));
         loop {
+            let generation = self.reopen.as_ref().map(|g| g.load(Ordering::Acquire));
+            if generation != reopen_seen {
+                reopen_seen = generation;
+                self.allow.refresh(&mut log);
+                eprintln!(
+                    "ziggyd: SIGHUP: {} public key(s) allowed in {}",
+                    self.allow.len(),
+                    self.allow.dir.display()
+                );
+            }
             let mut items = [
                 self.zap.as_poll_item(zmq::POLLIN),
                 self.monitor.as_poll_item(zmq::POLLIN),
@@ -231,10 +252,11 @@ impl Gate {
             return reply(id, "400", "no CURVE key", "");
         };
         self.allow.refresh(log);
-        if let Some(name) = self.allow.allows(&key) {
+        if self.allow.allows(&key).is_some() {
             fi.auth_accepted.fetch_add(1, Ordering::Relaxed);
-            let name = name.to_owned();
-            return reply(id, "200", "OK", &name);
+            // The user id ZeroMQ attaches to this peer's messages: the key itself, so a sender
+            // id stays bound to a key whatever its file is called.
+            return reply(id, "200", "OK", &curve::z85(&key));
         }
         fi.auth_rejected.fetch_add(1, Ordering::Relaxed);
         let address = String::from_utf8_lossy(address).into_owned();

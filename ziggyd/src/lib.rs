@@ -38,6 +38,7 @@ pub mod files;
 pub mod forward;
 pub mod gate;
 pub mod ledger;
+pub mod lock;
 pub mod ratelog;
 pub mod receive;
 pub mod spool;

@@ -15,15 +15,31 @@ use std::path::PathBuf;
 
 use crate::ledger;
 
+/// A batch whose first seq is further than this beyond what a known sender id has reached is
+/// refused (`NAK1 seq_jump`). A sender's batches start at most one window (8 batches of 2,000
+/// events) beyond its confirmed mark, so this leaves room; a peer claiming another daemon's id
+/// cannot push that daemon's mark further than this.
+pub const MAX_SEQ_JUMP: u64 = 32_000;
+/// Sender ids kept in the ledger; past this, the least recently seen is forgotten.
+pub const MAX_SENDERS: usize = 10_000;
+
 /// Per-sender sequence state.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SenderState {
     /// Everything up to here is durable and confirmed.
     pub mark: u64,
     /// Everything up to here was handed to the writer (durable or not).
     pub intent: u64,
-    /// `intent` as found at start: events in `(mark, recovered]` may already be in the files.
+    /// `intent` as found at start (or before a refused write): events in `(mark, recovered]`
+    /// may already be in the files.
     pub recovered: u64,
+    /// The first seq of a batch the writer could not write: nothing from there on is confirmed
+    /// until it is written (confirmations are cumulative).
+    pub hole: Option<u64>,
+    /// With CURVE, the public key (Z85) that first used this sender id; only it may use it.
+    pub key: Option<String>,
+    /// Unix seconds when this sender was last heard from (to forget the oldest first).
+    pub last_seen: u64,
 }
 
 /// The persistent per-sender ledger.
@@ -34,46 +50,103 @@ pub struct SenderLedger {
 }
 
 impl SenderLedger {
-    /// Loads the ledger under `log_path`.
+    /// Loads the ledger under `log_path`. Lines: `id mark intent [key|- [last_seen]]`; a line
+    /// that does not parse is skipped (its sender is then new to this daemon).
     pub fn open(log_path: &std::path::Path) -> std::io::Result<SenderLedger> {
         let path = log_path.join(".ziggyd-forward-ledger");
         let mut senders = HashMap::new();
         for line in ledger::read(&path)?.unwrap_or_default().lines() {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            if let [id, mark, intent] = parts.as_slice() {
-                if let (Ok(mark), Ok(intent)) = (mark.parse(), intent.parse()) {
-                    senders.insert(
-                        id.to_string(),
-                        SenderState {
-                            mark,
-                            intent: mark,
-                            recovered: intent,
-                        },
-                    );
-                }
+            let (id, mark, intent, rest) = match parts.as_slice() {
+                [id, mark, intent, rest @ ..] => (*id, *mark, *intent, rest),
+                _ => continue,
+            };
+            if !valid_sender_id(id.as_bytes()) {
+                continue;
             }
+            let (Ok(mark), Ok(intent)) = (mark.parse::<u64>(), intent.parse::<u64>()) else {
+                continue;
+            };
+            let key = rest
+                .first()
+                .filter(|k| **k != "-")
+                .map(|k| (*k).to_owned());
+            let last_seen = rest.get(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+            senders.insert(
+                id.to_owned(),
+                SenderState {
+                    mark,
+                    intent: mark,
+                    recovered: intent.max(mark),
+                    hole: None,
+                    key,
+                    last_seen,
+                },
+            );
         }
         Ok(SenderLedger { path, senders })
     }
 
-    /// The state of one sender.
-    pub fn get(&self, sender: &str) -> SenderState {
-        self.senders.get(sender).copied().unwrap_or_default()
+    /// Whether this sender id is known.
+    pub fn contains(&self, sender: &str) -> bool {
+        self.senders.contains_key(sender)
     }
 
-    /// Updates one sender's state (in memory; [`SenderLedger::persist`] writes it).
-    pub fn set(&mut self, sender: &str, state: SenderState) {
+    /// The state of one sender.
+    pub fn get(&self, sender: &str) -> SenderState {
+        self.senders.get(sender).cloned().unwrap_or_default()
+    }
+
+    /// Updates one sender's state (in memory; [`SenderLedger::persist`] writes it). Returns how
+    /// many other senders were forgotten to stay within [`MAX_SENDERS`].
+    pub fn set(&mut self, sender: &str, state: SenderState) -> u64 {
+        let mut evicted = 0;
+        if !self.senders.contains_key(sender) {
+            while self.senders.len() >= MAX_SENDERS {
+                let oldest = self
+                    .senders
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(id, _)| id.clone());
+                match oldest {
+                    Some(id) => {
+                        self.senders.remove(&id);
+                        evicted += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
         self.senders.insert(sender.to_owned(), state);
+        evicted
     }
 
     /// Writes the ledger atomically and durably.
     pub fn persist(&self) -> std::io::Result<()> {
+        use std::fmt::Write;
         let mut text = String::new();
         for (id, s) in &self.senders {
-            text.push_str(&format!("{id} {} {}\n", s.mark, s.intent.max(s.recovered)));
+            let _ = writeln!(
+                text,
+                "{id} {} {} {} {}",
+                s.mark,
+                s.intent.max(s.recovered),
+                s.key.as_deref().unwrap_or("-"),
+                s.last_seen
+            );
         }
         ledger::write_atomic(&self.path, text.as_bytes())
     }
+}
+
+/// A sender id as spools make them (`ziggy::new_id`: hex), or any short word of letters, digits,
+/// `-` and `_`: nothing that could break a ledger line.
+pub fn valid_sender_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
 /// Parses a forwarded batch message: `(sender, first seq, payload)`.
@@ -81,7 +154,7 @@ pub fn parse_batch(parts: &[Vec<u8>]) -> Option<(String, u64, &[u8])> {
     let [tag, sender, seq, payload] = parts else {
         return None;
     };
-    if tag != b"ZGB1" || seq.len() != 8 || sender.is_empty() || sender.len() > 64 {
+    if tag != b"ZGB1" || seq.len() != 8 || !valid_sender_id(sender) {
         return None;
     }
     let sender = std::str::from_utf8(sender).ok()?.to_owned();
@@ -90,4 +163,63 @@ pub fn parse_batch(parts: &[Vec<u8>]) -> Option<(String, u64, &[u8])> {
         u64::from_le_bytes(seq[..].try_into().ok()?),
         payload,
     ))
+}
+
+/// The last seq of a batch of `events` events starting at `first`, if those numbers can be
+/// right: seqs start at 1 and never pass `u64::MAX` (a peer's numbers are never trusted to).
+pub fn last_seq(first: u64, events: usize) -> Option<u64> {
+    if first == 0 {
+        return None;
+    }
+    first.checked_add((events.max(1) as u64).checked_sub(1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_ids_that_could_break_a_ledger_line_are_refused() {
+        assert!(valid_sender_id(b"0123456789abcdef0123456789abcdef"));
+        for bad in [&b""[..], b"a b", b"a\n1 2 3", &[b'a'; 65], b"\xff"] {
+            assert!(!valid_sender_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn seq_arithmetic_on_peer_numbers_never_wraps() {
+        assert_eq!(last_seq(1, 10), Some(10));
+        assert_eq!(last_seq(u64::MAX, 1), Some(u64::MAX));
+        assert_eq!(last_seq(u64::MAX, 2), None);
+        assert_eq!(last_seq(u64::MAX - 5, 2_000), None);
+        assert_eq!(last_seq(0, 3), None);
+    }
+
+    #[test]
+    fn the_ledger_round_trips_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = SenderLedger::open(dir.path()).unwrap();
+        let state = SenderState {
+            mark: 5,
+            intent: 9,
+            key: Some("K".into()),
+            last_seen: 7,
+            ..SenderState::default()
+        };
+        ledger.set("abc", state);
+        ledger.persist().unwrap();
+        let again = SenderLedger::open(dir.path()).unwrap().get("abc");
+        assert_eq!((again.mark, again.intent, again.recovered), (5, 5, 9));
+        assert_eq!((again.key.as_deref(), again.last_seen), (Some("K"), 7));
+        let mut evicted = 0;
+        for i in 0..MAX_SENDERS as u64 + 5 {
+            let s = SenderState {
+                last_seen: 100 + i,
+                ..SenderState::default()
+            };
+            evicted += ledger.set(&format!("s{i}"), s);
+        }
+        assert_eq!(evicted, 6);
+        assert!(!ledger.contains("abc"), "the least recently seen goes first");
+    }
 }

@@ -19,8 +19,13 @@ pub struct DaemonStats {
     pub frames_in: AtomicU64,
     /// Events written to files.
     pub events_written: AtomicU64,
-    /// Failed file writes (events not written).
+    /// Failed attempts to open, write or fsync a log file (each retry counts again).
     pub write_errors: AtomicU64,
+    /// Events of applications waiting in memory because their file cannot be written now.
+    pub events_held: AtomicU64,
+    /// Events of applications that could not be written and were given up (more than the held
+    /// bound waiting, or still unwritten at shutdown).
+    pub events_lost_write: AtomicU64,
     /// Files currently open.
     pub files_open: AtomicU64,
     /// Partial events (left by a crash during a write) cut off the end of a file before appending.
@@ -30,7 +35,12 @@ pub struct DaemonStats {
     /// The receiving side of forwarding (events from other daemons).
     pub forward_in: ForwardInStats,
     detail: Mutex<Detail>,
+    /// Log files that cannot be written now, with the reason.
+    write_failing: Mutex<Vec<(String, String)>>,
 }
+
+/// Paths listed in STATUS's `write_failing` at most (the count says how many there are).
+const WRITE_FAILING_LISTED: usize = 20;
 
 /// Counters of the forwarder and its spool.
 #[derive(Debug, Default)]
@@ -78,6 +88,20 @@ pub struct ForwardInStats {
     /// Resent events that may already be in the files (written before a crash of this daemon,
     /// not yet confirmed): written again and counted here, as they cannot be told apart.
     pub possible_duplicates: AtomicU64,
+    /// Batches refused because their events could not be written here (`NAK1 write_failed`):
+    /// the sender keeps them and resends.
+    pub refused_write: AtomicU64,
+    /// Batches refused because their first seq is far beyond what this daemon has from that
+    /// sender id (`NAK1 seq_jump`): a peer claiming another daemon's id, or a sender whose spool
+    /// skipped ahead (it starts a new sender id and resends).
+    pub refused_seq_jump: AtomicU64,
+    /// Batches refused because, with CURVE, their sender id belongs to another key
+    /// (`NAK1 sender_key`).
+    pub refused_sender_key: AtomicU64,
+    /// Batches whose numbers cannot be right (seq 0, or a range past u64::MAX): dropped.
+    pub refused_bad_seq: AtomicU64,
+    /// Sender ids forgotten to keep the ledger bounded (the least recently seen first).
+    pub senders_evicted: AtomicU64,
     /// CURVE handshakes admitted by `--curve-allow`.
     pub auth_accepted: AtomicU64,
     /// CURVE handshakes refused: the client's public key is not in `--curve-allow`.
@@ -135,6 +159,9 @@ impl Default for DaemonStats {
             write_errors: AtomicU64::new(0),
             files_open: AtomicU64::new(0),
             torn_tails_cut: AtomicU64::new(0),
+            events_held: AtomicU64::new(0),
+            events_lost_write: AtomicU64::new(0),
+            write_failing: Mutex::default(),
             forward: ForwardStats::default(),
             forward_in: ForwardInStats::default(),
             detail: Mutex::default(),
@@ -160,6 +187,11 @@ impl DaemonStats {
         if let Some(end) = batch.last_event_end {
             d.last_event_end = Some(d.last_event_end.map_or(end, |e| e.max(end)));
         }
+    }
+
+    /// Replaces the list of log files that cannot be written now.
+    pub fn set_write_failing(&self, failing: Vec<(String, String)>) {
+        *self.write_failing.lock().unwrap_or_else(|e| e.into_inner()) = failing;
     }
 
     /// Invalid events so far, all reasons together.
@@ -194,11 +226,23 @@ impl DaemonStats {
             "write_errors": self.write_errors.load(Ordering::Relaxed) as i64,
             "files_open": self.files_open.load(Ordering::Relaxed) as i64,
             "torn_tails_cut": self.torn_tails_cut.load(Ordering::Relaxed) as i64,
+            "events_held": self.events_held.load(Ordering::Relaxed) as i64,
+            "events_lost_write": self.events_lost_write.load(Ordering::Relaxed) as i64,
             "invalid_total": d.invalid.values().sum::<u64>() as i64,
             "invalid": invalid,
             "channels": to_doc(&d.channels),
             "hosts": to_doc(&d.hosts),
         };
+        {
+            let failing = self.write_failing.lock().unwrap_or_else(|e| e.into_inner());
+            let listed: Document = failing
+                .iter()
+                .take(WRITE_FAILING_LISTED)
+                .map(|(path, reason)| (path.clone(), bson::Bson::String(reason.clone())))
+                .collect();
+            status.insert("write_failing_paths", failing.len() as i64);
+            status.insert("write_failing", listed);
+        }
         let f = &self.forward;
         if f.enabled.load(Ordering::Relaxed) {
             let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
@@ -228,6 +272,11 @@ impl DaemonStats {
                 "events": fi.events.load(Ordering::Relaxed) as i64,
                 "deduplicated": fi.deduplicated.load(Ordering::Relaxed) as i64,
                 "possible_duplicates": fi.possible_duplicates.load(Ordering::Relaxed) as i64,
+                "refused_write": fi.refused_write.load(Ordering::Relaxed) as i64,
+                "refused_seq_jump": fi.refused_seq_jump.load(Ordering::Relaxed) as i64,
+                "refused_sender_key": fi.refused_sender_key.load(Ordering::Relaxed) as i64,
+                "refused_bad_seq": fi.refused_bad_seq.load(Ordering::Relaxed) as i64,
+                "senders_evicted": fi.senders_evicted.load(Ordering::Relaxed) as i64,
                 "auth_accepted": fi.auth_accepted.load(Ordering::Relaxed) as i64,
                 "auth_rejected": fi.auth_rejected.load(Ordering::Relaxed) as i64,
                 "handshake_failures": fi.handshake_failures.load(Ordering::Relaxed) as i64,
