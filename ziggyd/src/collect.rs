@@ -134,7 +134,12 @@ impl Collector {
                                 "refused a batch claiming sender id {sender}: that id belongs to                                  the key {owner}, this peer holds {key}"
                             )
                         });
-                        nak(&router.socket, identity, state.mark, "sender_key: this sender id belongs to another key");
+                        nak(
+                            &router.socket,
+                            identity,
+                            state.mark,
+                            "sender_key: this sender id belongs to another key",
+                        );
                         continue;
                     }
                     Some(_) => {}
@@ -149,7 +154,12 @@ impl Collector {
                         "refused a batch of sender {sender} starting at seq {first_seq}: this                          daemon has that sender up to {reached} (a jump over {MAX_SEQ_JUMP} is                          refused; a real sender starts a new sender id)"
                     )
                 });
-                nak(&router.socket, identity, state.mark, &format!("seq_jump: have up to {reached}"));
+                nak(
+                    &router.socket,
+                    identity,
+                    state.mark,
+                    &format!("seq_jump: have up to {reached}"),
+                );
                 continue;
             }
             state.last_seen = now;
@@ -357,7 +367,12 @@ fn ack(socket: &zmq::Socket, identity: &[u8], mark: u64) {
 /// Refuses a batch: the sender keeps it (`mark` is what is confirmed), with the reason.
 fn nak(socket: &zmq::Socket, identity: &[u8], mark: u64, reason: &str) {
     let _ = socket.send_multipart(
-        [identity, &b"NAK1"[..], &mark.to_le_bytes()[..], reason.as_bytes()],
+        [
+            identity,
+            &b"NAK1"[..],
+            &mark.to_le_bytes()[..],
+            reason.as_bytes(),
+        ],
         zmq::DONTWAIT,
     );
 }

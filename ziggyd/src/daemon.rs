@@ -383,7 +383,15 @@ fn spawn_watched(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) else {
+            // A test hook: proves a dead worker stops the daemon (see tests/tests/master_faults.rs).
+            let doomed = std::env::var("ZIGGYD_PANIC_THREAD").is_ok_and(|t| t == name);
+            let run = move || {
+                if doomed {
+                    panic!("ZIGGYD_PANIC_THREAD={name} asked this thread to panic");
+                }
+                f()
+            };
+            let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) else {
                 return;
             };
             let why = panic

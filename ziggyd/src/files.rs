@@ -304,7 +304,10 @@ impl FileWriter {
     /// Opens a closed file: creates its directory, cuts a torn tail left by a crash, and keeps
     /// the number of open files within the bound.
     fn ensure_open(&mut self, channel: &str, day: i64) -> Result<(), String> {
-        if self.entry_mut(channel, day).is_some_and(|f| f.file.is_some()) {
+        if self
+            .entry_mut(channel, day)
+            .is_some_and(|f| f.file.is_some())
+        {
             return Ok(());
         }
         if self.open >= self.max_open {
@@ -366,7 +369,9 @@ impl FileWriter {
             .files
             .iter()
             .flat_map(|(c, d)| d.iter().map(move |(day, f)| (c, *day, f)))
-            .filter(|(c, d, f)| f.file.is_some() && !(c.as_str() == except_channel && *d == except_day))
+            .filter(|(c, d, f)| {
+                f.file.is_some() && !(c.as_str() == except_channel && *d == except_day)
+            })
             .min_by_key(|(_, _, f)| f.last_use)
             .map(|(c, d, _)| (c.clone(), d));
         if let Some((channel, day)) = oldest {
@@ -440,7 +445,11 @@ impl FileWriter {
             }
         }
         if let Some(e) = error {
-            let reason = format!("cannot write {}: {}", f.path.display(), describe_io_error(&e));
+            let reason = format!(
+                "cannot write {}: {}",
+                f.path.display(),
+                describe_io_error(&e)
+            );
             // Cut what part of the buffer reached the file: it must end on a whole event. If
             // even that fails, close it: reopening cuts the torn tail.
             if written > 0 && file.set_len(f.len).is_err() {
@@ -489,7 +498,11 @@ impl FileWriter {
                 Ok(())
             }
             Err(e) => {
-                let reason = format!("cannot fsync {}: {}", f.path.display(), describe_io_error(&e));
+                let reason = format!(
+                    "cannot fsync {}: {}",
+                    f.path.display(),
+                    describe_io_error(&e)
+                );
                 self.failed(channel, day, reason.clone());
                 Err(reason)
             }
@@ -561,7 +574,9 @@ impl FileWriter {
             }
         }
         if reopen_all {
-            eprintln!("ziggyd: SIGHUP: closed {reopened} log file(s); each is reopened at its next write");
+            eprintln!(
+                "ziggyd: SIGHUP: closed {reopened} log file(s); each is reopened at its next write"
+            );
         }
         self.publish_failing();
     }

@@ -2,8 +2,8 @@
 //! `flock` (released by the kernel when the process dies, so a crash never leaves it stale).
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -89,8 +89,13 @@ mod tests {
     fn a_second_lock_on_one_directory_names_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let first = DirLock::acquire(dir.path(), "lock").unwrap();
-        let err = DirLock::acquire(dir.path(), "lock").unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        let err = DirLock::acquire(dir.path(), "lock")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         DirLock::acquire(dir.path(), "lock").expect("released on drop");
     }

@@ -67,10 +67,7 @@ impl SenderLedger {
             let (Ok(mark), Ok(intent)) = (mark.parse::<u64>(), intent.parse::<u64>()) else {
                 continue;
             };
-            let key = rest
-                .first()
-                .filter(|k| **k != "-")
-                .map(|k| (*k).to_owned());
+            let key = rest.first().filter(|k| **k != "-").map(|k| (*k).to_owned());
             let last_seen = rest.get(1).and_then(|t| t.parse().ok()).unwrap_or(0);
             senders.insert(
                 id.to_owned(),
@@ -220,6 +217,9 @@ mod tests {
             evicted += ledger.set(&format!("s{i}"), s);
         }
         assert_eq!(evicted, 6);
-        assert!(!ledger.contains("abc"), "the least recently seen goes first");
+        assert!(
+            !ledger.contains("abc"),
+            "the least recently seen goes first"
+        );
     }
 }

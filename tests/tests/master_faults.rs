@@ -1,0 +1,523 @@
+//! Faults at the master (the daemon that writes files), against real ziggyd processes: a path it
+//! cannot write, a file that cannot grow (disk full), SIGHUP under load, a second daemon on its
+//! log path, hostile forwarded batches, a worker thread that dies. Each asserts that nothing
+//! confirmed is lost and that the counters say what happened.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::minibson::Value;
+use common::*;
+
+const DAY: &str = "20231114";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` events `{t, i}` on `channel`, of about `pad` bytes each, in frames of 100.
+fn push(collect: &str, channel: &str, t: i64, n: i64, pad: usize) {
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(10_000).unwrap();
+    let endpoint = if collect.contains("://") {
+        collect.to_owned()
+    } else {
+        format!("tcp://{collect}")
+    };
+    push.connect(&endpoint).unwrap();
+    let mut frame = Vec::new();
+    for i in 0..n {
+        let start = 1.7e9 + i as f64 * 1e-4;
+        frame.extend(common::minibson::event(
+            "0123456789abcdef0123456789abcdef",
+            channel,
+            start,
+            start + 0.001,
+            vec![
+                ("t", Value::Int64(t)),
+                ("i", Value::Int64(i)),
+                ("pad", Value::String("x".repeat(pad))),
+            ],
+        ));
+        if (i + 1) % 100 == 0 || i + 1 == n {
+            push.send(std::mem::take(&mut frame), 0).unwrap();
+        }
+    }
+}
+
+/// `(t, i)` → copies, over every file under `logs` (decoded independently).
+fn copies(logs: &Path) -> HashMap<(i64, i64), usize> {
+    let mut map = HashMap::new();
+    for (_, e) in read_all_events(logs) {
+        let body = e.get("body").unwrap();
+        let key = (
+            body.get("t").and_then(Value::int).unwrap(),
+            body.get("i").and_then(Value::int).unwrap(),
+        );
+        *map.entry(key).or_default() += 1;
+    }
+    map
+}
+
+fn missing(map: &HashMap<(i64, i64), usize>, t: i64, n: i64) -> Vec<i64> {
+    (0..n).filter(|i| !map.contains_key(&(t, *i))).collect()
+}
+
+fn start_master(logs: &Path) -> Proc {
+    start_ziggyd(&["--log-path", logs.to_str().unwrap()])
+}
+
+fn start_local(master: &Proc, spool: &Path) -> Proc {
+    // The master's collect port is not its control port + 1 here: name its control endpoint.
+    start_ziggyd(&[
+        "--publish",
+        master.collect.trim_start_matches("tcp://"),
+        "--publish-control",
+        master.control.trim_start_matches("tcp://"),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ])
+}
+
+fn status(p: &Proc) -> bson::Document {
+    status_at(&p.control).expect("STATUS answered")
+}
+
+#[test]
+fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let blocked = logs.join(DAY).join(format!("request.{DAY}.bson"));
+    std::fs::create_dir_all(&blocked).unwrap();
+    let master = start_master(&logs);
+    let local = start_local(&master, &root.path().join("spool"));
+    push(&local.collect, "request", 1, 100, 10);
+    push(&local.collect, "other", 2, 100, 10);
+    // The writable channel gets through; the blocked one is refused, not confirmed.
+    assert!(wait_until(Duration::from_secs(20), || {
+        num(&status(&master), "forward_in.refused_write") > 0
+            && missing(&copies(&logs), 2, 100).is_empty()
+    }));
+    let m = status(&master);
+    let failing = m.get_document("write_failing").unwrap();
+    let path = blocked.display().to_string();
+    assert!(
+        failing
+            .get_str(&path)
+            .is_ok_and(|r| r.contains("directory")),
+        "{failing:?}"
+    );
+    assert_eq!(num(&m, "write_failing_paths"), 1);
+    assert!(num(&m, "write_errors") > 0);
+    // The local daemon keeps all 100 blocked events: none is confirmed.
+    let l = status(&local);
+    assert!(num(&l, "forward.confirmed") <= 100, "{l:?}");
+    assert!(num(&l, "forward.spool_events") >= 100, "{l:?}");
+    assert!(missing(&copies(&logs), 1, 100).len() == 100);
+    // The operator removes the directory: the resends are written, all of them.
+    std::fs::remove_dir(&blocked).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || missing(&copies(&logs), 1, 100)
+            .is_empty()),
+        "missing after the path cleared: {:?}",
+        missing(&copies(&logs), 1, 100)
+    );
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&local),
+        "forward.spool_events"
+    ) == 0));
+    let m = status(&master);
+    assert_eq!(num(&m, "write_failing_paths"), 0);
+    let map = copies(&logs);
+    let duplicates: usize = map.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates as i64 <= num(&m, "forward_in.possible_duplicates"),
+        "{duplicates} duplicates, {} possible",
+        num(&m, "forward_in.possible_duplicates")
+    );
+    let stderr_master = {
+        let mut master = master;
+        master.signal("TERM");
+        master.wait_exit(Duration::from_secs(20));
+        master.stderr_text()
+    };
+    assert!(stderr_master.contains(&path), "{stderr_master}");
+    drop(local);
+}
+
+/// Starts a master whose files cannot grow past `limit` bytes (RLIMIT_FSIZE: writes past it
+/// fail with EFBIG, as on a full disk, without root).
+fn start_master_with_file_limit(logs: &Path, limit: u64) -> Proc {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin("ziggyd"));
+    cmd.args(["-H", "127.0.0.1:0", "--control", "127.0.0.1:0", "-v"])
+        .args(["--log-path", logs.to_str().unwrap(), "--flush-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Proc {
+        stderr: child.stderr.take(),
+        child,
+        collect: words[2].into(),
+        control: words[4].into(),
+        stream: words[6].into(),
+    }
+}
+
+fn raise_file_limit(pid: u32) {
+    let rl = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads `rl` and writes nothing (old limit pointer is null).
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &rl,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_file_that_cannot_grow_counts_exactly_holds_the_rest_and_resumes() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let mut master = start_master_with_file_limit(&logs, 1 << 20);
+    push(&master.collect, "request", 1, 5_000, 1_000);
+    // About 1,000 events fit; the rest are held, and STATUS counts only what is in the file.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let s = status(&master);
+        num(&s, "events_in") == 5_000 && num(&s, "events_held") > 0
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let s = status(&master);
+    let on_disk = copies(&logs).len() as i64;
+    assert_eq!(num(&s, "events_written"), on_disk, "{s:?}");
+    assert_eq!(num(&s, "events_written") + num(&s, "events_held"), 5_000);
+    assert_eq!(num(&s, "events_lost_write"), 0);
+    let failing = s.get_document("write_failing").unwrap();
+    assert!(
+        failing
+            .iter()
+            .any(|(_, r)| r.as_str().is_some_and(|r| r.contains("file size limit"))),
+        "{failing:?}"
+    );
+    // Space returns; nothing new is sent: the held events are written by the retry timer.
+    raise_file_limit(master.child.id());
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&master),
+        "events_written"
+    ) == 5_000));
+    let s = status(&master);
+    assert_eq!(num(&s, "events_held"), 0);
+    assert_eq!(num(&s, "write_failing_paths"), 0);
+    let map = copies(&logs);
+    assert!(missing(&map, 1, 5_000).is_empty());
+    assert!(map.values().all(|c| *c == 1), "no event twice");
+    master.signal("TERM");
+    assert!(master.wait_exit(Duration::from_secs(20)).unwrap().success());
+    let stderr = master.stderr_text();
+    assert!(stderr.contains("file size limit"), "{stderr}");
+    assert!(!stderr.contains("crash"), "{stderr}");
+}
+
+/// With root, a real full disk: a 2 MiB tmpfs.
+#[test]
+fn a_full_tmpfs_says_disk_full_and_resumes_when_it_grows() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&logs)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (not root); the RLIMIT_FSIZE test covers the same path"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&logs);
+    let mut master = start_ziggyd(&["--log-path", logs.to_str().unwrap(), "--flush-ms", "100"]);
+    push(&master.collect, "request", 1, 4_000, 1_000);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let s = status(&master);
+        num(&s, "events_in") == 4_000 && num(&s, "events_held") > 0
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let s = status(&master);
+    assert_eq!(num(&s, "events_written"), copies(&logs).len() as i64);
+    let failing = s.get_document("write_failing").unwrap();
+    assert!(
+        failing
+            .iter()
+            .any(|(_, r)| r.as_str().is_some_and(|r| r.contains("disk full"))),
+        "{failing:?}"
+    );
+    assert!(
+        Command::new("mount")
+            .args(["-o", "remount,size=16m"])
+            .arg(&logs)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&master),
+        "events_written"
+    ) == 4_000));
+    assert!(missing(&copies(&logs), 1, 4_000).is_empty());
+    master.signal("TERM");
+    assert!(master.wait_exit(Duration::from_secs(20)).unwrap().success());
+    assert!(master.stderr_text().contains("disk full"));
+}
+
+#[test]
+fn sighup_under_load_reopens_files_and_loses_nothing() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let mut master = start_master(&logs);
+    let collect = master.collect.clone();
+    let sender = std::thread::spawn(move || push(&collect, "request", 1, 60_000, 50));
+    let file = logs.join(DAY).join(format!("request.{DAY}.bson"));
+    for round in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        // What logrotate does: move the file away, then HUP.
+        if round % 5 == 4 && file.exists() {
+            std::fs::rename(&file, logs.join(DAY).join(format!("rotated-{round}.bson"))).unwrap();
+        }
+        master.signal("HUP");
+    }
+    sender.join().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || num(
+        &status(&master),
+        "events_in"
+    ) == 60_000));
+    master.signal("TERM");
+    let exit = master.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert!(exit.success(), "{exit:?}");
+    let stderr = master.stderr_text();
+    assert!(stderr.contains("SIGHUP"), "{stderr}");
+    let map = copies(&logs);
+    assert!(missing(&map, 1, 60_000).is_empty());
+    assert!(map.values().all(|c| *c == 1));
+}
+
+#[test]
+fn a_second_daemon_on_one_log_path_exits_2_naming_the_first() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_master(&logs);
+    let out = Command::new(bin("ziggyd"))
+        .args(["-H", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .args(["--log-path", logs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pid {}", master.child.id())),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    push(&master.collect, "request", 1, 10, 10);
+    assert!(wait_until(Duration::from_secs(10), || num(
+        &status(&master),
+        "events_in"
+    ) == 10));
+}
+
+/// A raw DEALER talking the forward protocol to `master`, as a hostile local process would.
+fn forward_socket(ctx: &zmq::Context, master: &Proc) -> zmq::Socket {
+    let port =
+        ziggyd::client::control_request(&master.control, "SOCK_FORWARD", Duration::from_secs(2))
+            .unwrap()
+            .get_i32("port")
+            .unwrap();
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.set_rcvtimeo(5_000).unwrap();
+    dealer.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    dealer
+}
+
+fn events(t: i64, n: i64) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            common::minibson::event(
+                "0123456789abcdef0123456789abcdef",
+                "request",
+                1.7e9,
+                1.7e9,
+                vec![("t", Value::Int64(t)), ("i", Value::Int64(i))],
+            )
+        })
+        .collect()
+}
+
+fn send_batch(dealer: &zmq::Socket, sender: &str, first: u64, payload: &[u8]) -> Vec<Vec<u8>> {
+    dealer
+        .send_multipart(
+            [
+                &b"ZGB1"[..],
+                sender.as_bytes(),
+                &first.to_le_bytes(),
+                payload,
+            ],
+            0,
+        )
+        .unwrap();
+    dealer.recv_multipart(0).unwrap_or_default()
+}
+
+#[test]
+fn absurd_seqs_from_a_peer_are_refused_and_the_daemon_keeps_working() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_master(&logs);
+    let ctx = zmq::Context::new();
+    let dealer = forward_socket(&ctx, &master);
+    dealer.set_rcvtimeo(500).unwrap();
+    for first in [u64::MAX - 1, u64::MAX, 0] {
+        let reply = send_batch(&dealer, "cafe", first, &events(9, 5));
+        assert!(
+            reply.is_empty(),
+            "no confirmation for seq {first}: {reply:?}"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(5), || num(
+        &status(&master),
+        "forward_in.refused_bad_seq"
+    ) == 3));
+    // A sender id that would break the ledger's lines is refused as malformed.
+    let _ = send_batch(&dealer, "a 1 2\nvictim 99 99", 1, &events(9, 1));
+    // Every thread is alive: direct events and a sane batch are still written.
+    dealer.set_rcvtimeo(5_000).unwrap();
+    let reply = send_batch(&dealer, "cafe", u64::MAX - 4, &events(8, 5));
+    assert_eq!(reply[0], b"ACK1");
+    assert_eq!(reply[1], u64::MAX.to_le_bytes());
+    push(&master.collect, "request", 1, 10, 10);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let map = copies(&logs);
+        missing(&map, 1, 10).is_empty() && missing(&map, 8, 5).is_empty()
+    }));
+    assert!(copies(&logs).keys().all(|(t, _)| *t != 9));
+    let ledger = std::fs::read_to_string(logs.join(".ziggyd-forward-ledger")).unwrap();
+    assert!(!ledger.contains("victim"), "{ledger}");
+}
+
+#[test]
+fn a_peer_claiming_another_senders_id_cannot_make_it_lose_events() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let spool = root.path().join("spool");
+    let master = start_master(&logs);
+    let local = start_local(&master, &spool);
+    push(&local.collect, "request", 1, 100, 10);
+    assert!(wait_until(Duration::from_secs(20), || missing(
+        &copies(&logs),
+        1,
+        100
+    )
+    .is_empty()));
+    let victim = std::fs::read_to_string(spool.join("sender-id")).unwrap();
+    let victim = victim.trim();
+    let ctx = zmq::Context::new();
+    let dealer = forward_socket(&ctx, &master);
+    let reply = send_batch(&dealer, victim, 1_000_000_000_000, &events(9, 1));
+    assert_eq!(reply[0], b"NAK1", "{reply:?}");
+    assert!(String::from_utf8_lossy(&reply[2]).starts_with("seq_jump"));
+    assert_eq!(num(&status(&master), "forward_in.refused_seq_jump"), 1);
+    // The victim's next events are written, not taken for duplicates.
+    push(&local.collect, "request", 2, 100, 10);
+    assert!(
+        wait_until(Duration::from_secs(20), || missing(&copies(&logs), 2, 100)
+            .is_empty()),
+        "missing: {:?}",
+        missing(&copies(&logs), 2, 100)
+    );
+    assert!(copies(&logs).keys().all(|(t, _)| *t != 9));
+    let s = status(&master);
+    assert_eq!(num(&s, "forward_in.deduplicated"), 0, "{s:?}");
+}
+
+#[test]
+fn a_worker_thread_that_dies_stops_the_daemon_with_exit_1() {
+    let root = tempdir();
+    let port = free_port();
+    let mut child = Command::new(bin("ziggyd"))
+        .args([
+            "-H",
+            &format!("127.0.0.1:{port}"),
+            "--control",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-path", root.path().to_str().unwrap()])
+        .env("ZIGGYD_PANIC_THREAD", "ziggyd-collect")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        panic!("ziggyd kept running without its collector");
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("ziggyd-collect thread died"), "{stderr}");
+}
