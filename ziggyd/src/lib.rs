@@ -12,7 +12,12 @@
 //! (`SOCK_FORWARD`): `["ZGB1", sender id, first seq (u64 LE), concatenated events]`. The upstream
 //! writes the new events, fsyncs, records the sender's mark in its ledger, and answers
 //! `["ACK1", seq (u64 LE)]`, meaning every event of that sender up to `seq` is durable; the sender
-//! then drops them from its spool. See [`receive`] for deduplication after crashes.
+//! then drops them from its spool. A batch the upstream will not confirm is answered
+//! `["NAK1", mark (u64 LE), reason]`, the reason starting with `write_failed:` (it cannot write
+//! the events now: the sender keeps them and resends later), `seq_jump` (the first seq is far
+//! beyond what it has from that sender id) or `sender_key` (with CURVE, that sender id belongs
+//! to another key); on the last two the sender starts a new sender id. See [`receive`] for
+//! deduplication after crashes.
 //!
 //! Embedding, e.g. in a test or a demo:
 //! ```
@@ -99,6 +104,8 @@ pub fn format_status_table(status: &Document) -> String {
         "frames_in",
         "events_written",
         "write_errors",
+        "events_held",
+        "events_lost_write",
         "files_open",
         "invalid_total",
     ] {
@@ -112,7 +119,14 @@ pub fn format_status_table(status: &Document) -> String {
             let _ = writeln!(out, "{:<16} no events yet", "lag");
         }
     }
-    for section in ["invalid", "channels", "hosts", "forward", "forward_in"] {
+    for section in [
+        "write_failing",
+        "invalid",
+        "channels",
+        "hosts",
+        "forward",
+        "forward_in",
+    ] {
         if let Ok(doc) = status.get_document(section) {
             let _ = writeln!(out, "{section}:");
             for (k, v) in doc {

@@ -4,11 +4,17 @@
 //! `["ZGB1", sender id, first seq (u64 LE), concatenated events]` to this daemon's ROUTER (port
 //! announced by `SOCK_FORWARD`). Events of a batch are numbered `first seq`, `first seq + 1`, …
 //! This daemon writes the new ones, fsyncs, and answers `["ACK1", seq (u64 LE)]`: everything of
-//! that sender up to `seq` is durable here. A per-sender ledger (`<log-path>/.ziggyd-forward-ledger`)
-//! keeps, for each sender, `mark` (confirmed) and `intent` (handed to the file writer), fsynced
-//! before the files are written; after a crash, resent events up to `mark` are skipped
-//! (deduplicated) and those in `(mark, intent]` are written again and counted as possible
-//! duplicates.
+//! that sender up to `seq` is durable here; or `["NAK1", mark, reason]` when it will not confirm
+//! the batch. A per-sender ledger (`<log-path>/.ziggyd-forward-ledger`) keeps, for each sender,
+//! `mark` (confirmed) and `intent` (handed to the file writer), fsynced before the files are
+//! written; after a crash, resent events up to `mark` are skipped (deduplicated) and those in
+//! `(mark, intent]` are written again and counted as possible duplicates.
+//!
+//! Trust: numbers from a peer are checked before use (a batch whose seqs would pass `u64::MAX`
+//! is refused). Without CURVE anyone who reaches the forward port can claim any sender id; a
+//! claim cannot move a known sender's position more than [`MAX_SEQ_JUMP`] ahead, so at worst
+//! that many of the real sender's next events are taken for duplicates. With CURVE a sender id
+//! belongs to the key that first used it, and other keys are refused.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
