@@ -41,7 +41,7 @@ pub fn civil_from_unix(unix_secs: f64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// The file one channel's events of one day live in: `DIR/YYYYMMDD/<channel>.YYYYMMDD.bson` (SPEC §4).
+/// The file one channel's events of one day live in: `DIR/YYYYMMDD/<channel>.YYYYMMDD.bson` (docs/PROTOCOL.md §6).
 ///
 /// `channel` must have passed [`validate_channel_name`]: a valid name holds no `/` and no `..`, so the
 /// path cannot leave `dir`.

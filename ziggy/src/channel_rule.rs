@@ -1,4 +1,4 @@
-// The channel-name rule of SPEC §1, in one place. It has no dependencies so that `ziggy-macros` can
+// The channel-name rule of docs/PROTOCOL.md §1, in one place. It has no dependencies so that `ziggy-macros` can
 // compile the very same file (`#[path]`), as the proc-macro crate cannot depend on `ziggy`.
 
 /// Longest channel name accepted, in bytes.

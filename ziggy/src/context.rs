@@ -19,7 +19,7 @@ use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::stats::COUNTERS;
 use crate::testing::CaptureSink;
 
-/// Longest user-given id accepted (SPEC §1); a longer one is replaced by a fresh id.
+/// Longest user-given id accepted (docs/PROTOCOL.md §1); a longer one is replaced by a fresh id.
 pub const MAX_ID_LEN: usize = 256;
 
 // True once `configure` ran or while a test capture exists: until then every call is a no-op that
@@ -90,7 +90,7 @@ pub(crate) fn now_unix() -> f64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    // Microsecond precision, as SPEC §1 says.
+    // Microsecond precision, as docs/PROTOCOL.md §1 says.
     (d.as_micros() as f64) / 1e6
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn with_stack<R>(f: impl FnOnce(&mut Vec<Frame>) -> R) -> Option<R> {
         .flatten()
 }
 
-/// A context to open: the builder of SPEC §2.
+/// A context to open: the builder of docs/PROTOCOL.md §2.
 ///
 /// ```
 /// let events = ziggy::testing::capture(|| {
@@ -127,7 +127,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context for `channel` (e.g. `"request"` or `"request.sql"`). An invalid name (SPEC §1) makes
+    /// A context for `channel` (e.g. `"request"` or `"request.sql"`). An invalid name (docs/PROTOCOL.md §1) makes
     /// an inert context, counted in [`crate::Stats::invalid`].
     pub fn new(channel: impl Into<Cow<'static, str>>) -> Self {
         Context {
@@ -354,7 +354,7 @@ pub(crate) fn encode_own_event(
     encode_event(&header, &crate::identity::current(), body).ok()
 }
 
-/// Encodes an event straight into BSON bytes (SPEC §1 field order), without building an outer
+/// Encodes an event straight into BSON bytes (docs/PROTOCOL.md §1 field order), without building an outer
 /// `Document`: the header is written by hand, the body by `bson`.
 fn encode_event(
     frame: &EventHeader<'_>,

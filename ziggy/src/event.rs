@@ -1,4 +1,4 @@
-//! The event document of SPEC §1, decoded.
+//! The event document of docs/PROTOCOL.md §1, decoded.
 
 use bson::{Bson, Document};
 use serde::{Deserialize, Serialize};

@@ -45,7 +45,7 @@
 //!   thread or task, and do nothing outside one. Dotted keys nest and every segment is a plain map
 //!   key (`codes.200`). On a type conflict the later write wins: the value in the way is replaced
 //!   and counted in [`Stats::conflicts`]. No write panics or returns an error.
-//! - **Sampling** ([`Context::sample`]): see SPEC §2 and the `sampling` notes: decisions with an
+//! - **Sampling** ([`Context::sample`]): see docs/PROTOCOL.md §2 and the `sampling` notes: decisions with an
 //!   ancestor as target are a deterministic hash of (ancestor id, channel), so one request keeps all
 //!   or none of its sub-events; an unsampled context silences its sub-contexts.
 //! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic

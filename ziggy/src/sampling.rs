@@ -1,4 +1,4 @@
-//! Sampling decisions (SPEC §2).
+//! Sampling decisions (docs/PROTOCOL.md §2).
 //!
 //! With an ancestor as target, the decision is a pure function of (the ancestor's id, this channel):
 //! `mix(fnv1a64(id ‖ 0xff ‖ channel)) >> 11` compared with `rate × 2^53`. Every sibling under one

@@ -3,7 +3,7 @@
 //! The application thread only ever pushes into a lock-free bounded queue: it never blocks on the
 //! network and makes no system call (the sender is not woken per event; it polls the queue every
 //! millisecond when idle), and when the queue is full the event is dropped and counted. The sender
-//! thread batches what is queued into frames of concatenated BSON events (SPEC §3) and never lets
+//! thread batches what is queued into frames of concatenated BSON events (docs/PROTOCOL.md §3) and never lets
 //! ZeroMQ block it for long, so `flush` and `shutdown` stay responsive while no daemon listens.
 
 use std::cell::RefCell;

@@ -1,4 +1,4 @@
-//! The runtime's contract (SPEC §1-2), through the in-process test sink.
+//! The runtime's contract (docs/PROTOCOL.md §1-2), through the in-process test sink.
 
 use std::collections::HashMap;
 

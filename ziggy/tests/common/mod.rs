@@ -2,7 +2,7 @@
 
 use bson::Document;
 
-/// Splits a frame of concatenated BSON events (SPEC §3) into documents; panics on bad BSON.
+/// Splits a frame of concatenated BSON events (docs/PROTOCOL.md §3) into documents; panics on bad BSON.
 pub fn split_frame(frame: &[u8]) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut rest = frame;
