@@ -224,7 +224,7 @@ fn hostile_frames_are_counted_and_never_written() {
 
 #[test]
 fn control_answers_under_flood_and_stream_filters_by_prefix() {
-    let daemon = start_ziggyd(&[]);
+    let daemon = start_ziggyd(&["--stream-only"]);
     let ctx = zmq::Context::new();
     // A plain REQ client, as the 2012 tools were.
     let req = ctx.socket(zmq::REQ).unwrap();
@@ -397,7 +397,7 @@ fn operator_commands_and_flag_errors() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = std::process::Command::new(bin("ziggyd"))
-        .args(["-H", &addr, "--control", "127.0.0.1:0"])
+        .args(["-H", &addr, "--control", "127.0.0.1:0", "--stream-only"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -406,8 +406,40 @@ fn operator_commands_and_flag_errors() {
         "{out:?}"
     );
 
+    // Flags that cannot work: exit 2, saying what would.
+    let logs = tempdir();
+    let log_path = logs.path().to_str().unwrap();
+    for (args, says) in [
+        (vec![], "--stream-only"),
+        (vec!["--log-path", log_path, "--flush-ms", "0"], "1..=60000"),
+        (
+            vec!["--publish", "127.0.0.1:9", "--spool-segment-bytes", "0"],
+            "4096..=1073741824",
+        ),
+        (
+            vec![
+                "--publish",
+                "127.0.0.1:9",
+                "--spool-segment-bytes",
+                "1000000",
+                "--spool-max-bytes",
+                "5000",
+            ],
+            "below one segment",
+        ),
+    ] {
+        let out = std::process::Command::new(bin("ziggyd"))
+            .args(["-H", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
     // A running daemon: table, JSON, shutdown.
-    let mut daemon = start_ziggyd(&[]);
+    let mut daemon = start_ziggyd(&["--stream-only"]);
     let out = std::process::Command::new(bin("ziggyd"))
         .args(["--control", &daemon.control, "status"])
         .output()
@@ -424,6 +456,18 @@ fn operator_commands_and_flag_errors() {
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["events_in"], 0);
+    // The table shows every field STATUS has.
+    for (key, value) in json.as_object().unwrap() {
+        assert!(
+            table.contains(key.as_str()),
+            "{key} missing from the table:\n{table}"
+        );
+        if let Some(section) = value.as_object() {
+            for key in section.keys() {
+                assert!(table.contains(key.as_str()), "{key} missing:\n{table}");
+            }
+        }
+    }
     let out = std::process::Command::new(bin("ziggyd"))
         .args(["--control", &daemon.control, "shutdown"])
         .output()

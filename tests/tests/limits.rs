@@ -70,10 +70,13 @@ fn oversized_events_frames_and_requests_are_refused_and_the_rest_served() {
     let req = ctx.socket(zmq::REQ).unwrap();
     req.set_rcvtimeo(5_000).unwrap();
     req.connect(&daemon.control).unwrap();
-    let huge = doc! { "cmd": "STATUS", "pad": "x".repeat(100 << 10) };
-    req.send(huge.to_vec().unwrap(), 0).unwrap();
-    let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();
-    assert!(reply.get_str("error").unwrap().contains("limit"), "{reply}");
+    // Sizes from just over the limit to 16 MiB: each gets an error reply, none cuts the link.
+    for size in [100 << 10, 1 << 20, 16 << 20] {
+        let huge = doc! { "cmd": "STATUS", "pad": "x".repeat(size) };
+        req.send(huge.to_vec().unwrap(), 0).unwrap();
+        let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();
+        assert!(reply.get_str("error").unwrap().contains("limit"), "{reply}");
+    }
     req.send(doc! { "cmd": "STATUS" }.to_vec().unwrap(), 0)
         .unwrap();
     let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();

@@ -302,7 +302,7 @@ fn old_binary_strings_large_documents_and_truncation() {
 
 #[test]
 fn live_from_a_real_daemon() {
-    let daemon = start_ziggyd(&[]);
+    let daemon = start_ziggyd(&["--stream-only"]);
     let control = daemon.control.trim_start_matches("tcp://").to_owned();
     let viewer = Command::new(bin("ziggyview"))
         .args(["-H", &control, "request*", "--count", "3", "--json"])

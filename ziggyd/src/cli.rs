@@ -70,12 +70,15 @@ pub struct Cli {
 
     /// Largest spool on disk; when full, the oldest segment is dropped and its events counted
     /// as dropped in STATUS (collection is never refused).
+    /// At least one segment (--spool-segment-bytes).
     #[arg(long, value_name = "BYTES", default_value_t = 10 << 30, requires = "publish")]
     pub spool_max_bytes: u64,
 
     /// Size at which a spool segment is closed and a new one started (a segment is deleted once
     /// all its events are confirmed).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, requires = "publish")]
+    /// From 4096 bytes to 1 GiB.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, requires = "publish",
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
     pub spool_segment_bytes: u64,
 
     /// This daemon's CURVE key pair (a file written by `ziggyd keygen`, mode 0600). With
@@ -102,12 +105,20 @@ pub struct Cli {
     pub max_frame_bytes: usize,
 
     /// Flush files at least this often, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// From 1 to 60000.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub flush_ms: u64,
 
     /// Close a file after this many seconds without a write.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub idle_close_secs: u64,
+
+    /// Run with neither --log-path nor --publish: events are validated, counted and streamed
+    /// live (SOCK_STREAM), and nothing keeps them. Without this flag such a daemon refuses to
+    /// start, since it would silently discard everything.
+    #[arg(long, conflicts_with_all = ["log_path", "publish"])]
+    pub stream_only: bool,
 
     /// Log more (start-up addresses, shutdown summary).
     #[arg(short, long)]
@@ -233,6 +244,23 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {
+    if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
+        return fail(
+            EXIT_USAGE,
+            "nothing would keep the events: give --log-path DIR (write files), --publish \
+             HOST:PORT (forward to a master), or --stream-only (live stream only, nothing kept)",
+        );
+    }
+    if cli.spool_max_bytes < cli.spool_segment_bytes {
+        return fail(
+            EXIT_USAGE,
+            &format!(
+                "--spool-max-bytes {} is below one segment (--spool-segment-bytes {}): give at \
+                 least {}",
+                cli.spool_max_bytes, cli.spool_segment_bytes, cli.spool_segment_bytes
+            ),
+        );
+    }
     let (curve_server, curve_client) = match curve_settings(&cli) {
         Ok(settings) => settings,
         Err(e) => return fail(EXIT_USAGE, &e),
@@ -247,7 +275,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
             {
                 Ok(mut f) => {
                     f.spool_max_bytes = cli.spool_max_bytes;
-                    f.segment_bytes = cli.spool_segment_bytes.max(1);
+                    f.segment_bytes = cli.spool_segment_bytes;
                     f.curve = curve_client;
                     Some(f)
                 }
@@ -265,7 +293,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
             max_frame_bytes: cli.max_frame_bytes,
             max_event_bytes: cli.max_event_bytes,
         },
-        flush_interval: Duration::from_millis(cli.flush_ms.max(1)),
+        flush_interval: Duration::from_millis(cli.flush_ms),
         idle_close: Duration::from_secs(cli.idle_close_secs),
         verbose: cli.verbose,
         forward,

@@ -10,8 +10,11 @@ use bson::{Document, doc};
 
 use crate::stats::DaemonStats;
 
-/// Largest control request accepted, in bytes.
+/// Largest control request accepted, in bytes; a larger one gets an error reply.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Largest control request ZeroMQ takes in at all (it closes the connection of a larger one,
+/// without a reply: buffering gigabytes to refuse them is not worth it).
+pub const MAX_BUFFERED_REQUEST_BYTES: usize = 64 << 20;
 
 /// The control thread's state.
 pub struct Control {

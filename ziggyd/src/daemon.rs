@@ -151,7 +151,9 @@ impl Daemon {
             })?;
         let (control_socket, control_endpoint) =
             bind_with(&ctx, zmq::REP, "control", &config.control, |s| {
-                s.set_maxmsgsize(crate::control::MAX_REQUEST_BYTES as i64 * 2)
+                // Requests over MAX_REQUEST_BYTES get an error reply; ZeroMQ only cuts the
+                // connection of a request so large that buffering it would be the attack.
+                s.set_maxmsgsize(crate::control::MAX_BUFFERED_REQUEST_BYTES as i64)
             })?;
         let (stream, stream_endpoint) = bind_with(&ctx, zmq::PUB, "stream", &config.stream, |s| {
             s.set_sndhwm(10_000)

@@ -76,62 +76,29 @@ fn int(doc: &Document, key: &str) -> i64 {
     }
 }
 
-/// A readable table of a STATUS reply.
+/// A readable table of a STATUS reply: every field, scalars first, then each section.
 pub fn format_status_table(status: &Document) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let secs = |k: &str| status.get_f64(k).ok();
-    let _ = writeln!(
-        out,
-        "{:<16} {}",
-        "collect",
-        status.get_str("collect").unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {}",
-        "stream",
-        status.get_str("stream").unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {:.1} s",
-        "uptime",
-        secs("uptime").unwrap_or(0.0)
-    );
-    for key in [
-        "events_in",
-        "frames_in",
-        "events_written",
-        "write_errors",
-        "events_held",
-        "events_lost_write",
-        "files_open",
-        "invalid_total",
-    ] {
-        let _ = writeln!(out, "{key:<16} {}", int(status, key));
+    for (key, value) in status {
+        let shown = match (key.as_str(), value) {
+            (_, Bson::Document(_)) => continue,
+            ("lag", Bson::Null) => "no events yet".to_owned(),
+            ("uptime" | "lag", Bson::Double(v)) => format!("{v:.3} s"),
+            _ => scalar(value),
+        };
+        let _ = writeln!(out, "{key:<20} {shown}");
     }
-    match secs("lag") {
-        Some(lag) => {
-            let _ = writeln!(out, "{:<16} {lag:.3} s", "lag");
+    for (section, value) in status {
+        let Bson::Document(doc) = value else {
+            continue;
+        };
+        let _ = writeln!(out, "{section}:");
+        if doc.is_empty() {
+            let _ = writeln!(out, "  (none)");
         }
-        None => {
-            let _ = writeln!(out, "{:<16} no events yet", "lag");
-        }
-    }
-    for section in [
-        "write_failing",
-        "invalid",
-        "channels",
-        "hosts",
-        "forward",
-        "forward_in",
-    ] {
-        if let Ok(doc) = status.get_document(section) {
-            let _ = writeln!(out, "{section}:");
-            for (k, v) in doc {
-                let _ = writeln!(out, "  {k:<30} {}", scalar(v));
-            }
+        for (k, v) in doc {
+            let _ = writeln!(out, "  {k:<30} {}", scalar(v));
         }
     }
     out
