@@ -406,6 +406,24 @@ fn operator_commands_and_flag_errors() {
         "{out:?}"
     );
 
+    // Addresses that cannot be: exit 2, naming them.
+    for (collect, says) in [
+        ("localhost:99999", "99999"),
+        (
+            "no-such-host.invalid:3514",
+            "cannot resolve host name \"no-such-host.invalid\"",
+        ),
+        ("localhost", "not HOST:PORT"),
+    ] {
+        let out = std::process::Command::new(bin("ziggyd"))
+            .args(["-H", collect, "--stream-only"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{collect}: {stderr}");
+        assert!(stderr.contains(says), "{collect}: {stderr}");
+    }
+
     // Flags that cannot work: exit 2, saying what would.
     let logs = tempdir();
     let log_path = logs.path().to_str().unwrap();

@@ -26,8 +26,9 @@ const DEATH_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "ziggyd", version, about, long_about = None)]
 pub struct Cli {
-    /// Address to collect events on (ZeroMQ PULL): HOST:PORT or a tcp:// / ipc:// endpoint.
-    /// Port 0 picks a free port.
+    /// Address to collect events on (ZeroMQ PULL): HOST:PORT, where HOST is a host name
+    /// (localhost, a machine name), an IP ([::1] for IPv6) or * (every interface); or a tcp:// /
+    /// ipc:// endpoint. Port 0 picks a free port.
     #[arg(
         short = 'H',
         long,
@@ -36,9 +37,11 @@ pub struct Cli {
     )]
     pub collect: String,
 
-    /// Control endpoint (ZeroMQ REP, BSON requests {cmd: STATUS|SOCK_STREAM|SOCK_COLLECT|SHUTDOWN}).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3513")]
-    pub control: String,
+    /// Control endpoint (ZeroMQ REP, BSON requests {cmd: STATUS|SOCK_STREAM|SOCK_COLLECT|
+    /// SOCK_FORWARD|SHUTDOWN}). Default: the collect host, the collect port minus one
+    /// (127.0.0.1:3513 by default). `status` and `shutdown` ask it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub control: Option<String>,
 
     /// Live stream endpoint (ZeroMQ PUB, frames [type, event]); port 0 picks a free port, which
     /// SOCK_STREAM reports.
@@ -55,10 +58,10 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT", requires = "publish")]
     pub publish_control: Option<String>,
 
-    /// Where forwarding daemons connect to this one (needs --log-path); port 0 picks a free port,
-    /// announced by SOCK_FORWARD.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
-    pub forward_listen: String,
+    /// Where forwarding daemons connect to this one (needs --log-path). Default: the collect
+    /// host, a free port; SOCK_FORWARD announces the port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub forward_listen: Option<String>,
 
     /// Write every event, byte for byte, to DIR/YYYYMMDD/TYPE.YYYYMMDD.bson (UTC date of start).
     #[arg(long, value_name = "DIR")]
@@ -158,18 +161,25 @@ pub enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main_with(cli: Cli) -> ExitCode {
+    let control = match &cli.control {
+        Some(c) => c.clone(),
+        None => match crate::config::default_control(&cli.collect) {
+            Ok(c) => c,
+            Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
+        },
+    };
     match cli.command {
         Some(Command::Status { json, timeout_ms }) => {
-            status(&cli.control, json, Duration::from_millis(timeout_ms))
+            status(&control, json, Duration::from_millis(timeout_ms))
         }
         Some(Command::Shutdown { timeout_ms }) => {
-            match control_request(&cli.control, "SHUTDOWN", Duration::from_millis(timeout_ms)) {
+            match control_request(&control, "SHUTDOWN", Duration::from_millis(timeout_ms)) {
                 Ok(_) => ExitCode::from(EXIT_OK),
                 Err(e) => fail(EXIT_FAILURE, &e.to_string()),
             }
         }
         Some(Command::Keygen { ref name }) => keygen(name),
-        None => run_daemon(cli),
+        None => run_daemon(cli, control),
     }
 }
 
@@ -243,7 +253,7 @@ fn fail(code: u8, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run_daemon(cli: Cli) -> ExitCode {
+fn run_daemon(cli: Cli, control: String) -> ExitCode {
     if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
         return fail(
             EXIT_USAGE,
@@ -284,9 +294,16 @@ fn run_daemon(cli: Cli) -> ExitCode {
         }
         None => None,
     };
+    let forward_listen = match cli.forward_listen.clone() {
+        Some(f) => f,
+        None => match crate::config::default_forward_listen(&cli.collect) {
+            Ok(f) => f,
+            Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
+        },
+    };
     let config = DaemonConfig {
         collect: cli.collect,
-        control: cli.control,
+        control,
         stream: cli.stream,
         log_path: cli.log_path,
         limits: Limits {
@@ -297,7 +314,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
         idle_close: Duration::from_secs(cli.idle_close_secs),
         verbose: cli.verbose,
         forward,
-        forward_listen: cli.forward_listen,
+        forward_listen,
         forward_curve: curve_server,
         ..DaemonConfig::default()
     };

@@ -23,6 +23,9 @@ pub enum ClientError {
         /// ZeroMQ's error.
         source: zmq::Error,
     },
+    /// The address is malformed or does not resolve.
+    #[error(transparent)]
+    Address(crate::endpoint::EndpointError),
     /// The reply was not BSON.
     #[error("reply from {endpoint} is not a BSON document")]
     BadReply {
@@ -42,11 +45,8 @@ pub enum ClientError {
 /// Sends `{cmd}` to the control endpoint at `addr` (`HOST:PORT` or an endpoint) and returns the
 /// reply, or an error after `timeout`.
 pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Document, ClientError> {
-    let endpoint = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("tcp://{addr}")
-    };
+    let resolved = crate::endpoint::resolve(addr).map_err(ClientError::Address)?;
+    let endpoint = resolved.endpoint;
     let zmq_err = |source| ClientError::Zmq {
         endpoint: endpoint.clone(),
         source,
@@ -57,6 +57,9 @@ pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Docum
     socket.set_linger(0).map_err(zmq_err)?;
     socket.set_rcvtimeo(ms).map_err(zmq_err)?;
     socket.set_sndtimeo(ms).map_err(zmq_err)?;
+    if resolved.ipv6 {
+        socket.set_ipv6(true).map_err(zmq_err)?;
+    }
     socket.connect(&endpoint).map_err(zmq_err)?;
     let request = doc! { "cmd": cmd }
         .to_vec()
@@ -88,15 +91,41 @@ pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Docum
 }
 
 /// Asks the daemon at control address `addr` for one of its sockets (`SOCK_STREAM`,
-/// `SOCK_FORWARD`, …) and returns its endpoint: the announced port on the control address's host.
+/// `SOCK_FORWARD`, …) and returns its endpoint, resolved for `connect`: the announced port on
+/// the control address's host.
 pub fn announced_endpoint(addr: &str, cmd: &str, timeout: Duration) -> Result<String, ClientError> {
     let reply = control_request(addr, cmd, timeout)?;
     let port = reply.get_i32("port").map_err(|_| ClientError::BadReply {
         endpoint: addr.to_owned(),
     })?;
-    let host = addr
-        .trim_start_matches("tcp://")
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(h, _)| h);
-    Ok(format!("tcp://{host}:{port}"))
+    let port = u16::try_from(port).map_err(|_| ClientError::BadReply {
+        endpoint: addr.to_owned(),
+    })?;
+    let control = crate::endpoint::Endpoint::parse(addr).map_err(ClientError::Address)?;
+    let socket = control.with_port(port);
+    Ok(socket.resolve().map_err(ClientError::Address)?.endpoint)
+}
+
+/// Finds a daemon's control endpoint from an address that is either its control address or, as
+/// the 2012 README's `ziggyview -H HOST:3514` has it, its collect address (control: the port
+/// below). Returns the control address that answered, and its reply to `cmd`.
+pub fn find_control(
+    addr: &str,
+    cmd: &str,
+    timeout: Duration,
+) -> Result<(String, Document), ClientError> {
+    // A collect (PULL) socket never answers a REQ: try it briefly, then the port below.
+    let first = control_request(addr, cmd, timeout.min(Duration::from_millis(1500)));
+    let Err(ClientError::Timeout { .. }) = first else {
+        return first.map(|doc| (addr.to_owned(), doc));
+    };
+    let given = crate::endpoint::Endpoint::parse(addr).map_err(ClientError::Address)?;
+    match given.port() {
+        Some(port) if port > 1 => {
+            let below = given.with_port(port - 1).to_string();
+            let doc = control_request(&below, cmd, timeout)?;
+            Ok((below, doc))
+        }
+        _ => first.map(|doc| (addr.to_owned(), doc)),
+    }
 }

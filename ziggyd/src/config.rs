@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::curve::KeyPair;
+use crate::endpoint::Endpoint;
 use crate::validate::Limits;
 
 /// Settings of one daemon.
@@ -83,22 +84,24 @@ impl ForwardTo {
         spool_dir: PathBuf,
     ) -> Result<ForwardTo, String> {
         let upstream_control = match control {
-            Some(c) => c.to_owned(),
+            Some(c) => {
+                crate::endpoint::resolve(c).map_err(|e| format!("--publish-control: {e}"))?;
+                c.to_owned()
+            }
             None => {
-                let (host, port) = publish
-                    .trim_start_matches("tcp://")
-                    .rsplit_once(':')
+                let master = Endpoint::parse(publish).map_err(|e| format!("--publish: {e}"))?;
+                let port = master
+                    .port()
                     .ok_or_else(|| format!("--publish {publish:?} is not HOST:PORT"))?;
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| format!("--publish {publish:?} has no valid port"))?;
-                format!(
-                    "{host}:{}",
-                    port.checked_sub(1)
-                        .ok_or("--publish port 0 has no control port below it")?
-                )
+                let control = master.with_port(port.checked_sub(1).filter(|p| *p > 0).ok_or(
+                    "--publish port 1 or 0 has no control port below it: give --publish-control",
+                )?);
+                control.to_string()
             }
         };
+        // Checked now: a name that does not resolve is a typo more often than an outage.
+        crate::endpoint::resolve(&upstream_control)
+            .map_err(|e| format!("the master's control address: {e}"))?;
         Ok(ForwardTo {
             upstream_control,
             spool_dir,
@@ -108,6 +111,28 @@ impl ForwardTo {
             ack_timeout: Duration::from_secs(3),
             curve: None,
         })
+    }
+}
+
+/// The control address that goes with a collect address when `--control` is not given: the
+/// same host, the port below (3514 → 3513), as in the default layout; port 0 stays 0 (free).
+pub fn default_control(collect: &str) -> Result<String, crate::endpoint::EndpointError> {
+    match Endpoint::parse(collect)? {
+        Endpoint::Tcp { host, port } => Ok(Endpoint::Tcp {
+            host,
+            port: port.saturating_sub(1),
+        }
+        .to_string()),
+        Endpoint::Other(_) => Ok("127.0.0.1:3513".to_owned()),
+    }
+}
+
+/// The forward address that goes with a collect address when `--forward-listen` is not given:
+/// the same host, a free port (announced by `SOCK_FORWARD`).
+pub fn default_forward_listen(collect: &str) -> Result<String, crate::endpoint::EndpointError> {
+    match Endpoint::parse(collect)? {
+        e @ Endpoint::Tcp { .. } => Ok(e.with_port(0).to_string()),
+        Endpoint::Other(_) => Ok("127.0.0.1:0".to_owned()),
     }
 }
 
@@ -144,17 +169,6 @@ impl DaemonConfig {
             control: "127.0.0.1:0".into(),
             ..Default::default()
         }
-    }
-}
-
-/// Turns `HOST:PORT` into a ZeroMQ bind endpoint (`PORT` 0 → `*`, a free port); endpoints pass.
-pub fn bind_endpoint(addr: &str) -> String {
-    if addr.contains("://") {
-        return addr.to_owned();
-    }
-    match addr.rsplit_once(':') {
-        Some((host, "0")) => format!("tcp://{host}:*"),
-        _ => format!("tcp://{addr}"),
     }
 }
 

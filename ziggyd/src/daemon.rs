@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::collect::{Collector, ForwardIn};
-use crate::config::{DaemonConfig, bind_endpoint, endpoint_port};
+use crate::config::{DaemonConfig, endpoint_port};
 use crate::control::Control;
+use crate::endpoint::{Endpoint, EndpointError};
 use crate::files::FileWriter;
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::gate::{AllowList, Gate};
@@ -33,6 +34,14 @@ pub enum StartError {
         endpoint: String,
         /// ZeroMQ's error.
         source: zmq::Error,
+    },
+    /// An address is malformed or its host name does not resolve.
+    #[error("the {what} address: {source}")]
+    Address {
+        /// Which socket.
+        what: &'static str,
+        /// What is wrong with it.
+        source: EndpointError,
     },
     /// The spool directory could not be opened.
     #[error("cannot use spool directory {path}: {source}")]
@@ -87,7 +96,10 @@ fn bind_with(
     addr: &str,
     prepare: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
 ) -> Result<(zmq::Socket, String), StartError> {
-    let endpoint = bind_endpoint(addr);
+    let resolved = Endpoint::parse(addr)
+        .and_then(|e| e.resolve())
+        .map_err(|source| StartError::Address { what, source })?;
+    let endpoint = resolved.endpoint;
     let err = |source| StartError::Bind {
         what,
         endpoint: endpoint.clone(),
@@ -95,6 +107,9 @@ fn bind_with(
     };
     let socket = ctx.socket(kind).map_err(err)?;
     socket.set_linger(1000).map_err(err)?;
+    if resolved.ipv6 {
+        socket.set_ipv6(true).map_err(err)?;
+    }
     prepare(&socket).map_err(err)?;
     socket.bind(&endpoint).map_err(err)?;
     let bound = socket
@@ -127,7 +142,12 @@ impl Daemon {
             ("control", &config.control),
             ("forward", &config.forward_listen),
         ] {
-            let endpoint = bind_endpoint(addr);
+            if what == "forward" && config.log_path.is_none() {
+                continue;
+            }
+            let Ok(endpoint) = crate::endpoint::resolve(addr).map(|r| r.endpoint) else {
+                continue; // bind_with reports it
+            };
             let authenticated = what == "forward" && config.forward_curve.is_some();
             if endpoint.starts_with("tcp://")
                 && !crate::control::is_loopback(&endpoint)

@@ -39,6 +39,7 @@ pub mod config;
 pub mod control;
 pub mod curve;
 pub mod daemon;
+pub mod endpoint;
 pub mod files;
 pub mod forward;
 pub mod gate;

@@ -40,7 +40,9 @@ pub struct Cli {
     #[arg(value_name = "CHANNEL | FILE")]
     pub args: Vec<String>,
 
-    /// Live: the daemon's control endpoint (HOST:PORT); streams until interrupted or --count.
+    /// Live: the daemon's control endpoint (HOST:PORT), or its collect address (the control
+    /// endpoint is then the port below, as in the default 3514/3513 layout); streams until
+    /// interrupted or --count.
     #[arg(short = 'H', long = "host", value_name = "HOST:PORT")]
     pub host: Option<String>,
 

@@ -25,15 +25,18 @@ pub enum LiveError {
     Output(#[from] std::io::Error),
 }
 
-/// Streams events from the daemon whose control endpoint is `addr` until `--count` is reached (or
-/// forever). `timeout` bounds the control request.
+/// Streams events from the daemon whose control endpoint is `addr` (or whose collect address it
+/// is: the control endpoint is then the port below) until `--count` is reached (or forever).
+/// `timeout` bounds the control request. Says on stderr where it streams from.
 pub fn run<W: Write>(
     addr: &str,
     viewer: &mut Viewer<W>,
     subscription: &str,
     timeout: Duration,
 ) -> Result<(), LiveError> {
-    let endpoint = ziggyd::client::announced_endpoint(addr, "SOCK_STREAM", timeout)?;
+    let (control, _) = ziggyd::client::find_control(addr, "STATUS", timeout)?;
+    let endpoint = ziggyd::client::announced_endpoint(&control, "SOCK_STREAM", timeout)?;
+    eprintln!("ziggyview: streaming from {endpoint} (control endpoint {control})");
     let err = |source| LiveError::Stream {
         endpoint: endpoint.clone(),
         source,
