@@ -216,6 +216,7 @@ fn the_2012_readme_commands_work_as_typed() {
     }
     let Some(status) = exited else {
         let _ = live.kill();
+        let _ = live.wait();
         panic!("no live event within 20 s");
     };
     assert!(status.success());
@@ -226,5 +227,6 @@ fn the_2012_readme_commands_work_as_typed() {
         .read_to_string(&mut out)
         .unwrap();
     assert!(out.contains(&live_marker), "{out}");
+    let _ = live.wait();
     drop((local, master));
 }
