@@ -131,11 +131,12 @@ impl FileWriter {
         let mut marks = batches.iter().filter_map(|b| b.durable.as_ref()).peekable();
         // Confirm only what is durable: a failed fsync leaves the batches unconfirmed, so the
         // senders resend them.
-        if marks.peek().is_some() && self.sync_dirty() {
-            if let Some(acks) = &self.acks {
-                for mark in marks {
-                    let _ = acks.send(mark.clone());
-                }
+        if marks.peek().is_some()
+            && self.sync_dirty()
+            && let Some(acks) = &self.acks
+        {
+            for mark in marks {
+                let _ = acks.send(mark.clone());
             }
         }
     }

@@ -40,17 +40,17 @@ impl SenderLedger {
         let mut senders = HashMap::new();
         for line in ledger::read(&path)?.unwrap_or_default().lines() {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            if let [id, mark, intent] = parts.as_slice() {
-                if let (Ok(mark), Ok(intent)) = (mark.parse(), intent.parse()) {
-                    senders.insert(
-                        id.to_string(),
-                        SenderState {
-                            mark,
-                            intent: mark,
-                            recovered: intent,
-                        },
-                    );
-                }
+            if let [id, mark, intent] = parts.as_slice()
+                && let (Ok(mark), Ok(intent)) = (mark.parse(), intent.parse())
+            {
+                senders.insert(
+                    id.to_string(),
+                    SenderState {
+                        mark,
+                        intent: mark,
+                        recovered: intent,
+                    },
+                );
             }
         }
         Ok(SenderLedger { path, senders })
