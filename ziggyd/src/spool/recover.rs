@@ -100,8 +100,8 @@ impl Reader {
         if len > MAX_RECORD || offset + (HEADER + len) as u64 > self.total {
             return Ok(None);
         }
-        // u64::MAX has no successor to number the next event with.
-        if seq == u64::MAX || after.is_some_and(|a| seq <= a) {
+        // Seqs start at 1, and u64::MAX has no successor to number the next event with.
+        if seq == 0 || seq == u64::MAX || after.is_some_and(|a| seq <= a) {
             return Ok(None);
         }
         if strict {
