@@ -2,7 +2,7 @@
 //! forwarded, and leaves only once the upstream confirmed it.
 //!
 //! Layout of `--spool-dir` (mode 0700, its files 0600; refused at start if it is not owned by
-//! the daemon's user or is writable by group or others, see [`dir`]): segment files
+//! the daemon's user or is writable by group or others; `spool/dir.rs`): segment files
 //! `seg-<first seq, 20 digits>.zsp` of records
 //! `len: u32 LE | crc32c(seq ‖ payload): u32 LE | seq: u64 LE | payload` (one event per record);
 //! `ledger`, the highest confirmed seq; `sender-id`, this spool's identity towards the upstream
@@ -16,15 +16,15 @@
 //! the records pending for the next try; the caller stops taking input while more than
 //! [`PENDING_BOUND`] bytes are pending, so nothing is dropped.
 //!
-//! Numbering: local seqs grow forever. The upstream numbers each sender id's events from 1, so a
-//! record goes out as `seq − base`. A `(sender id, seq)` pair is never reused: when the spool's
+//! Numbering: local seqs number the records in the segments. The upstream numbers each sender
+//! id's events from 1, so a record goes out as `seq − base`. A `(sender id, seq)` pair is never reused: when the spool's
 //! position cannot be trusted (ledger missing or unparsable, sender id missing or damaged) or
 //! the upstream refuses the numbering, [`Spool::new_epoch`] starts a new sender id whose base
 //! is just below the first unconfirmed record, and everything unconfirmed is sent again under it.
 //!
-//! Recovery ([`recover`]): on start every segment is scanned; damage (a bad checksum, a length
-//! past the end, a flipped bit) is cut out up to the next record that checks out, and counted:
-//! places, bytes, and the unconfirmed events lost (the gap in seqs). A segment is deleted once
+//! Recovery (`spool/recover.rs`): on start every segment is scanned; damage (a bad checksum, a
+//! length past the end, a flipped bit) is cut out up to the next record that checks out, and
+//! counted: places, bytes, and the unconfirmed events lost (the gap in seqs). A segment is deleted once
 //! every record in it is confirmed. When the spool outgrows `max_bytes`, the oldest segment is
 //! dropped and its unconfirmed events are counted as dropped (the newest events are kept).
 
