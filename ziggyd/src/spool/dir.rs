@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Error, ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::ledger;
@@ -39,7 +39,21 @@ pub(super) fn prepare(dir: &Path) -> std::io::Result<File> {
             .create(dir)?;
     }
     check_private(dir)?;
-    lock(dir)
+    let lock = lock(dir)?;
+    tighten(dir)?;
+    Ok(lock)
+}
+
+/// Makes files left by an older ziggyd (created with the umask's mode) private too.
+fn tighten(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_private(dir: &Path) -> std::io::Result<()> {

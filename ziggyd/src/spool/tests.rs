@@ -381,6 +381,12 @@ fn a_spool_dir_others_can_write_is_refused_and_files_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{:?}", entry.path());
     }
     drop(spool);
+    // A file an older version left readable by others is made private at the next start.
+    let ledger = dir.join("ledger");
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Spool::open(config(&dir)).unwrap());
+    let mode = std::fs::metadata(&ledger).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
     let e = Spool::open(config(&dir)).err().unwrap();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
