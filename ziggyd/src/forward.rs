@@ -87,8 +87,9 @@ struct Link {
 
 /// The send path's state across links.
 struct Flow {
-    /// Highest local seq sent under the current sender id, by this process or (synced before it
-    /// started) by an earlier one: no confirmation can rightly go beyond it.
+    /// Highest local seq this process sent under the current sender id: a confirmation is never
+    /// taken beyond it, so nothing unsent is ever confirmed (after a restart that may hold back
+    /// a confirmation of what the previous run sent; it is sent again and confirmed again).
     sent_max: u64,
     /// The pause after the last refusal; zero once an ACK came.
     backoff: Duration,
@@ -213,7 +214,7 @@ impl Forwarder {
         let mut last_sync = Instant::now();
         let mut ages: VecDeque<(u64, Instant)> = VecDeque::new();
         let mut flow = Flow {
-            sent_max: self.spool.synced_seq(),
+            sent_max: self.spool.acked_seq(),
             backoff: Duration::ZERO,
             hold_until: None,
         };
@@ -632,8 +633,9 @@ impl Forwarder {
                 let sent = self.spool.wire_seq(flow.sent_max);
                 log.log("ack-beyond", || {
                     format!(
-                        "the upstream confirmed seq {wire} but only {sent} were sent under \
-                         this sender id: taken as confirming those"
+                        "the upstream confirmed seq {wire} but this run sent only up to {sent} \
+                         under this sender id: taken as confirming those (after a restart, the \
+                         previous run may have sent more)"
                     )
                 });
                 flow.sent_max

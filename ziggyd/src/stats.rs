@@ -73,7 +73,8 @@ pub struct ForwardStats {
     /// New sender ids started (the spool's position could not be trusted at start, or the
     /// upstream refused the numbering).
     pub epochs: AtomicU64,
-    /// Confirmations naming a seq beyond what was sent; taken as confirming only what was sent.
+    /// Confirmations naming a seq beyond what this run sent; taken as confirming only what it
+    /// sent (right after a restart this may be the previous run's batches, confirmed later).
     pub acks_beyond_sent: AtomicU64,
     /// Events received by this process and fsynced into the spool; `events_in` minus this is
     /// what a kill -9 would lose now.
