@@ -131,8 +131,8 @@ fn lock(dir: &Path) -> std::io::Result<File> {
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;
+            // Informational (the lock is the flock): no fsync.
             file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
-            file.sync_data()?;
             Ok(file)
         }
         Err(std::fs::TryLockError::WouldBlock) => {
