@@ -79,13 +79,13 @@ pub fn context_args(args: &ContextArgs) -> syn::Result<()> {
                 ),
             ));
         }
-        if let Some(rate) = literal_rate(&sample.rate) {
-            if !(0.0..=1.0).contains(&rate) {
-                errors.push(syn::Error::new_spanned(
+        if let Some(rate) = literal_rate(&sample.rate)
+            && !(0.0..=1.0).contains(&rate)
+        {
+            errors.push(syn::Error::new_spanned(
                     &sample.rate,
                     format!("sample rate {rate:?} is outside 0.0..=1.0: give the fraction of events to keep, e.g. 0.25"),
                 ));
-            }
         }
     }
     errors.finish()

@@ -445,10 +445,10 @@ impl ContextGuard {
         }
         let message = error.to_string();
         with_stack(|stack| {
-            if let Some(f) = stack.iter_mut().rev().find(|f| f.serial == self.serial) {
-                if f.active {
-                    f.body.insert("error", message);
-                }
+            if let Some(f) = stack.iter_mut().rev().find(|f| f.serial == self.serial)
+                && f.active
+            {
+                f.body.insert("error", message);
             }
         });
     }

@@ -100,11 +100,11 @@ impl<F: Future> Future for InContext<F> {
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             panic!("InContext polled after completion");
         };
-        if let Some(context) = this.pending.take() {
-            if let Some(frame) = context.into_frame() {
-                *this.serial = frame.serial();
-                this.segment.push(frame);
-            }
+        if let Some(context) = this.pending.take()
+            && let Some(frame) = context.into_frame()
+        {
+            *this.serial = frame.serial();
+            this.segment.push(frame);
         }
         if this.segment.is_empty() {
             return inner.poll(cx);

@@ -150,10 +150,10 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id) {
-            if let Some(data) = span.extensions_mut().get_mut::<SpanEvent>() {
-                values.record(&mut BodyVisitor(&mut data.body));
-            }
+        if let Some(span) = ctx.span(id)
+            && let Some(data) = span.extensions_mut().get_mut::<SpanEvent>()
+        {
+            values.record(&mut BodyVisitor(&mut data.body));
         }
     }
 

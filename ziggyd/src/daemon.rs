@@ -261,19 +261,16 @@ impl Daemon {
                 source,
             };
             let (spool, recovery) = Spool::open(spool_config).map_err(spool_err)?;
-            if recovery.corrupt > 0 {
-                eprintln!(
-                    "ziggyd: spool {}: {} damaged place(s), {} bytes cut; {} records kept and will be forwarded",
-                    forward.spool_dir.display(),
-                    recovery.corrupt,
-                    recovery.bytes_cut,
-                    recovery.records
-                );
-            }
+            report_recovery(&forward.spool_dir, &recovery);
             // Gauges are right from the first STATUS, before the forwarder's first turn.
             let f = &stats.forward;
             f.enabled.store(true, Ordering::Relaxed);
             f.spool_corrupt.store(recovery.corrupt, Ordering::Relaxed);
+            f.spool_cut_bytes
+                .store(recovery.bytes_cut, Ordering::Relaxed);
+            f.spool_lost.store(recovery.lost, Ordering::Relaxed);
+            f.epochs
+                .store(recovery.epoch.is_some() as u64, Ordering::Relaxed);
             f.spool_events.store(spool.depth(), Ordering::Relaxed);
             f.spooled_seq.store(spool.synced_seq(), Ordering::Relaxed);
             f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
@@ -391,6 +388,40 @@ impl Daemon {
     pub fn stop(self) {
         self.request_shutdown();
         self.wait();
+    }
+}
+
+/// Tells the operator what opening the spool found: damage cut out, events lost, a new sender id.
+fn report_recovery(dir: &std::path::Path, recovery: &crate::spool::Recovery) {
+    let dir = dir.display();
+    for d in &recovery.damage {
+        let lost = if d.lost > 0 {
+            format!("{} unconfirmed event(s) lost", d.lost)
+        } else {
+            "no unconfirmed event known lost".to_owned()
+        };
+        eprintln!(
+            "ziggyd: spool {dir}: {}: damaged bytes {}..{} ({} bytes) cut out; {lost}",
+            d.segment.file_name().unwrap_or_default().to_string_lossy(),
+            d.start,
+            d.end,
+            d.end - d.start
+        );
+    }
+    if recovery.corrupt > 0 {
+        eprintln!(
+            "ziggyd: spool {dir}: {} damaged place(s), {} bytes cut, {} events lost; {} records kept and will be forwarded",
+            recovery.corrupt, recovery.bytes_cut, recovery.lost, recovery.records
+        );
+    }
+    if let Some(epoch) = &recovery.epoch {
+        eprintln!(
+            "ziggyd: spool {dir}: new sender id {} (was {}): {}; {} unconfirmed events on disk go (again) under the new id, and none of the old id's sequence numbers is reused",
+            epoch.new_id,
+            epoch.old_id.as_deref().unwrap_or("unknown"),
+            epoch.reason,
+            epoch.resent
+        );
     }
 }
 

@@ -1,11 +1,28 @@
 //! The forwarder of a local daemon (`--publish`): spool every valid event, send batches upstream,
 //! drop them from the spool only when the upstream confirms they are durable there.
 //!
-//! The upstream's forward endpoint is learnt from its control endpoint (`SOCK_FORWARD`); after a
-//! silence of `ack_timeout` the connection is dropped, the endpoint asked again (a restarted
-//! upstream has a new port) and everything unconfirmed is resent from the spool. At most
-//! `WINDOW` batches are in flight. RAM stays flat however long the upstream is away: the
-//! backlog lives on disk.
+//! Spooling: events are appended to the spool's memory and written + fsynced every
+//! `sync_interval`; only synced events are sent. A failed write (disk full, file size limit) is
+//! counted (`spool_write_errors`), logged at most every 10 s ("disk full" when it is), and
+//! retried every `sync_interval` whether or not new input comes; while more than
+//! [`crate::spool::PENDING_BOUND`] bytes wait, no input is taken, so the collector blocks and
+//! ZeroMQ's high-water marks push back to the applications (which count their drops): nothing
+//! is dropped here unseen.
+//!
+//! Sending: the upstream's forward endpoint is learnt from its control endpoint
+//! (`SOCK_FORWARD`); at most `WINDOW` batches are in flight. After a silence of `ack_timeout` the
+//! connection is dropped, the endpoint asked again (a restarted upstream has a new port) and
+//! everything unconfirmed is resent from the spool. RAM stays flat however long the upstream is
+//! away: the backlog lives on disk.
+//!
+//! Answers: `ACK1 seq` confirms everything up to `seq`; a seq beyond what was sent confirms only
+//! what was sent (counted in `acks_beyond_sent`). `NAK1 mark reason` refuses a batch
+//! (`refused`): `write_failed: …` (the upstream cannot write) keeps everything spooled, pauses
+//! 1 s, doubling up to 30 s until the next ACK, then resends from the confirmed mark on the
+//! same connection; `seq_jump` or `sender_key` (the upstream will not take this sender id's
+//! numbering) starts a new sender id ([`Spool::new_epoch`], logged) and resends everything
+//! unconfirmed under it, on a new socket so that answers meant for the old id are not taken for
+//! the new one.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,13 +43,21 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Pause before connecting again after a refused handshake (the upstream re-reads its allowed
 /// keys at every connection).
 const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
+/// First pause after the upstream refuses a batch; it doubles at each refusal up to
+/// `BACKOFF_MAX`, and an ACK resets it.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest wait for input in one turn (confirmations and timers are looked at in between).
+const TURN: Duration = Duration::from_millis(20);
+/// At shutdown, how long a failing spool write is retried before its events are given up.
+const SHUTDOWN_SYNC_RETRY: Duration = Duration::from_secs(5);
 
 /// Where and how to forward.
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     /// The upstream's control endpoint, asked for its forward port.
     pub upstream_control: String,
-    /// Spool fsync interval.
+    /// Spool fsync interval (and retry interval of a failed spool write).
     pub sync_interval: Duration,
     /// Resend after this long without a confirmation.
     pub ack_timeout: Duration,
@@ -53,9 +78,77 @@ struct Link {
     socket: zmq::Socket,
     /// Handshake failures of `socket`.
     monitor: zmq::Socket,
+    /// Where `socket` is connected (a new sender id reconnects there).
+    endpoint: String,
     in_flight: VecDeque<(u64, u64, Instant)>,
     next_send: u64,
     last_heard: Instant,
+}
+
+/// The send path's state across links.
+struct Flow {
+    /// Highest local seq this process sent under the current sender id: a confirmation is never
+    /// taken beyond it, so nothing unsent is ever confirmed (after a restart that may hold back
+    /// a confirmation of what the previous run sent; it is sent again and confirmed again).
+    sent_max: u64,
+    /// The pause after the last refusal; zero once an ACK came.
+    backoff: Duration,
+    /// No batch goes out before this.
+    hold_until: Option<Instant>,
+}
+
+impl Flow {
+    fn held(&self) -> bool {
+        self.hold_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Starts the pause after a refusal and returns it; refusals of other batches of the same
+    /// window, arriving during the pause, neither lengthen nor restart it.
+    fn pause(&mut self) -> Duration {
+        if let Some(left) = self
+            .hold_until
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+        {
+            return left;
+        }
+        self.backoff = if self.backoff.is_zero() {
+            BACKOFF_MIN
+        } else {
+            (self.backoff * 2).min(BACKOFF_MAX)
+        };
+        self.hold_until = Some(Instant::now() + self.backoff);
+        self.backoff
+    }
+}
+
+/// What a `NAK1`'s reason asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The upstream cannot write (or gave a reason this daemon does not know): pause and resend.
+    Retry,
+    /// The upstream will not take this sender id's numbering (`seq_jump`) or this key may not
+    /// use it (`sender_key`): a new sender id.
+    NewSenderId,
+}
+
+impl Refusal {
+    fn of(reason: &str) -> Refusal {
+        if reason.starts_with("seq_jump") || reason.starts_with("sender_key") {
+            Refusal::NewSenderId
+        } else {
+            Refusal::Retry
+        }
+    }
+}
+
+/// A spool write error in words an operator acts on.
+fn describe_write_error(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => "disk full",
+        Some(libc::EDQUOT) => "disk quota exceeded",
+        Some(libc::EFBIG) => "file size limit reached",
+        _ => "write failed",
+    }
 }
 
 /// Asks the upstream's control endpoint for its forward port on a thread of its own: an
@@ -119,61 +212,81 @@ impl Forwarder {
         let mut appended = 0u64;
         let mut discovery = Discovery::start(self.config.upstream_control.clone());
         let mut last_sync = Instant::now();
-        let mut unsynced = false;
         let mut ages: VecDeque<(u64, Instant)> = VecDeque::new();
+        let mut flow = Flow {
+            sent_max: self.spool.acked_seq(),
+            backoff: Duration::ZERO,
+            hold_until: None,
+        };
         let stats = self.stats.clone();
         let f = &stats.forward;
         f.enabled.store(true, Ordering::Relaxed);
         loop {
-            // Intake: a bounded number of batches per turn so confirmations keep flowing.
             let mut disconnected = false;
             let idle = link.as_ref().is_none_or(|l| l.in_flight.is_empty());
-            for i in 0..64 {
-                let next = if i == 0 && idle && !unsynced {
-                    self.batches
-                        .recv_timeout(Duration::from_millis(20))
-                        .map_err(|e| match e {
+            let shutting_down = self.shutdown.load(Ordering::Acquire);
+            let until_sync = if self.spool.pending_events() > 0 {
+                self.config
+                    .sync_interval
+                    .saturating_sub(last_sync.elapsed())
+                    .min(TURN)
+            } else {
+                TURN
+            };
+            // Back-pressure: while too much waits for the disk, batches stay in the channel (the
+            // collector blocks, ZeroMQ pushes back to the apps). At shutdown everything is taken
+            // in, so that the collector can finish.
+            if !self.spool.over_bound() || shutting_down {
+                // Intake: a bounded number of batches per turn so confirmations keep flowing.
+                for i in 0..64 {
+                    let next = if i == 0 && idle {
+                        self.batches.recv_timeout(until_sync).map_err(|e| match e {
                             RecvTimeoutError::Timeout => TryRecvError::Empty,
                             RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
                         })
-                } else {
-                    self.batches.try_recv()
-                };
-                match next {
-                    Ok(batch) => {
-                        for (_, _, bytes) in batch.iter() {
-                            match self.spool.append(bytes) {
-                                Ok(seq) => {
-                                    appended += 1;
-                                    if ages.back().is_none_or(|(_, t)| {
-                                        t.elapsed() > Duration::from_millis(100)
-                                    }) {
-                                        ages.push_back((seq, Instant::now()));
+                    } else {
+                        self.batches.try_recv()
+                    };
+                    match next {
+                        Ok(batch) => {
+                            for (_, _, bytes) in batch.iter() {
+                                match self.spool.append(bytes) {
+                                    Ok(seq) => {
+                                        appended += 1;
+                                        if ages.back().is_none_or(|(_, t)| {
+                                            t.elapsed() > Duration::from_millis(100)
+                                        }) {
+                                            ages.push_back((seq, Instant::now()));
+                                        }
                                     }
-                                }
-                                Err(e) => {
-                                    log.log("spool", || format!("cannot append to the spool: {e}"))
+                                    Err(e) => {
+                                        log.log("spool", || format!("cannot spool an event: {e}"))
+                                    }
                                 }
                             }
                         }
-                        unsynced = true;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        disconnected = true;
-                        break;
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            disconnected = true;
+                            break;
+                        }
                     }
                 }
+            } else if idle {
+                std::thread::sleep(until_sync);
             }
-            if unsynced && (last_sync.elapsed() >= self.config.sync_interval || disconnected) {
-                match self.spool.sync() {
-                    Ok(_) => f.spooled.store(appended, Ordering::Relaxed),
-                    Err(e) => log.log("sync", || format!("cannot fsync the spool: {e}")),
-                }
-                unsynced = false;
+            // Also with no new input: a write that failed is retried on this timer.
+            if self.spool.pending_events() > 0
+                && (last_sync.elapsed() >= self.config.sync_interval || disconnected)
+            {
+                self.sync_spool(&mut log);
                 last_sync = Instant::now();
             }
-            if disconnected && self.shutdown.load(Ordering::Acquire) {
+            f.spooled.store(
+                appended.saturating_sub(self.spool.pending_events()),
+                Ordering::Relaxed,
+            );
+            if disconnected && shutting_down {
                 break;
             }
 
@@ -192,11 +305,26 @@ impl Forwarder {
                 }
             }
             if let Some(l) = &mut link {
-                self.send_window(l, &mut log);
-                self.read_acks(l, &mut log);
+                if !flow.held() {
+                    self.send_window(l, &mut flow, &mut log);
+                }
+                let new_sender_id = self.read_replies(l, &mut flow, &mut log);
                 let refused = self.watch_handshakes(l, &mut log);
                 let silent = l.last_heard.elapsed() > self.config.ack_timeout;
-                if refused {
+                if let Some(reason) = new_sender_id {
+                    let endpoint = l.endpoint.clone();
+                    self.start_epoch(&reason, &mut flow, &mut log);
+                    // A new socket: answers still on their way for the old sender id must not be
+                    // taken for the new one (an ACK does not name the id).
+                    link = match self.connect(&ctx, &endpoint) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            log.log("upstream", || format!("cannot reconnect upstream: {e}"));
+                            next_discovery = Instant::now();
+                            None
+                        }
+                    };
+                } else if refused {
                     // Unconfirmed batches go again on the next link.
                     let resend = (l.next_send - 1).saturating_sub(self.spool.acked_seq());
                     f.resent.fetch_add(resend, Ordering::Relaxed);
@@ -226,13 +354,90 @@ impl Forwarder {
                     .map_or(0, |(_, t)| t.elapsed().as_millis() as u64)
             };
             f.oldest_unconfirmed_ms.store(oldest, Ordering::Relaxed);
-            f.spool_events.store(self.spool.depth(), Ordering::Relaxed);
-            f.spooled_seq
-                .store(self.spool.synced_seq(), Ordering::Relaxed);
-            f.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
-            f.dropped.store(self.spool.dropped, Ordering::Relaxed);
+            self.publish_gauges();
         }
-        let _ = self.spool.sync();
+        self.final_sync(&mut log);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let f = &self.stats.forward;
+        f.spool_events.store(self.spool.depth(), Ordering::Relaxed);
+        f.spooled_seq
+            .store(self.spool.synced_seq(), Ordering::Relaxed);
+        f.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
+        f.spool_pending
+            .store(self.spool.pending_events(), Ordering::Relaxed);
+        f.spool_pending_bytes
+            .store(self.spool.pending_bytes() as u64, Ordering::Relaxed);
+        f.dropped.store(self.spool.dropped, Ordering::Relaxed);
+    }
+
+    /// Writes what is pending to the spool; true if it all got there.
+    fn sync_spool(&mut self, log: &mut RateLimitedLog) -> bool {
+        let Err(e) = self.spool.sync() else {
+            return true;
+        };
+        self.stats
+            .forward
+            .spool_write_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let (events, bytes) = (self.spool.pending_events(), self.spool.pending_bytes());
+        let (dir, every) = (self.spool.dir().display(), self.config.sync_interval);
+        log.log("spool-write", || {
+            format!(
+                "{}: cannot write the spool in {dir} ({e}); {events} events ({bytes} bytes) wait \
+                 in memory and the write is retried every {every:?}; past {} MiB no more input \
+                 is taken (the applications' queues fill and count their drops)",
+                describe_write_error(&e),
+                crate::spool::PENDING_BOUND >> 20
+            )
+        });
+        false
+    }
+
+    /// At shutdown: retries a failing spool write for a while, then says what is lost.
+    fn final_sync(&mut self, log: &mut RateLimitedLog) {
+        let deadline = Instant::now() + SHUTDOWN_SYNC_RETRY;
+        while self.spool.pending_events() > 0 && !self.sync_spool(log) {
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "ziggyd: {} events received were never written to the spool in {} and are \
+                     lost at shutdown",
+                    self.spool.pending_events(),
+                    self.spool.dir().display()
+                );
+                return;
+            }
+            std::thread::sleep(self.config.sync_interval.min(Duration::from_millis(200)));
+        }
+    }
+
+    /// Starts a new sender id after the upstream refused the old one's numbering.
+    fn start_epoch(&mut self, reason: &str, flow: &mut Flow, log: &mut RateLimitedLog) {
+        let resent = flow.sent_max.saturating_sub(self.spool.acked_seq());
+        match self.spool.new_epoch(reason) {
+            Ok(epoch) => {
+                let f = &self.stats.forward;
+                f.epochs.fetch_add(1, Ordering::Relaxed);
+                f.resent.fetch_add(resent, Ordering::Relaxed);
+                eprintln!(
+                    "ziggyd: spool {}: new sender id {} (was {}): the upstream answered {:?}; \
+                     {} unconfirmed events go again under the new id",
+                    self.spool.dir().display(),
+                    epoch.new_id,
+                    epoch.old_id.as_deref().unwrap_or("none"),
+                    epoch.reason,
+                    epoch.resent
+                );
+                flow.sent_max = self.spool.acked_seq();
+            }
+            Err(e) => log.log("epoch", || {
+                format!("cannot start a new sender id after the upstream's refusal ({reason}): {e}")
+            }),
+        }
+        // Not at once: an upstream refusing every id must not be hammered.
+        flow.pause();
     }
 
     fn connect(&self, ctx: &zmq::Context, endpoint: &str) -> Result<Link, String> {
@@ -265,17 +470,18 @@ impl Forwarder {
         let monitor = ctx.socket(zmq::PAIR).map_err(err)?;
         monitor.set_linger(0).map_err(err)?;
         monitor.connect(&at).map_err(err)?;
-        socket.connect(endpoint).map_err(err)?;
+        crate::endpoint::connect(&socket, endpoint)?;
         Ok(Link {
             socket,
             monitor,
+            endpoint: endpoint.to_owned(),
             in_flight: VecDeque::new(),
             next_send: self.spool.acked_seq() + 1,
             last_heard: Instant::now(),
         })
     }
 
-    fn send_window(&mut self, link: &mut Link, log: &mut RateLimitedLog) {
+    fn send_window(&mut self, link: &mut Link, flow: &mut Flow, log: &mut RateLimitedLog) {
         while link.in_flight.len() < WINDOW {
             let batch = match self
                 .spool
@@ -293,7 +499,7 @@ impl Forwarder {
                 [
                     &b"ZGB1"[..],
                     self.spool.sender_id().as_bytes(),
-                    &first.to_le_bytes(),
+                    &self.spool.wire_seq(first).to_le_bytes(),
                     &payload,
                 ],
                 zmq::DONTWAIT,
@@ -306,6 +512,7 @@ impl Forwarder {
             }
             link.in_flight.push_back((first, last, Instant::now()));
             link.next_send = last + 1;
+            flow.sent_max = flow.sent_max.max(last);
             self.stats
                 .forward
                 .forwarded
@@ -346,26 +553,93 @@ impl Forwarder {
         failed
     }
 
-    fn read_acks(&mut self, link: &mut Link, log: &mut RateLimitedLog) {
+    /// Reads the upstream's answers: confirmations (`ACK1`) and refusals (`NAK1`). Returns the
+    /// reason when a refusal asks for a new sender id.
+    fn read_replies(
+        &mut self,
+        link: &mut Link,
+        flow: &mut Flow,
+        log: &mut RateLimitedLog,
+    ) -> Option<String> {
         let wait = if link.in_flight.is_empty() { 0 } else { 20 };
         if link.socket.poll(zmq::POLLIN, wait).unwrap_or(0) == 0 {
-            return;
+            return None;
         }
-        // Every confirmation waiting is read first: one ledger write covers them all.
+        // Every answer waiting is read first: one ledger write covers all confirmations.
         let mut highest = None;
+        let mut refusals = Vec::new();
         while let Ok(parts) = link.socket.recv_multipart(zmq::DONTWAIT) {
-            let [tag, seq] = parts.as_slice() else {
-                continue;
-            };
-            if tag != b"ACK1" || seq.len() != 8 {
-                continue;
+            match parts.as_slice() {
+                [tag, seq] if tag == b"ACK1" && seq.len() == 8 => {
+                    let seq = u64::from_le_bytes(seq[..].try_into().expect("8 bytes"));
+                    highest = highest.max(Some(seq));
+                }
+                [tag, mark, reason] if tag == b"NAK1" && mark.len() == 8 => {
+                    let mark = u64::from_le_bytes(mark[..].try_into().expect("8 bytes"));
+                    refusals.push((mark, String::from_utf8_lossy(reason).into_owned()));
+                }
+                _ => {
+                    log.log("reply", || {
+                        "ignored an answer from the upstream that is neither ACK1 nor NAK1".into()
+                    });
+                    continue;
+                }
             }
             link.last_heard = Instant::now();
-            let seq = u64::from_le_bytes(seq[..].try_into().expect("8 bytes"));
-            highest = highest.max(Some(seq));
         }
-        let Some(seq) = highest else {
-            return;
+        if let Some(seq) = highest {
+            flow.backoff = Duration::ZERO;
+            self.confirm(link, flow, seq, log);
+        }
+        let mut new_sender_id = None;
+        for (mark, reason) in refusals {
+            self.stats.forward.refused.fetch_add(1, Ordering::Relaxed);
+            if Refusal::of(&reason) == Refusal::NewSenderId {
+                new_sender_id.get_or_insert(reason);
+                continue;
+            }
+            // The mark is the upstream's confirmed position: as good as an ACK.
+            self.confirm(link, flow, mark, log);
+            let pause = flow.pause();
+            let acked = self.spool.acked_seq();
+            let resend = (link.next_send - 1).saturating_sub(acked);
+            self.stats
+                .forward
+                .resent
+                .fetch_add(resend, Ordering::Relaxed);
+            link.in_flight.clear();
+            link.next_send = acked + 1;
+            log.log("refused", || {
+                format!(
+                    "the upstream refused a batch ({reason}); everything stays in the spool and \
+                     is sent again from seq {} in {pause:.1?}",
+                    self.spool.wire_seq(acked + 1)
+                )
+            });
+        }
+        new_sender_id
+    }
+
+    /// Takes the upstream's confirmation of everything up to `wire` (its numbering), never
+    /// beyond what was sent under the current sender id.
+    fn confirm(&mut self, link: &mut Link, flow: &Flow, wire: u64, log: &mut RateLimitedLog) {
+        let seq = match self.spool.local_seq(wire) {
+            Some(seq) if seq <= flow.sent_max => seq,
+            _ => {
+                self.stats
+                    .forward
+                    .acks_beyond_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                let sent = self.spool.wire_seq(flow.sent_max);
+                log.log("ack-beyond", || {
+                    format!(
+                        "the upstream confirmed seq {wire} but this run sent only up to {sent} \
+                         under this sender id: taken as confirming those (after a restart, the \
+                         previous run may have sent more)"
+                    )
+                });
+                flow.sent_max
+            }
         };
         let before = self.spool.acked_seq();
         if let Err(e) = self.spool.ack(seq) {

@@ -194,11 +194,9 @@ impl Gate {
                 break;
             }
             let (zap_ready, monitor_ready) = (items[0].is_readable(), items[1].is_readable());
-            if zap_ready {
-                if let Ok(request) = self.zap.recv_multipart(0) {
-                    let reply = self.answer(&request, &mut log);
-                    let _ = self.zap.send_multipart(reply, 0);
-                }
+            if zap_ready && let Ok(request) = self.zap.recv_multipart(0) {
+                let reply = self.answer(&request, &mut log);
+                let _ = self.zap.send_multipart(reply, 0);
             }
             if monitor_ready && self.monitor_event(&mut log) {
                 break;

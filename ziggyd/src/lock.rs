@@ -1,9 +1,9 @@
 //! Exclusive use of a directory by one daemon: a lock file holding the holder's pid, locked with
-//! `flock` (released by the kernel when the process dies, so a crash never leaves it stale).
+//! `File::try_lock` (flock: released by the kernel when the process dies, so a crash never leaves
+//! it stale).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -55,19 +55,18 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(e));
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".to_owned(),
+                };
+                return Err(LockError::Held { path, holder });
             }
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = match text.trim().parse::<u32>() {
-                Ok(pid) => format!("pid {pid}"),
-                Err(_) => "pid unknown".to_owned(),
-            };
-            return Err(LockError::Held { path, holder });
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;

@@ -1,26 +1,52 @@
 //! The disk spool of a forwarding daemon: every valid event is appended here before it is
 //! forwarded, and leaves only once the upstream confirmed it.
 //!
-//! Layout of `--spool-dir`: segment files `seg-<first seq, 20 digits>.zsp` of records
-//! `len: u32 LE | crc32c(seq ‖ payload): u32 LE | seq: u64 LE | payload` (one event per record),
-//! a `ledger` holding the highest confirmed seq, and `sender-id`, this spool's identity towards the
-//! upstream (which deduplicates by `(sender-id, seq)`). A segment is deleted once every record in
-//! it is confirmed. On start, every segment is scanned: a record with a bad checksum or a length
-//! running past the end (a crash mid-write, or a segment truncated by hand) ends that segment; it
-//! is counted as corruption, the segment is cut there, and what follows in later segments is kept.
-//! When the spool outgrows `max_bytes`, the oldest segment is dropped and its unconfirmed events
-//! are counted as dropped (collection is never refused: the newest events are kept).
+//! Layout of `--spool-dir` (mode 0700, its files 0600; refused at start if it is not owned by
+//! the daemon's user or is writable by group or others; `spool/dir.rs`): segment files
+//! `seg-<first seq, 20 digits>.zsp` of records
+//! `len: u32 LE | crc32c(seq ‖ payload): u32 LE | seq: u64 LE | payload` (one event per record);
+//! `ledger`, the highest confirmed seq; `sender-id`, this spool's identity towards the upstream
+//! (which deduplicates by `(sender id, seq)`) with the `base` of its numbering; `lock`, held
+//! (`flock`) by the daemon using the spool and holding its pid, so a second daemon is refused.
+//!
+//! Writing: [`Spool::append`] numbers a record and keeps it in memory; [`Spool::sync`] writes
+//! what is pending to the newest segment (starting a new one past `segment_bytes`), fsyncs, and
+//! only then counts it as spooled (records are forwarded only once synced). A failed write or
+//! fsync (disk full, file size limit) cuts the segment back to its last synced length and keeps
+//! the records pending for the next try; the caller stops taking input while more than
+//! [`PENDING_BOUND`] bytes are pending, so nothing is dropped.
+//!
+//! Numbering: local seqs number the records in the segments. The upstream numbers each sender
+//! id's events from 1, so a record goes out as `seq − base`. A `(sender id, seq)` pair is never reused: when the spool's
+//! position cannot be trusted (ledger missing or unparsable, sender id missing or damaged) or
+//! the upstream refuses the numbering, [`Spool::new_epoch`] starts a new sender id whose base
+//! is just below the first unconfirmed record, and everything unconfirmed is sent again under it.
+//!
+//! Recovery (`spool/recover.rs`): on start every segment is scanned; damage (a bad checksum, a
+//! length past the end, a flipped bit) is cut out up to the next record that checks out, and
+//! counted: places, bytes, and the unconfirmed events lost (the gap in seqs). A segment is deleted once
+//! every record in it is confirmed. When the spool outgrows `max_bytes`, the oldest segment is
+//! dropped and its unconfirmed events are counted as dropped (the newest events are kept).
+
+mod dir;
+mod recover;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ledger;
+pub use recover::Damage;
 
 const HEADER: usize = 16;
 /// Largest record payload accepted when scanning (BSON's 16 MiB, with headroom).
 const MAX_RECORD: usize = 48 << 20;
+/// Past this many bytes of records waiting for a sync, [`Spool::over_bound`] asks the caller to
+/// stop taking input (back-pressure) until a sync gets them to disk.
+pub const PENDING_BOUND: usize = 64 << 20;
 
 /// Spool settings.
 #[derive(Debug, Clone)]
@@ -38,7 +64,21 @@ struct Segment {
     first_seq: u64,
     last_seq: u64, // first_seq - 1 while empty
     path: PathBuf,
+    /// Bytes written and fsynced; the file may be longer after a failed write.
     bytes: u64,
+}
+
+/// A new sender id, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch {
+    /// Why the old identity could not go on.
+    pub reason: String,
+    /// The id given up (`None` when it was lost or unreadable).
+    pub old_id: Option<String>,
+    /// The id used from now on.
+    pub new_id: String,
+    /// Unconfirmed events that will be sent (again) under the new id.
+    pub resent: u64,
 }
 
 /// What opening the spool found.
@@ -48,29 +88,42 @@ pub struct Recovery {
     pub segments: usize,
     /// Records kept.
     pub records: u64,
-    /// Places where a segment was corrupt or truncated (each cut at that point).
+    /// Damaged places cut out of segments.
     pub corrupt: u64,
-    /// Bytes cut off at those places.
+    /// Bytes cut out at those places.
     pub bytes_cut: u64,
+    /// Unconfirmed events missing across those places (from the gaps in seqs).
+    pub lost: u64,
+    /// Each damaged place.
+    pub damage: Vec<Damage>,
+    /// A new sender id started because the spool's position could not be trusted.
+    pub epoch: Option<Epoch>,
 }
 
 /// The spool.
 pub struct Spool {
     config: SpoolConfig,
     segments: VecDeque<Segment>,
-    writer: Option<BufWriter<File>>,
+    /// The newest segment, open for writing; `None` until the first sync (a recovered segment
+    /// is never appended to).
+    file: Option<File>,
+    /// Records appended and not yet synced, in the on-disk format.
+    pending: Vec<u8>,
+    pending_events: u64,
     next_seq: u64,
     synced_seq: u64,
-    /// Bytes of the newest segment that are in its file (flushed), as of the last sync; what
-    /// follows may still sit in the writer's buffer.
-    synced_bytes: u64,
     acked_seq: u64,
     /// Events dropped because the spool was full.
     pub dropped: u64,
-    sender_id: String,
+    identity: dir::Identity,
     /// Where the last `read_batch` stopped: `(next seq, segment's first seq, byte offset)`, so
     /// reading on is not a rescan of the segment.
     cursor: Option<(u64, u64, u64)>,
+    /// Held for the spool's life: the directory's lock.
+    _lock: crate::lock::DirLock,
+    /// Syncs still to fail (as a full disk would) after their write, for tests.
+    #[cfg(test)]
+    fail_writes: u32,
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -81,127 +134,133 @@ fn checksum(seq: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload)
 }
 
-/// What scanning a segment found.
-struct Scan {
-    /// Valid records' `(seq, offset)`.
-    records: Vec<(u64, u64)>,
-    /// Where validity ends.
-    valid_end: u64,
-    /// The file's length.
-    total: u64,
-}
-
-/// Scans a segment up to its first invalid record.
-fn scan(path: &Path) -> std::io::Result<Scan> {
-    let mut file = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let total = std::fs::metadata(path)?.len();
-    let mut records = Vec::new();
-    let mut offset = 0u64;
-    let mut header = [0u8; HEADER];
-    let mut payload = Vec::new();
-    while offset + HEADER as u64 <= total {
-        file.read_exact(&mut header)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-        let seq = u64::from_le_bytes(header[8..16].try_into().unwrap());
-        if len > MAX_RECORD || offset + (HEADER + len) as u64 > total {
-            break;
-        }
-        payload.resize(len, 0);
-        file.read_exact(&mut payload)?;
-        if checksum(seq, &payload) != crc || records.last().is_some_and(|&(s, _)| seq <= s) {
-            break;
-        }
-        records.push((seq, offset));
-        offset += (HEADER + len) as u64;
-    }
-    Ok(Scan {
-        records,
-        valid_end: offset,
-        total,
-    })
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl Spool {
-    /// Opens (or creates) the spool, recovering from a crash.
+    /// Opens (or creates) the spool: checks and locks the directory, recovers from a crash or
+    /// damage, and starts a new sender id if the spool's position cannot be trusted.
     pub fn open(config: SpoolConfig) -> std::io::Result<(Spool, Recovery)> {
-        std::fs::create_dir_all(&config.dir)?;
-        let sender_path = config.dir.join("sender-id");
-        let sender_id = match ledger::read(&sender_path)? {
-            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
-            _ => {
-                let id = ziggy::new_id();
-                ledger::write_atomic(&sender_path, id.as_bytes())?;
-                id
+        let lock = dir::prepare(&config.dir)?;
+        let identity = dir::read_identity(&config.dir.join("sender-id"))?;
+        let ledger = match dir::read_ledger(&config.dir.join("ledger"))? {
+            // No seq can follow it: a hand-made value, not one this spool wrote.
+            dir::Found::Ok(u64::MAX) => dir::Found::Damaged("the ledger is out of range".into()),
+            found => found,
+        };
+        let acked_seq = match ledger {
+            dir::Found::Ok(acked) => acked,
+            _ => 0,
+        };
+        let mut recovery = Recovery::default();
+        let segments = recover::recover(&config.dir, acked_seq, &mut recovery)?;
+        let last_seen = segments
+            .back()
+            .map_or(acked_seq, |s| s.last_seq.max(acked_seq));
+        let fresh = identity == dir::Found::Missing
+            && ledger == dir::Found::Missing
+            && recovery.segments == 0;
+        let mut reasons = Vec::new();
+        let old = match identity {
+            dir::Found::Ok(identity) => identity,
+            dir::Found::Missing => {
+                reasons.push("sender-id is missing".to_owned());
+                dir::Identity {
+                    id: String::new(),
+                    base: 0,
+                }
+            }
+            dir::Found::Damaged(why) => {
+                reasons.push(why);
+                dir::Identity {
+                    id: String::new(),
+                    base: 0,
+                }
             }
         };
-        let acked_seq = ledger::read(&config.dir.join("ledger"))?
-            .and_then(|s| s.trim().strip_prefix("acked ").and_then(|n| n.parse().ok()))
-            .unwrap_or(0);
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&config.dir)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "zsp"))
-            .collect();
-        names.sort();
-        let mut recovery = Recovery::default();
-        let mut segments = VecDeque::new();
-        let mut last_seen = acked_seq;
-        for path in names {
-            let Scan {
-                records,
-                valid_end,
-                total,
-            } = scan(&path)?;
-            recovery.segments += 1;
-            if valid_end < total {
-                recovery.corrupt += 1;
-                recovery.bytes_cut += total - valid_end;
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)?
-                    .set_len(valid_end)?;
-            }
-            let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) else {
-                std::fs::remove_file(&path)?;
-                continue;
-            };
-            if last <= acked_seq {
-                std::fs::remove_file(&path)?;
-                continue;
-            }
-            recovery.records += records.len() as u64;
-            last_seen = last_seen.max(last);
-            segments.push_back(Segment {
-                first_seq: first,
-                last_seq: last,
-                path,
-                bytes: valid_end,
-            });
+        match ledger {
+            dir::Found::Ok(_) => {}
+            dir::Found::Missing => reasons.push(
+                "the ledger is missing, so what the upstream confirmed is unknown".to_owned(),
+            ),
+            dir::Found::Damaged(why) => reasons.push(why),
         }
-        let next_seq = last_seen + 1;
-        let synced_bytes = segments.back().map_or(0, |s| s.bytes);
-        let spool = Spool {
+        let mut spool = Spool {
             config,
             segments,
-            writer: None,
-            next_seq,
-            synced_seq: next_seq - 1,
-            synced_bytes,
+            file: None,
+            pending: Vec::new(),
+            pending_events: 0,
+            next_seq: last_seen + 1,
+            synced_seq: last_seen,
             acked_seq,
             dropped: 0,
-            sender_id,
+            identity: old,
             cursor: None,
+            _lock: lock,
+            #[cfg(test)]
+            fail_writes: 0,
         };
+        if fresh || !reasons.is_empty() {
+            let epoch = spool.new_epoch(&reasons.join("; "))?;
+            recovery.epoch = (!fresh).then_some(epoch);
+        }
         Ok((spool, recovery))
+    }
+
+    /// Starts a new sender id, numbered from just below the first unconfirmed record, and
+    /// persists it (atomically) with the ledger; everything unconfirmed is to be sent again
+    /// under it. Used when the old id's numbering cannot be trusted, or the upstream refuses it.
+    pub fn new_epoch(&mut self, reason: &str) -> std::io::Result<Epoch> {
+        let first_unconfirmed = self
+            .segments
+            .iter()
+            .find(|s| s.last_seq > self.acked_seq)
+            .map_or(self.synced_seq + 1, |s| s.first_seq.max(self.acked_seq + 1));
+        let mut id = ziggy::new_id();
+        while id == self.identity.id {
+            id = ziggy::new_id();
+        }
+        let identity = dir::Identity {
+            id,
+            base: first_unconfirmed - 1,
+        };
+        // The identity first: a crash before the ledger is written finds the ledger behind the
+        // base, which only means nothing to skip.
+        dir::write_identity(&self.config.dir.join("sender-id"), &identity)?;
+        let old = std::mem::replace(&mut self.identity, identity);
+        self.acked_seq = self.acked_seq.max(self.identity.base);
+        dir::write_ledger(&self.config.dir.join("ledger"), self.acked_seq)?;
+        Ok(Epoch {
+            reason: reason.to_owned(),
+            old_id: (!old.id.is_empty()).then_some(old.id),
+            new_id: self.identity.id.clone(),
+            resent: self.depth(),
+        })
     }
 
     /// This spool's identity towards the upstream.
     pub fn sender_id(&self) -> &str {
-        &self.sender_id
+        &self.identity.id
     }
 
-    /// Appends one event; returns its sequence number.
+    /// The seq the upstream knows the record `local` by, under the current sender id.
+    pub fn wire_seq(&self, local: u64) -> u64 {
+        local.saturating_sub(self.identity.base)
+    }
+
+    /// The local seq of the upstream's `wire` seq; `None` if it is beyond any seq.
+    pub fn local_seq(&self, wire: u64) -> Option<u64> {
+        self.identity.base.checked_add(wire)
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Appends one event (in memory until the next [`Spool::sync`]); returns its sequence number.
     pub fn append(&mut self, payload: &[u8]) -> std::io::Result<u64> {
         if payload.len() > MAX_RECORD {
             // Recovery would take such a record for damage; events are far smaller (16 MiB max).
@@ -213,45 +272,107 @@ impl Spool {
                 ),
             ));
         }
-        let need_new = match self.segments.back() {
-            _ if self.writer.is_none() => true,
-            Some(seg) => seg.bytes >= self.config.segment_bytes,
-            None => true,
-        };
-        if need_new {
-            self.start_segment()?;
-        }
         let seq = self.next_seq;
-        let writer = self.writer.as_mut().expect("a segment is open");
-        writer.write_all(&(payload.len() as u32).to_le_bytes())?;
-        writer.write_all(&checksum(seq, payload).to_le_bytes())?;
-        writer.write_all(&seq.to_le_bytes())?;
-        writer.write_all(payload)?;
-        let seg = self.segments.back_mut().expect("a segment is open");
-        seg.last_seq = seq;
-        seg.bytes += (HEADER + payload.len()) as u64;
+        self.pending
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.pending
+            .extend_from_slice(&checksum(seq, payload).to_le_bytes());
+        self.pending.extend_from_slice(&seq.to_le_bytes());
+        self.pending.extend_from_slice(payload);
+        self.pending_events += 1;
         self.next_seq += 1;
-        self.enforce_max()?;
         Ok(seq)
     }
 
-    fn start_segment(&mut self) -> std::io::Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            w.flush()?;
-            w.get_ref().sync_data()?;
+    /// Events appended and not yet on disk.
+    pub fn pending_events(&self) -> u64 {
+        self.pending_events
+    }
+
+    /// Bytes appended and not yet on disk.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether so much waits for a sync that the caller should stop taking input.
+    pub fn over_bound(&self) -> bool {
+        self.pending.len() > PENDING_BOUND
+    }
+
+    /// Writes what is pending to disk and fsyncs it; records up to the returned seq may be
+    /// forwarded. On an error (disk full, ...) the segment is cut back to what was synced before
+    /// and the records stay pending: calling again retries.
+    pub fn sync(&mut self) -> std::io::Result<u64> {
+        while !self.pending.is_empty() {
+            let full = self
+                .segments
+                .back()
+                .is_none_or(|s| s.bytes >= self.config.segment_bytes);
+            if self.file.is_none() || full {
+                self.start_segment()?;
+            }
+            let seg = self.segments.back_mut().expect("a segment is open");
+            let file = self.file.as_ref().expect("a segment is open");
+            // Whole records up to the segment's size (at least one).
+            let (mut len, mut events, mut last) = (0usize, 0u64, seg.last_seq);
+            while len < self.pending.len()
+                && (events == 0 || seg.bytes + (len as u64) < self.config.segment_bytes)
+            {
+                let h = &self.pending[len..len + HEADER];
+                let payload = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+                last = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                len += HEADER + payload;
+                events += 1;
+            }
+            let written = file
+                .write_all_at(&self.pending[..len], seg.bytes)
+                .and_then(|()| file.sync_data());
+            #[cfg(test)]
+            let written = written.and_then(|()| match self.fail_writes {
+                0 => Ok(()),
+                _ => {
+                    self.fail_writes -= 1;
+                    Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
+                }
+            });
+            if let Err(e) = written {
+                // Whatever part reached the file is not a record to trust: cut it, retry later.
+                let _ = file.set_len(seg.bytes);
+                return Err(e);
+            }
+            seg.bytes += len as u64;
+            seg.last_seq = last;
+            self.pending.drain(..len);
+            self.pending_events -= events;
+            self.synced_seq = last;
+            self.enforce_max()?;
         }
-        let path = segment_path(&self.config.dir, self.next_seq);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let bytes = file.metadata()?.len();
-        self.synced_bytes = bytes;
-        self.writer = Some(BufWriter::with_capacity(1 << 20, file));
+        if self.pending.capacity() > 8 << 20 {
+            // A long outage grew the buffer; give the memory back once it is drained.
+            self.pending.shrink_to(1 << 20);
+        }
+        Ok(self.synced_seq)
+    }
+
+    fn start_segment(&mut self) -> std::io::Result<()> {
+        let first_seq = self.synced_seq + 1;
+        let path = segment_path(&self.config.dir, first_seq);
+        // A file of that name holds no record numbered from here (recovery found none): reuse.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        self.file = Some(file);
         self.segments.push_back(Segment {
-            first_seq: self.next_seq,
-            last_seq: self.next_seq - 1,
+            first_seq,
+            last_seq: first_seq - 1,
             path,
-            bytes,
+            bytes: 0,
         });
-        Ok(())
+        // The new name must survive a crash along with the records fsynced into it.
+        sync_dir(&self.config.dir)
     }
 
     fn enforce_max(&mut self) -> std::io::Result<()> {
@@ -267,17 +388,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Flushes and fsyncs what was appended; records up to the returned seq may be forwarded.
-    pub fn sync(&mut self) -> std::io::Result<u64> {
-        if let Some(w) = &mut self.writer {
-            w.flush()?;
-            w.get_ref().sync_data()?;
-        }
-        self.synced_seq = self.next_seq - 1;
-        self.synced_bytes = self.segments.back().map_or(0, |s| s.bytes);
-        Ok(self.synced_seq)
-    }
-
     /// Highest seq on disk for sure.
     pub fn synced_seq(&self) -> u64 {
         self.synced_seq
@@ -288,17 +398,15 @@ impl Spool {
         self.acked_seq
     }
 
-    /// Records the upstream's confirmation of everything up to `seq`; deletes finished segments
-    /// and persists the ledger.
+    /// Records the upstream's confirmation of everything up to local `seq` (never beyond what is
+    /// synced); deletes finished segments and persists the ledger.
     pub fn ack(&mut self, seq: u64) -> std::io::Result<()> {
+        let seq = seq.min(self.synced_seq);
         if seq <= self.acked_seq {
             return Ok(());
         }
-        self.acked_seq = seq.min(self.synced_seq);
-        ledger::write_atomic(
-            &self.config.dir.join("ledger"),
-            format!("acked {}\n", self.acked_seq).as_bytes(),
-        )?;
+        self.acked_seq = seq;
+        dir::write_ledger(&self.config.dir.join("ledger"), self.acked_seq)?;
         while self.segments.len() > 1 && self.segments[0].last_seq <= self.acked_seq {
             let seg = self.segments.pop_front().expect("checked");
             std::fs::remove_file(&seg.path)?;
@@ -306,7 +414,7 @@ impl Spool {
         Ok(())
     }
 
-    /// Unconfirmed events.
+    /// Unconfirmed events, pending ones included.
     pub fn depth(&self) -> u64 {
         (self.next_seq - 1).saturating_sub(self.acked_seq)
     }
@@ -344,23 +452,19 @@ impl Spool {
         let mut stopped_at = None;
         let newest = self.segments.len() - 1;
         'segments: for (i, seg) in self.segments.iter().enumerate().skip(index) {
-            // Older segments were flushed when the next one started.
-            let end = if i == newest {
-                self.synced_bytes
-            } else {
-                seg.bytes
-            };
+            // Only synced bytes: past them a failed write may have left a partial record.
+            let end = seg.bytes;
             let mut file = BufReader::with_capacity(256 << 10, File::open(&seg.path)?);
             let mut header = [0u8; HEADER];
             let mut offset = 0u64;
             // The seq of the record at `offset`.
             let mut next_here = seg.first_seq;
-            if let Some((seq, seg_first, at)) = resume {
-                if seg_first == seg.first_seq {
-                    file.seek(SeekFrom::Start(at))?;
-                    offset = at;
-                    next_here = seq;
-                }
+            if let Some((seq, seg_first, at)) = resume
+                && seg_first == seg.first_seq
+            {
+                file.seek(SeekFrom::Start(at))?;
+                offset = at;
+                next_here = seq;
             }
             while offset + HEADER as u64 <= end {
                 let record_start = offset;
@@ -402,182 +506,5 @@ impl Spool {
         }
         self.cursor = stopped_at;
         Ok((count > 0).then_some((first, last, out)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(dir: &Path) -> SpoolConfig {
-        SpoolConfig {
-            dir: dir.to_owned(),
-            segment_bytes: 1000,
-            max_bytes: 1 << 30,
-        }
-    }
-
-    #[test]
-    fn records_still_in_the_write_buffer_end_a_read_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path());
-        config.segment_bytes = 1 << 20;
-        let (mut spool, _) = Spool::open(config).unwrap();
-        for i in 0..5u8 {
-            spool.append(&[i; 40]).unwrap();
-        }
-        spool.sync().unwrap();
-        // Appended after the sync: in the BufWriter, not yet in the file.
-        for i in 5..10u8 {
-            spool.append(&[i; 40]).unwrap();
-        }
-        let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last, bytes.len()), (1, 5, 200));
-        spool.sync().unwrap();
-        let (first, last, _) = spool.read_batch(6, 100, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last), (6, 10));
-    }
-
-    #[test]
-    fn append_sync_read_ack_and_recover() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
-        assert_eq!(rec, Recovery::default());
-        for i in 0..100u32 {
-            spool.append(&[i as u8; 50]).unwrap();
-        }
-        assert_eq!(
-            spool.read_batch(1, 10, 1 << 20).unwrap(),
-            None,
-            "unsynced records are not forwarded"
-        );
-        assert_eq!(spool.sync().unwrap(), 100);
-        let (first, last, bytes) = spool.read_batch(1, 10, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last, bytes.len()), (1, 10, 500));
-        spool.ack(60).unwrap();
-        assert_eq!(spool.depth(), 40);
-        let (first, _, bytes) = spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, bytes[0]), (61, 60));
-        let id = spool.sender_id().to_owned();
-        drop(spool);
-        let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
-        assert_eq!(spool.sender_id(), id);
-        assert_eq!(spool.acked_seq(), 60);
-        assert_eq!(rec.corrupt, 0);
-        assert_eq!(spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap().0, 61);
-    }
-
-    #[test]
-    fn truncated_segment_is_cut_and_later_segments_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut spool, _) = Spool::open(config(dir.path())).unwrap();
-        for i in 0..100u32 {
-            spool.append(&[i as u8; 50]).unwrap();
-        }
-        spool.sync().unwrap();
-        drop(spool);
-        let mut segs: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "zsp"))
-            .collect();
-        segs.sort();
-        assert!(segs.len() > 3);
-        let len = std::fs::metadata(&segs[1]).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&segs[1])
-            .unwrap()
-            .set_len(len - 30)
-            .unwrap();
-        let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
-        assert_eq!(rec.corrupt, 1);
-        assert_eq!(rec.records, 99);
-        // The cut record leaves a gap; batches stop at it and the next one resumes after it.
-        let (mut from, mut records, mut batches) = (1, 0, Vec::new());
-        while let Some((first, last, bytes)) = spool.read_batch(from, 1000, 1 << 20).unwrap() {
-            assert_eq!(bytes.len() as u64, (last - first + 1) * 50);
-            records += last - first + 1;
-            batches.push((first, last));
-            from = last + 1;
-        }
-        assert_eq!(records, 99);
-        assert_eq!(batches.len(), 2, "{batches:?}");
-        assert_eq!(batches[1].1, 100);
-    }
-
-    #[test]
-    fn record_over_the_size_limit_is_refused_and_treated_as_damage_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut spool, _) = Spool::open(SpoolConfig {
-            segment_bytes: 1 << 30,
-            ..config(dir.path())
-        })
-        .unwrap();
-        assert!(spool.append(&vec![0; MAX_RECORD + 1]).is_err());
-        for i in 0..3u8 {
-            spool.append(&[i; 50]).unwrap();
-        }
-        spool.sync().unwrap();
-        drop(spool);
-        let seg = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "zsp"))
-            .unwrap();
-        // A header claiming a record over the limit, with that many bytes after it (sparse).
-        let mut file = OpenOptions::new().append(true).open(&seg).unwrap();
-        let mut header = Vec::new();
-        header.extend_from_slice(&((MAX_RECORD + 1) as u32).to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&4u64.to_le_bytes());
-        file.write_all(&header).unwrap();
-        let len = file.metadata().unwrap().len();
-        file.set_len(len + MAX_RECORD as u64 + 2).unwrap();
-        drop(file);
-        let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
-        assert_eq!((rec.corrupt, rec.records), (1, 3));
-        let (first, last, _) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last), (1, 3));
-        assert!(std::fs::metadata(&seg).unwrap().len() < 1000, "damage cut");
-    }
-
-    #[test]
-    fn a_gap_in_seqs_ends_a_batch() {
-        // Found by `cargo fuzz run spool`: a record cut out of the middle of a segment.
-        let dir = tempfile::tempdir().unwrap();
-        let mut bytes = Vec::new();
-        for seq in [1u64, 2, 4] {
-            let payload = [seq as u8; 20];
-            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(&checksum(seq, &payload).to_le_bytes());
-            bytes.extend_from_slice(&seq.to_le_bytes());
-            bytes.extend_from_slice(&payload);
-        }
-        std::fs::write(segment_path(dir.path(), 1), bytes).unwrap();
-        let (mut spool, recovery) = Spool::open(config(dir.path())).unwrap();
-        assert_eq!(recovery.records, 3);
-        let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last, bytes.len()), (1, 2, 40));
-        let (first, last, bytes) = spool.read_batch(3, 100, 1 << 20).unwrap().unwrap();
-        assert_eq!((first, last, bytes.len()), (4, 4, 20));
-    }
-
-    #[test]
-    fn full_spool_drops_oldest_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut spool, _) = Spool::open(SpoolConfig {
-            max_bytes: 3000,
-            ..config(dir.path())
-        })
-        .unwrap();
-        for i in 0..200u32 {
-            spool.append(&[i as u8; 50]).unwrap();
-        }
-        assert!(spool.bytes() <= 3000 + 1100);
-        assert!(spool.dropped > 100);
-        assert_eq!(spool.depth() + spool.dropped, 200);
     }
 }

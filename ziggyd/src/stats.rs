@@ -64,8 +64,28 @@ pub struct ForwardStats {
     pub resent: AtomicU64,
     /// Events dropped because the spool was full.
     pub dropped: AtomicU64,
-    /// Corrupt or truncated places found in the spool at start.
+    /// Damaged places cut out of the spool at start.
     pub spool_corrupt: AtomicU64,
+    /// Bytes cut out at those places.
+    pub spool_cut_bytes: AtomicU64,
+    /// Unconfirmed events lost with those places (the gap in their sequence numbers).
+    pub spool_lost: AtomicU64,
+    /// Failed spool writes or fsyncs (disk full, ...); the events stay in memory and the write
+    /// is retried every sync interval.
+    pub spool_write_errors: AtomicU64,
+    /// Events received and not yet written to the spool (gauge).
+    pub spool_pending: AtomicU64,
+    /// Their bytes (gauge); past 64 MiB the forwarder stops taking input until they are written.
+    pub spool_pending_bytes: AtomicU64,
+    /// Batches the upstream refused (`NAK1`): it could not write them, or refused the numbering
+    /// or the sender id; they stay in the spool and go again.
+    pub refused: AtomicU64,
+    /// New sender ids started (the spool's position could not be trusted at start, or the
+    /// upstream refused the numbering).
+    pub epochs: AtomicU64,
+    /// Confirmations naming a seq beyond what this run sent; taken as confirming only what it
+    /// sent (right after a restart this may be the previous run's batches, confirmed later).
+    pub acks_beyond_sent: AtomicU64,
     /// Events received by this process and fsynced into the spool; `events_in` minus this is
     /// what a kill -9 would lose now.
     pub spooled: AtomicU64,
@@ -259,6 +279,14 @@ impl DaemonStats {
                     "resent": g(&f.resent),
                     "dropped": g(&f.dropped),
                     "spool_corrupt": g(&f.spool_corrupt),
+                    "spool_cut_bytes": g(&f.spool_cut_bytes),
+                    "spool_lost": g(&f.spool_lost),
+                    "spool_write_errors": g(&f.spool_write_errors),
+                    "spool_pending": g(&f.spool_pending),
+                    "spool_pending_bytes": g(&f.spool_pending_bytes),
+                    "refused": g(&f.refused),
+                    "epochs": g(&f.epochs),
+                    "acks_beyond_sent": g(&f.acks_beyond_sent),
                     "spooled": g(&f.spooled),
                     "handshake_failures": g(&f.handshake_failures),
                 },
