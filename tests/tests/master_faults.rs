@@ -460,8 +460,9 @@ fn a_peer_claiming_another_senders_id_cannot_make_it_lose_events() {
         100
     )
     .is_empty()));
+    // `sender-id`: the id on its first line.
     let victim = std::fs::read_to_string(spool.join("sender-id")).unwrap();
-    let victim = victim.trim();
+    let victim = victim.lines().next().unwrap().trim();
     let ctx = zmq::Context::new();
     let dealer = forward_socket(&ctx, &master);
     let reply = send_batch(&dealer, victim, 1_000_000_000_000, &events(9, 1));

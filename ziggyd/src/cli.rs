@@ -254,13 +254,6 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli, control: String) -> ExitCode {
-    if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
-        return fail(
-            EXIT_USAGE,
-            "nothing would keep the events: give --log-path DIR (write files), --publish \
-             HOST:PORT (forward to a master), or --stream-only (live stream only, nothing kept)",
-        );
-    }
     if cli.spool_max_bytes < cli.spool_segment_bytes {
         return fail(
             EXIT_USAGE,
@@ -275,6 +268,13 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
+    if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
+        return fail(
+            EXIT_USAGE,
+            "nothing would keep the events: give --log-path DIR (write files), --publish \
+             HOST:PORT (forward to a master), or --stream-only (live stream only, nothing kept)",
+        );
+    }
     let forward = match &cli.publish {
         Some(publish) => {
             let spool_dir = cli

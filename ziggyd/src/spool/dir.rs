@@ -121,7 +121,14 @@ fn check_private(dir: &Path) -> std::io::Result<()> {
 /// and delete each other's segments.
 fn lock(dir: &Path) -> std::io::Result<DirLock> {
     DirLock::acquire(dir, "lock").map_err(|e| match e {
-        LockError::Held { .. } => Error::new(ErrorKind::WouldBlock, e.to_string()),
+        LockError::Held { path, holder } => Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "another ziggyd ({holder}) holds its lock {}: stop that daemon or give this one \
+                 its own --spool-dir",
+                path.display()
+            ),
+        ),
         LockError::Io { source, .. } => source,
     })
 }
