@@ -467,10 +467,10 @@ impl FileWriter {
         let events = f.pending.entries.len() as u64;
         let mut forwarded = Vec::new();
         for (_, origin) in &f.pending.entries {
-            if let Origin::Forwarded(i) = *origin {
-                if !forwarded.contains(&i) {
-                    forwarded.push(i);
-                }
+            if let Origin::Forwarded(i) = *origin
+                && !forwarded.contains(&i)
+            {
+                forwarded.push(i);
             }
         }
         f.pending = Pending::default();
