@@ -271,6 +271,14 @@ fn run_daemon(cli: Cli) -> ExitCode {
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;
+    match crate::daemon::raise_open_file_limit() {
+        Ok((before, after)) if verbose && after != before => {
+            eprintln!("ziggyd: open-file limit raised from {before} to {after}")
+        }
+        Ok((now, _)) if verbose => eprintln!("ziggyd: open-file limit {now} (the hard limit)"),
+        Err(e) if verbose => eprintln!("ziggyd: cannot raise the open-file limit: {e}"),
+        _ => {}
+    }
     let daemon = match Daemon::start(config) {
         Ok(d) => d,
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod client;
 pub mod collect;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod curve;
 pub mod daemon;
@@ -111,7 +112,14 @@ pub fn format_status_table(status: &Document) -> String {
             let _ = writeln!(out, "{:<16} no events yet", "lag");
         }
     }
-    for section in ["invalid", "channels", "hosts", "forward", "forward_in"] {
+    for section in [
+        "invalid",
+        "channels",
+        "hosts",
+        "collect_in",
+        "forward",
+        "forward_in",
+    ] {
         if let Ok(doc) = status.get_document(section) {
             let _ = writeln!(out, "{section}:");
             for (k, v) in doc {
