@@ -68,12 +68,29 @@ pub const EVENTS: i32 = SocketEvent::ACCEPTED as i32
 /// from its I/O thread, so a full queue would stall all intake; this is ~10 MB at most.
 pub(crate) const MONITOR_QUEUE: i32 = 100_000;
 
-/// Events read in one turn (a bound on work per wake-up and on the look-ahead buffer).
-const EVENTS_PER_TURN: usize = 256;
+/// Events read in one turn (a bound on work per wake-up and on the look-ahead buffer); past it,
+/// the connections accepted in that turn get no copy.
+const EVENTS_PER_TURN: usize = 4096;
 
-/// Connections whose descriptor is copied; past this many at once, only their peer address is
-/// kept (each copy is one more open file).
+/// Connections whose descriptor is copied at once, at most; past this (or a quarter of the
+/// open-file limit, if lower) only their peer address is kept: each copy is one more open file,
+/// and those are needed for connections and log files first.
 const MAX_COPIES: usize = 4096;
+
+/// How many descriptor copies this process can afford: see [`MAX_COPIES`].
+fn copy_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    usize::try_from(limit.rlim_cur / 4)
+        .unwrap_or(MAX_COPIES)
+        .min(MAX_COPIES)
+}
 
 /// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) and returns the
 /// reader. Call it before binding `socket`, so that no connection goes unseen.
@@ -140,6 +157,8 @@ pub struct Watch {
     port: Option<u16>,
     verbose: bool,
     open: HashMap<u32, Peer>,
+    copies: usize,
+    max_copies: usize,
     handshake_failed: bool,
     log: RateLimitedLog,
 }
@@ -160,6 +179,8 @@ impl Watch {
             port: None,
             verbose,
             open: HashMap::new(),
+            copies: 0,
+            max_copies: copy_budget(),
             handshake_failed: false,
             log: RateLimitedLog::new(log_interval),
         }
@@ -222,12 +243,16 @@ impl Watch {
                         peer = Peer::default();
                     }
                 }
-                self.open.insert(value, peer);
+                self.copies += usize::from(peer.copy.is_some());
+                if let Some(old) = self.open.insert(value, peer) {
+                    self.copies -= usize::from(old.copy.is_some());
+                }
                 self.counters()
                     .connections
                     .store(self.open.len() as u64, Ordering::Relaxed);
             } else if event == SocketEvent::DISCONNECTED as u16 {
                 let peer = self.open.remove(&value).unwrap_or_default();
+                self.copies -= usize::from(peer.copy.is_some());
                 let end = if std::mem::take(&mut self.handshake_failed) {
                     End::HandshakeFailed
                 } else {
@@ -263,7 +288,7 @@ impl Watch {
         if self.port.is_some() && local.map(|a| a.port()) != self.port {
             return Peer::default(); // reused by something else (a file, another socket)
         }
-        let keep = self.open.len() < MAX_COPIES;
+        let keep = self.copies < self.max_copies;
         Peer {
             addr,
             copy: keep.then_some(copy),
@@ -503,5 +528,24 @@ mod tests {
         assert_eq!(r.pull.recv_bytes(0).unwrap(), b"after");
         assert!(r.pump_until(|c| get(&c.connections) == 1));
         assert_eq!(get(&r.watch.stats.collect_conns.disconnects), 2);
+    }
+
+    #[test]
+    fn a_connection_that_ended_before_it_was_seen_ends_unknown() {
+        let mut r = rig(1000);
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_linger(0).unwrap();
+        // No reconnection: the events of one connection only.
+        push.set_reconnect_ivl(-1).unwrap();
+        push.connect(&r.endpoint).unwrap();
+        push.send(vec![1u8; 50_000], 0).unwrap();
+        // Not pumped meanwhile: its ACCEPTED and DISCONNECTED wait together, and by then the
+        // descriptor is closed (or already another's), so the end cannot be told.
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(r.pump_until(|c| get(&c.disconnects) == 1));
+        let c = &r.watch.stats.collect_conns;
+        assert_eq!((get(&c.connections), get(&c.cut_oversized)), (0, 0));
+        assert_eq!(r.watch.copies, 0);
     }
 }

@@ -144,7 +144,7 @@ impl Daemon {
                 collect_monitor = Some(crate::connections::monitor(
                     &ctx,
                     s,
-                    "inproc://ziggyd-collect-monitor",
+                    "inproc://ziggyd-collect-connections",
                 )?);
                 Ok(())
             })?;
@@ -202,7 +202,7 @@ impl Daemon {
                             monitor = Some(crate::connections::monitor(
                                 &ctx,
                                 s,
-                                "inproc://ziggyd-forward-monitor",
+                                "inproc://ziggyd-forward-connections",
                             )?);
                             Ok(())
                         })?;
