@@ -40,8 +40,10 @@
 //!
 //! Best effort: the events reach this thread after the fact, so a descriptor closed and reused
 //! before its `ACCEPTED` event is handled would be another connection; a copy is kept only when
-//! no `DISCONNECTED` for that descriptor had arrived by the time it was made, and the connection
-//! is otherwise reported with an unknown peer and an unknown end.
+//! no `DISCONNECTED` for that descriptor had arrived by the time it was made. A connection that
+//! opened and ended before this thread saw it open (a sender whose first frame is oversized, on a
+//! loaded machine) therefore has an unknown peer and an unknown end: it counts as a disconnect,
+//! not in `cut_oversized`, and is logged as a connection that ended either way.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};

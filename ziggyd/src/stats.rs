@@ -43,9 +43,9 @@ pub struct ConnectionStats {
     pub connections: AtomicU64,
     /// Connections that ended, for any reason.
     pub disconnects: AtomicU64,
-    /// Connections the daemon ended while the peer was still connected, after the handshake:
+    /// Connections the daemon ended while the peer was still connected, not in a handshake:
     /// ZeroMQ does that to a connection carrying a frame over the socket's size cap (or, from a
-    /// broken peer, a ZMTP protocol error).
+    /// broken peer, a ZMTP protocol error). Best effort: see [`crate::connections`].
     pub cut_oversized: AtomicU64,
 }
 
