@@ -103,7 +103,8 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_event_bytes)]
     pub max_event_bytes: usize,
 
-    /// Largest frame accepted (one event or several concatenated), in bytes.
+    /// Largest frame accepted (one event or several concatenated), in bytes. A frame over 4 times
+    /// this makes ZeroMQ close its connection (counted as collect_in.cut_oversized in STATUS).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame_bytes)]
     pub max_frame_bytes: usize,
 
@@ -319,6 +320,14 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;
+    match crate::daemon::raise_open_file_limit() {
+        Ok((before, after)) if verbose && after != before => {
+            eprintln!("ziggyd: open-file limit raised from {before} to {after}")
+        }
+        Ok((now, _)) if verbose => eprintln!("ziggyd: open-file limit {now} (the hard limit)"),
+        Err(e) if verbose => eprintln!("ziggyd: cannot raise the open-file limit: {e}"),
+        _ => {}
+    }
     let daemon = match Daemon::start(config) {
         Ok(d) => d,
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),

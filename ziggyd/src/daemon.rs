@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use crate::collect::{Collector, ForwardIn};
 use crate::config::{DaemonConfig, endpoint_port};
+use crate::connections::{Side, Watch};
 use crate::control::Control;
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::files::FileWriter;
@@ -161,13 +162,22 @@ impl Daemon {
         // ZeroMQ copies a socket's options into its listener at bind time, so every limit is set
         // before binding (set after, it would not apply to the connections accepted).
         let max_message = (config.limits.max_frame_bytes as i64).saturating_mul(4);
+        // A frame over `max_message` makes ZeroMQ drop its connection without a word: a monitor
+        // of each accepting socket counts and logs connections (see `connections`).
+        let mut collect_monitor = None;
         let (pull, collect_endpoint) =
             bind_with(&ctx, zmq::PULL, "collect", &config.collect, |s| {
                 // Memory is bounded by frames, not events: a frame may hold 64 KiB of events, so
                 // a deep receive queue would be hundreds of MiB. Past this, back-pressure reaches
                 // the senders.
                 s.set_rcvhwm(COLLECT_HWM_FRAMES)?;
-                s.set_maxmsgsize(max_message)
+                s.set_maxmsgsize(max_message)?;
+                collect_monitor = Some(crate::connections::monitor(
+                    &ctx,
+                    s,
+                    "inproc://ziggyd-collect-connections",
+                )?);
+                Ok(())
             })?;
         let (control_socket, control_endpoint) =
             bind_with(&ctx, zmq::REP, "control", &config.control, |s| {
@@ -188,6 +198,23 @@ impl Daemon {
         let mut locks = Vec::new();
         let mut threads = Vec::new();
         let mut sinks = Vec::new();
+        let watch = |side| {
+            Watch::new(
+                side,
+                stats.clone(),
+                max_message,
+                config.verbose,
+                config.log_interval,
+            )
+        };
+        if let Some(monitor) = collect_monitor {
+            let watch = watch(Side::Collect).on_port(endpoint_port(&collect_endpoint));
+            let shutdown = shutdown.clone();
+            threads.push(spawn(
+                "ziggyd-conns",
+                Box::new(move || watch.run(monitor, shutdown)),
+            ));
+        }
 
         let mut router = None;
         let mut forward_port = Err(
@@ -215,7 +242,28 @@ impl Daemon {
             // A forwarded batch is a frame like any other: the same hard cap on its size.
             let cap = |s: &zmq::Socket| s.set_maxmsgsize(max_message);
             let (socket, endpoint) = match &config.forward_curve {
-                None => bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, cap)?,
+                None => {
+                    let mut monitor = None;
+                    let bound =
+                        bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, |s| {
+                            cap(s)?;
+                            monitor = Some(crate::connections::monitor(
+                                &ctx,
+                                s,
+                                "inproc://ziggyd-forward-connections",
+                            )?);
+                            Ok(())
+                        })?;
+                    if let Some(monitor) = monitor {
+                        let watch = watch(Side::Forward).on_port(endpoint_port(&bound.1));
+                        let shutdown = shutdown.clone();
+                        threads.push(spawn(
+                            "ziggyd-fwd-conns",
+                            Box::new(move || watch.run(monitor, shutdown)),
+                        ));
+                    }
+                    bound
+                }
                 Some(curve) => {
                     let allow = AllowList::load(&curve.allow_dir)
                         .map_err(|e| StartError::Curve(e.to_string()))?;
@@ -225,16 +273,21 @@ impl Daemon {
                             curve.allow_dir.display()
                         );
                     }
-                    let gate = Gate::install(&ctx, allow, stats.clone(), shutdown.clone())
-                        .map(|g| g.with_reopen(reopen.clone()))
-                        .map_err(|e| {
-                            StartError::Curve(format!("cannot start the ZAP handler: {e}"))
-                        })?;
+                    let gate = Gate::install(
+                        &ctx,
+                        allow,
+                        stats.clone(),
+                        shutdown.clone(),
+                        watch(Side::Forward),
+                    )
+                    .map(|g| g.with_reopen(reopen.clone()))
+                    .map_err(|e| StartError::Curve(format!("cannot start the ZAP handler: {e}")))?;
                     let bound =
                         bind_with(&ctx, zmq::ROUTER, "forward", &config.forward_listen, |s| {
                             cap(s)?;
                             gate.secure(s, &curve.keys)
                         })?;
+                    let gate = gate.on_port(endpoint_port(&bound.1));
                     threads.push(spawn("ziggyd-gate", Box::new(move || gate.run())));
                     bound
                 }
@@ -389,6 +442,30 @@ impl Daemon {
         self.request_shutdown();
         self.wait();
     }
+}
+
+/// Raises this process's soft limit of open files to its hard limit, as daemons commonly do:
+/// every connection and every open log file is one, and the usual soft limit (1,024) is low for
+/// a collector. Returns the limits before and after.
+pub fn raise_open_file_limit() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur >= limit.rlim_max {
+        return Ok((before, before));
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((before, limit.rlim_cur))
 }
 
 /// Tells the operator what opening the spool found: damage cut out, events lost, a new sender id.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::connections::Watch;
 use crate::curve::{self, KeyError};
 use crate::ratelog::RateLimitedLog;
 use crate::stats::DaemonStats;
@@ -119,6 +120,8 @@ impl AllowList {
 pub struct Gate {
     zap: zmq::Socket,
     monitor: zmq::Socket,
+    /// A socket has one monitor, so the gate's also counts the forward socket's connections.
+    watch: Watch,
     allow: AllowList,
     stats: Arc<DaemonStats>,
     shutdown: Arc<AtomicBool>,
@@ -141,15 +144,18 @@ impl Gate {
         allow: AllowList,
         stats: Arc<DaemonStats>,
         shutdown: Arc<AtomicBool>,
+        watch: Watch,
     ) -> zmq::Result<Gate> {
         let zap = ctx.socket(zmq::REP)?;
         zap.set_linger(0)?;
         zap.bind(ZAP_ENDPOINT)?;
         let monitor = ctx.socket(zmq::PAIR)?;
         monitor.set_linger(0)?;
+        monitor.set_rcvhwm(crate::connections::MONITOR_QUEUE)?;
         Ok(Gate {
             zap,
             monitor,
+            watch,
             allow,
             stats,
             shutdown,
@@ -162,11 +168,14 @@ impl Gate {
         socket.set_curve_server(true)?;
         socket.set_curve_secretkey(&keys.secret)?;
         socket.set_zap_domain(FORWARD_ZAP_DOMAIN)?;
-        let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
-            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-            | zmq::SocketEvent::MONITOR_STOPPED as i32;
-        socket.monitor(MONITOR_ENDPOINT, events)?;
+        socket.monitor(MONITOR_ENDPOINT, crate::connections::EVENTS)?;
         self.monitor.connect(MONITOR_ENDPOINT)
+    }
+
+    /// Tells the connection watch the forward socket's port, once bound.
+    pub fn on_port(mut self, port: Option<u16>) -> Gate {
+        self.watch = self.watch.on_port(port);
+        self
     }
 
     /// Serves ZAP requests until the forward socket is closed (its monitor stops), or 5 s after
@@ -268,23 +277,29 @@ impl Gate {
         reply(id, "400", "public key not allowed", "")
     }
 
-    /// Counts one monitor event; true when the monitored socket has closed.
+    /// Counts the waiting monitor events; true when the monitored socket has closed.
     fn monitor_event(&mut self, log: &mut RateLimitedLog) -> bool {
-        let Some((event, _)) = recv_monitor_event(&self.monitor) else {
-            return false;
-        };
-        if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
-            return true;
+        let mut stopped = false;
+        for (event, _) in self.watch.pump(&self.monitor) {
+            if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
+                stopped = true;
+            }
+            // Refused keys are counted by `answer` (ZAP); these failed before ZAP was asked.
+            if event != zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u16
+                && event != zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u16
+            {
+                continue;
+            }
+            self.stats
+                .forward_in
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            log.log("handshake", || {
+                "a forwarding daemon failed the CURVE handshake (no CURVE, or not this daemon's \
+                 public key as --curve-master-key)"
+                    .into()
+            });
         }
-        self.stats
-            .forward_in
-            .handshake_failures
-            .fetch_add(1, Ordering::Relaxed);
-        log.log("handshake", || {
-            "a forwarding daemon failed the CURVE handshake (no CURVE, or not this daemon's \
-             public key as --curve-master-key)"
-                .into()
-        });
-        false
+        stopped
     }
 }

@@ -36,6 +36,7 @@ pub mod cli;
 pub mod client;
 pub mod collect;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod curve;
 pub mod daemon;

@@ -34,6 +34,10 @@ pub struct DaemonStats {
     pub forward: ForwardStats,
     /// The receiving side of forwarding (events from other daemons).
     pub forward_in: ForwardInStats,
+    /// Connections of the collect socket (STATUS `collect_in`).
+    pub collect_conns: ConnectionStats,
+    /// Connections of the forward socket (in STATUS `forward_in`).
+    pub forward_conns: ConnectionStats,
     detail: Mutex<Detail>,
     /// Log files that cannot be written now, with the reason.
     write_failing: Mutex<Vec<(String, String)>>,
@@ -41,6 +45,92 @@ pub struct DaemonStats {
 
 /// Paths listed in STATUS's `write_failing` at most (the count says how many there are).
 const WRITE_FAILING_LISTED: usize = 20;
+
+/// Connections of a socket that accepts peers, counted by [`crate::connections`].
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections open now (gauge).
+    pub connections: AtomicU64,
+    /// Connections that ended, for any reason.
+    pub disconnects: AtomicU64,
+    /// Connections the daemon ended while the peer was still connected, not in a handshake:
+    /// ZeroMQ does that to a connection carrying a frame over the socket's size cap (or, from a
+    /// broken peer, a ZMTP protocol error). Best effort: see [`crate::connections`].
+    pub cut_oversized: AtomicU64,
+}
+
+impl ConnectionStats {
+    fn document(&self) -> Document {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+        doc! {
+            "connections": g(&self.connections),
+            "disconnects": g(&self.disconnects),
+            "cut_oversized": g(&self.cut_oversized),
+        }
+    }
+}
+
+/// Most distinct keys kept per count map (`channels`, `hosts`); later keys are summed under
+/// [`OTHER_KEY`]. Keys come from senders, so without a bound a noisy or hostile app could grow
+/// the daemon's memory and every STATUS reply without limit.
+pub const MAX_KEYS: usize = 1000;
+
+/// The key that sums the counts of the keys past [`MAX_KEYS`]. It is neither a valid channel nor a
+/// DNS host name (a `host` spelled exactly so is counted with it).
+pub const OTHER_KEY: &str = "(other)";
+
+/// Counts per key: the first [`MAX_KEYS`] distinct keys seen, and one sum for all the others.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    keys: BTreeMap<String, u64>,
+    other: u64,
+}
+
+impl Tally {
+    /// Adds `n` to `key`, or to the other keys' sum when the map is full and `key` is not in it.
+    pub fn add(&mut self, key: &str, n: u64) {
+        if let Some(count) = self.keys.get_mut(key) {
+            *count += n;
+        } else if self.keys.len() < MAX_KEYS {
+            self.keys.insert(key.to_owned(), n);
+        } else {
+            self.other += n;
+        }
+    }
+
+    /// Adds every count of `from`.
+    pub fn merge(&mut self, from: Tally) {
+        for (key, n) in from.keys {
+            if let Some(count) = self.keys.get_mut(&key) {
+                *count += n;
+            } else if self.keys.len() < MAX_KEYS {
+                self.keys.insert(key, n);
+            } else {
+                self.other += n;
+            }
+        }
+        self.other += from.other;
+    }
+
+    /// All counts together.
+    pub fn total(&self) -> u64 {
+        self.keys.values().sum::<u64>() + self.other
+    }
+
+    /// The STATUS form: one field per key, and [`OTHER_KEY`] when some keys did not fit.
+    pub fn document(&self) -> Document {
+        let mut doc: Document = self
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), bson::Bson::Int64(*v as i64)))
+            .collect();
+        if self.other > 0 {
+            let n = self.other + self.keys.get(OTHER_KEY).copied().unwrap_or(0);
+            doc.insert(OTHER_KEY, n as i64);
+        }
+        doc
+    }
+}
 
 /// Counters of the forwarder and its spool.
 #[derive(Debug, Default)]
@@ -134,8 +224,8 @@ pub struct ForwardInStats {
 #[derive(Debug, Default)]
 struct Detail {
     invalid: BTreeMap<&'static str, u64>,
-    channels: BTreeMap<String, u64>,
-    hosts: BTreeMap<String, u64>,
+    channels: Tally,
+    hosts: Tally,
     last_event_end: Option<f64>,
 }
 
@@ -146,26 +236,18 @@ pub struct BatchCounts {
     pub(crate) events: u64,
     pub(crate) frames: u64,
     pub(crate) invalid: BTreeMap<InvalidReason, u64>,
-    pub(crate) channels: BTreeMap<String, u64>,
-    pub(crate) hosts: BTreeMap<String, u64>,
+    // Bounded here too: one frame of tiny events could carry a million distinct hosts.
+    pub(crate) channels: Tally,
+    pub(crate) hosts: Tally,
     pub(crate) last_event_end: Option<f64>,
 }
 
 impl BatchCounts {
     pub(crate) fn event(&mut self, channel: &str, host: &str, end: f64) {
         self.events += 1;
-        bump(&mut self.channels, channel);
-        bump(&mut self.hosts, host);
+        self.channels.add(channel, 1);
+        self.hosts.add(host, 1);
         self.last_event_end = Some(self.last_event_end.map_or(end, |e| e.max(end)));
-    }
-}
-
-fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
-    match map.get_mut(key) {
-        Some(n) => *n += 1,
-        None => {
-            map.insert(key.to_owned(), 1);
-        }
     }
 }
 
@@ -184,6 +266,8 @@ impl Default for DaemonStats {
             write_failing: Mutex::default(),
             forward: ForwardStats::default(),
             forward_in: ForwardInStats::default(),
+            collect_conns: ConnectionStats::default(),
+            forward_conns: ConnectionStats::default(),
             detail: Mutex::default(),
         }
     }
@@ -198,12 +282,8 @@ impl DaemonStats {
         for (reason, n) in batch.invalid {
             *d.invalid.entry(reason.as_str()).or_default() += n;
         }
-        for (k, n) in batch.channels {
-            *d.channels.entry(k).or_default() += n;
-        }
-        for (k, n) in batch.hosts {
-            *d.hosts.entry(k).or_default() += n;
-        }
+        d.channels.merge(batch.channels);
+        d.hosts.merge(batch.hosts);
         if let Some(end) = batch.last_event_end {
             d.last_event_end = Some(d.last_event_end.map_or(end, |e| e.max(end)));
         }
@@ -232,11 +312,6 @@ impl DaemonStats {
                 *d.invalid.get(reason.as_str()).unwrap_or(&0) as i64,
             );
         }
-        let to_doc = |m: &BTreeMap<String, u64>| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), bson::Bson::Int64(*v as i64)))
-                .collect::<Document>()
-        };
         let now = ziggy_now();
         let mut status = doc! {
             "uptime": self.started.elapsed().as_secs_f64(),
@@ -250,8 +325,9 @@ impl DaemonStats {
             "events_lost_write": self.events_lost_write.load(Ordering::Relaxed) as i64,
             "invalid_total": d.invalid.values().sum::<u64>() as i64,
             "invalid": invalid,
-            "channels": to_doc(&d.channels),
-            "hosts": to_doc(&d.hosts),
+            "channels": d.channels.document(),
+            "hosts": d.hosts.document(),
+            "collect_in": self.collect_conns.document(),
         };
         {
             let failing = self.write_failing.lock().unwrap_or_else(|e| e.into_inner());
@@ -293,9 +369,7 @@ impl DaemonStats {
             );
         }
         let fi = &self.forward_in;
-        status.insert(
-            "forward_in",
-            doc! {
+        let mut forward_in = doc! {
                 "batches": fi.batches.load(Ordering::Relaxed) as i64,
                 "events": fi.events.load(Ordering::Relaxed) as i64,
                 "deduplicated": fi.deduplicated.load(Ordering::Relaxed) as i64,
@@ -308,8 +382,9 @@ impl DaemonStats {
                 "auth_accepted": fi.auth_accepted.load(Ordering::Relaxed) as i64,
                 "auth_rejected": fi.auth_rejected.load(Ordering::Relaxed) as i64,
                 "handshake_failures": fi.handshake_failures.load(Ordering::Relaxed) as i64,
-            },
-        );
+        };
+        forward_in.extend(self.forward_conns.document());
+        status.insert("forward_in", forward_in);
         match d.last_event_end {
             Some(end) => {
                 status.insert("last_event", end);
@@ -329,4 +404,56 @@ fn ziggy_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_keep_at_most_max_keys_and_sum_the_rest() {
+        let mut t = Tally::default();
+        for i in 0..MAX_KEYS + 500 {
+            t.add(&format!("h{i}"), 2);
+        }
+        t.add("h0", 1); // a key already kept still counts as itself
+        let doc = t.document();
+        assert_eq!(doc.len(), MAX_KEYS + 1);
+        assert_eq!(doc.get_i64(OTHER_KEY).unwrap(), 1000);
+        assert_eq!(doc.get_i64("h0").unwrap(), 3);
+        assert_eq!(t.total(), 2 * (MAX_KEYS as u64 + 500) + 1);
+
+        // Merging full tallies keeps the bound and every count.
+        let mut a = Tally::default();
+        let mut b = Tally::default();
+        for i in 0..MAX_KEYS {
+            a.add(&format!("a{i}"), 1);
+            b.add(&format!("b{i}"), 1);
+        }
+        b.add("spill", 5);
+        a.merge(b);
+        assert_eq!(a.document().len(), MAX_KEYS + 1);
+        assert_eq!(a.total(), 2 * MAX_KEYS as u64 + 5);
+    }
+
+    #[test]
+    fn status_stays_small_whatever_the_keys() {
+        let stats = DaemonStats::default();
+        for frame in 0..20 {
+            let mut counts = BatchCounts::default();
+            for i in 0..1_000 {
+                let key = format!("{frame}-{i}-{}", "x".repeat(200));
+                counts.event(&key, &key, 1.7e9);
+            }
+            stats.merge(counts);
+        }
+        let status = stats.status_document();
+        for section in ["channels", "hosts"] {
+            let doc = status.get_document(section).unwrap();
+            assert_eq!(doc.len(), MAX_KEYS + 1, "{section}");
+            let sum: i64 = doc.values().map(|v| v.as_i64().unwrap()).sum();
+            assert_eq!(sum, 20_000, "{section}");
+        }
+        assert!(status.to_vec().unwrap().len() < 600 << 10);
+    }
 }

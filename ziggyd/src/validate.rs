@@ -20,18 +20,26 @@ pub enum InvalidReason {
     EventTooLarge,
     /// A required field is missing.
     MissingField,
-    /// A field has the wrong BSON type (or is an empty/oversized id).
+    /// A field has the wrong BSON type (or is an empty id, or a time outside 1970..2106).
     WrongType,
     /// The channel (`type`) breaks the naming rule.
     BadChannel,
     /// A header field (`id`, `type`, `host`, `pid`, `start`, `end`, `sample_rate`, `body`)
     /// appears twice: readers would disagree on which one counts.
     DuplicateField,
+    /// `host` is longer than [`MAX_HOST_BYTES`].
+    HostTooLong,
+    /// `id` is longer than [`ziggy::MAX_ID_LEN`] (SPEC: "any non-empty string (max 256 bytes)").
+    IdTooLong,
 }
+
+/// Longest `host` accepted, in bytes: a DNS name's limit. Each distinct host is a key kept in
+/// memory and shown by STATUS, so an unbounded one lets a single event cost megabytes there.
+pub const MAX_HOST_BYTES: usize = 255;
 
 impl InvalidReason {
     /// Every reason, in STATUS order.
-    pub const ALL: [InvalidReason; 7] = [
+    pub const ALL: [InvalidReason; 9] = [
         InvalidReason::FrameTooLarge,
         InvalidReason::MalformedBson,
         InvalidReason::EventTooLarge,
@@ -39,6 +47,8 @@ impl InvalidReason {
         InvalidReason::WrongType,
         InvalidReason::BadChannel,
         InvalidReason::DuplicateField,
+        InvalidReason::HostTooLong,
+        InvalidReason::IdTooLong,
     ];
 
     /// The key used in STATUS and logs.
@@ -51,6 +61,8 @@ impl InvalidReason {
             InvalidReason::WrongType => "wrong_type",
             InvalidReason::BadChannel => "bad_channel",
             InvalidReason::DuplicateField => "duplicate_field",
+            InvalidReason::HostTooLong => "host_too_long",
+            InvalidReason::IdTooLong => "id_too_long",
         }
     }
 }
@@ -190,8 +202,14 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     // Times must be within 1970..2106 (what the 4-byte seconds of an id can hold): a wild `start`
     // would otherwise name a day folder no reader looks for.
     let sane = |t: f64| (0.0..4_294_967_296.0).contains(&t);
-    if id.is_empty() || id.len() > ziggy::MAX_ID_LEN || !sane(start) || !sane(end) {
+    if id.is_empty() || !sane(start) || !sane(end) {
         return Err(InvalidReason::WrongType);
+    }
+    if id.len() > ziggy::MAX_ID_LEN {
+        return Err(InvalidReason::IdTooLong);
+    }
+    if host.len() > MAX_HOST_BYTES {
+        return Err(InvalidReason::HostTooLong);
     }
     validate_channel_name(channel).map_err(|_| InvalidReason::BadChannel)?;
     Ok(EventMeta {
@@ -288,6 +306,36 @@ mod tests {
             split_frame(&event("a"), limits),
             vec![Err(InvalidReason::FrameTooLarge)]
         );
+    }
+
+    fn event_with(id: &str, host: &str) -> Vec<u8> {
+        doc! { "id": id, "type": "request", "host": host, "pid": 1, "start": 1.0, "end": 2.0,
+        "body": {} }
+        .to_vec()
+        .unwrap()
+    }
+
+    #[test]
+    fn host_and_id_lengths_are_capped() {
+        let id = "i".repeat(ziggy::MAX_ID_LEN);
+        let host = "h".repeat(MAX_HOST_BYTES);
+        assert!(validate_event(&event_with(&id, &host)).is_ok());
+        assert_eq!(
+            validate_event(&event_with(&format!("{id}i"), "h")),
+            Err(InvalidReason::IdTooLong)
+        );
+        assert_eq!(
+            validate_event(&event_with("i", &format!("{host}h"))),
+            Err(InvalidReason::HostTooLong)
+        );
+        assert_eq!(
+            validate_event(&event_with("", "h")),
+            Err(InvalidReason::WrongType)
+        );
+        // Every reason has its own STATUS key.
+        let names: std::collections::BTreeSet<_> =
+            InvalidReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), InvalidReason::ALL.len());
     }
 
     #[test]
