@@ -2,7 +2,7 @@
 //!
 //! A frame holds one BSON event or several concatenated. Each event must be well-formed BSON all
 //! the way down (so no file ever holds bytes a BSON reader rejects), within the size limit, and
-//! carry the SPEC §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
+//! carry the docs/PROTOCOL.md §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
 //! UTF-8: the 2012 Python clients wrote them that way.
 
 use crate::bson_walk::Element;
@@ -29,6 +29,10 @@ pub enum InvalidReason {
     DuplicateField,
     /// `host` is longer than [`MAX_HOST_BYTES`].
     HostTooLong,
+    /// A frame of zero bytes (no event at all).
+    EmptyFrame,
+    /// `start` or `end` is not a time from 1970 to 2106 (or is not a number: NaN).
+    TimeOutOfRange,
     /// `id` is longer than [`ziggy::MAX_ID_LEN`] (SPEC: "any non-empty string (max 256 bytes)").
     IdTooLong,
 }
@@ -39,7 +43,7 @@ pub const MAX_HOST_BYTES: usize = 255;
 
 impl InvalidReason {
     /// Every reason, in STATUS order.
-    pub const ALL: [InvalidReason; 9] = [
+    pub const ALL: [InvalidReason; 11] = [
         InvalidReason::FrameTooLarge,
         InvalidReason::MalformedBson,
         InvalidReason::EventTooLarge,
@@ -49,6 +53,8 @@ impl InvalidReason {
         InvalidReason::DuplicateField,
         InvalidReason::HostTooLong,
         InvalidReason::IdTooLong,
+        InvalidReason::EmptyFrame,
+        InvalidReason::TimeOutOfRange,
     ];
 
     /// The key used in STATUS and logs.
@@ -62,6 +68,8 @@ impl InvalidReason {
             InvalidReason::BadChannel => "bad_channel",
             InvalidReason::DuplicateField => "duplicate_field",
             InvalidReason::HostTooLong => "host_too_long",
+            InvalidReason::EmptyFrame => "empty_frame",
+            InvalidReason::TimeOutOfRange => "time_out_of_range",
             InvalidReason::IdTooLong => "id_too_long",
         }
     }
@@ -110,6 +118,9 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
     if frame.len() > limits.max_frame_bytes {
         return vec![Err(InvalidReason::FrameTooLarge)];
     }
+    if frame.is_empty() {
+        return vec![Err(InvalidReason::EmptyFrame)];
+    }
     let mut items = Vec::new();
     let mut rest = frame;
     while !rest.is_empty() {
@@ -133,7 +144,7 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
     items
 }
 
-/// The fields of SPEC §1 that may appear once each.
+/// The fields of docs/PROTOCOL.md §1 that may appear once each.
 const HEADER_KEYS: [&str; 8] = [
     "id",
     "type",
@@ -202,7 +213,10 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     // Times must be within 1970..2106 (what the 4-byte seconds of an id can hold): a wild `start`
     // would otherwise name a day folder no reader looks for.
     let sane = |t: f64| (0.0..4_294_967_296.0).contains(&t);
-    if id.is_empty() || !sane(start) || !sane(end) {
+    if !sane(start) || !sane(end) {
+        return Err(InvalidReason::TimeOutOfRange);
+    }
+    if id.is_empty() {
         return Err(InvalidReason::WrongType);
     }
     if id.len() > ziggy::MAX_ID_LEN {
