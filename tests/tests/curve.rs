@@ -257,3 +257,98 @@ fn curve_flags_that_do_not_fit_exit_2_with_a_reason() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn a_sender_id_belongs_to_the_key_that_first_used_it() {
+    let root = tempdir();
+    let keys = root.path().join("keys");
+    let allow = root.path().join("allow");
+    let logs = root.path().join("logs");
+    let spool = root.path().join("spool");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(&allow).unwrap();
+    let master_key = keygen(&keys, "master");
+    let owner = keygen(&keys, "owner");
+    let other = keygen(&keys, "other");
+    for k in [&owner, &other] {
+        let name = k.file_name().unwrap().to_str().unwrap();
+        std::fs::copy(path_with(k, "public"), allow.join(format!("{name}.public"))).unwrap();
+    }
+    let master = start_ziggyd(&[
+        "--log-path",
+        logs.to_str().unwrap(),
+        "--curve-secret-key",
+        &path_with(&master_key, "secret"),
+        "--curve-allow",
+        allow.to_str().unwrap(),
+    ]);
+    let master_public = path_with(&master_key, "public");
+    let owner_secret = path_with(&owner, "secret");
+    let local = start_local(
+        &master,
+        &spool,
+        &[
+            "--curve-secret-key",
+            &owner_secret,
+            "--curve-master-key",
+            &master_public,
+        ],
+    );
+    push_events(&local.collect, "owner", 100);
+    assert!(wait_until(Duration::from_secs(30), || written_from(
+        &logs, "owner"
+    )
+    .0 == 100));
+    let sender = std::fs::read_to_string(spool.join("sender-id")).unwrap();
+    let sender = sender.lines().next().unwrap().trim().to_owned();
+    // Another allowed key claims the owner's sender id, one seq past its mark.
+    let port =
+        ziggyd::client::control_request(&master.control, "SOCK_FORWARD", Duration::from_secs(2))
+            .unwrap()
+            .get_i32("port")
+            .unwrap();
+    let other_keys =
+        ziggyd::curve::read_secret_file(Path::new(&path_with(&other, "secret"))).unwrap();
+    let server = ziggyd::curve::read_public_file(Path::new(&master_public)).unwrap();
+    let ctx = zmq::Context::new();
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.set_rcvtimeo(10_000).unwrap();
+    dealer.set_curve_serverkey(&server).unwrap();
+    dealer.set_curve_publickey(&other_keys.public).unwrap();
+    dealer.set_curve_secretkey(&other_keys.secret).unwrap();
+    dealer.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let event = common::minibson::event(
+        "0123456789abcdef0123456789abcdef",
+        "request",
+        1.7e9,
+        1.7e9,
+        vec![
+            ("from", Value::String("intruder".into())),
+            ("i", Value::Int64(0)),
+        ],
+    );
+    dealer
+        .send_multipart(
+            [
+                &b"ZGB1"[..],
+                sender.as_bytes(),
+                &101u64.to_le_bytes(),
+                &event,
+            ],
+            0,
+        )
+        .unwrap();
+    let reply = dealer.recv_multipart(0).unwrap();
+    assert_eq!(reply[0], b"NAK1");
+    assert!(String::from_utf8_lossy(&reply[2]).starts_with("sender_key"));
+    let s = status_at(&master.control).unwrap();
+    assert_eq!(num(&s, "forward_in.refused_sender_key"), 1);
+    // The owner's next events are all written; the intruder's never.
+    push_events(&local.collect, "owner2", 100);
+    assert!(wait_until(Duration::from_secs(30), || written_from(
+        &logs, "owner2"
+    )
+    .0 == 100));
+    assert_eq!(written_from(&logs, "intruder").0, 0);
+}

@@ -522,3 +522,40 @@ fn a_worker_thread_that_dies_stops_the_daemon_with_exit_1() {
         .unwrap();
     assert!(stderr.contains("ziggyd-collect thread died"), "{stderr}");
 }
+
+#[test]
+fn thousands_of_channels_keep_open_files_bounded_and_control_answering() {
+    const CHANNELS: i64 = 3_000;
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_master(&logs);
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(10_000).unwrap();
+    push.connect(&master.collect).unwrap();
+    for c in 0..CHANNELS {
+        let e = common::minibson::event(
+            "0123456789abcdef0123456789abcdef",
+            &format!("ch{c}"),
+            1.7e9,
+            1.7e9,
+            vec![("t", Value::Int64(c)), ("i", Value::Int64(0))],
+        );
+        push.send(e, 0).unwrap();
+    }
+    let mut most_open = 0;
+    assert!(wait_until(Duration::from_secs(60), || {
+        let started = std::time::Instant::now();
+        let s = status(&master);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "STATUS was slow"
+        );
+        most_open = most_open.max(num(&s, "files_open"));
+        num(&s, "events_written") == CHANNELS
+    }));
+    assert!(most_open <= 256, "{most_open} files open");
+    let map = copies(&logs);
+    assert_eq!(map.len() as i64, CHANNELS);
+    assert!(map.values().all(|c| *c == 1));
+}
