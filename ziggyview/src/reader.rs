@@ -37,6 +37,17 @@ pub enum ReadError {
         /// What is wrong.
         reason: String,
     },
+    /// A well-framed event that could not be shown (malformed inside, or nested too deep); the
+    /// events after it are still read.
+    #[error("{source_name}: event at byte {offset} skipped: {reason}")]
+    Skipped {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// Byte offset of the event's start.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The input could not be read.
     #[error("{source_name}: {error}")]
     Io {
@@ -136,13 +147,11 @@ impl<R: Read> EventReader<R> {
         }
     }
 
-    /// A corrupt-document error at the event just returned.
-    pub fn corrupt_here(&mut self, reason: String) -> ReadError {
-        self.failed = true;
-        let len = self.buf.len() as u64;
-        ReadError::Corrupt {
+    /// A skipped-event report for the event just returned (reading goes on after it).
+    pub fn skipped_here(&self, reason: String) -> ReadError {
+        ReadError::Skipped {
             source_name: self.name.clone(),
-            offset: self.offset - len,
+            offset: self.offset - self.buf.len() as u64,
             reason,
         }
     }
