@@ -85,6 +85,11 @@ impl<W: Write> Viewer<W> {
         self.last_problem = Some(text);
     }
 
+    /// Counts a problem already reported elsewhere.
+    pub fn count_problem(&mut self) {
+        self.problems += 1;
+    }
+
     /// How many problems were reported (the run then exits 1).
     pub fn problems(&self) -> u64 {
         self.problems

@@ -1,0 +1,636 @@
+//! ziggyview as a real process on hostile or odd input: terminal escapes in every field, events
+//! nested thousands deep, a corrupt file among good ones, a FIFO in the log path, a range of
+//! centuries, an empty channel pattern, and live output through a pipe (flushed per event, SIGTERM
+//! and SIGINT exit 0, a daemon that goes away and comes back). Every run has a time bound.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use common::minibson::{Value, encode, event};
+use common::*;
+
+// 2024-02-29 00:00:01 UTC
+const T0: f64 = 1_709_164_801.0;
+const DAY: &str = "20240229";
+
+/// What a bounded run printed.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs ziggyview with `args` (and `stdin`), killed and failed if it runs longer than 20 s.
+fn run(args: &[&str], stdin: Option<&[u8]>) -> Run {
+    let mut child = Command::new(bin("ziggyview"))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        let mut input = child.stdin.take().unwrap();
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || input.write_all(&bytes));
+    }
+    let out = read_all(child.stdout.take().unwrap());
+    let err = read_all(child.stderr.take().unwrap());
+    let mut proc = proc_of(child);
+    let status = proc.wait_exit(Duration::from_secs(20));
+    let Some(status) = status else {
+        panic!("ziggyview {args:?} still running after 20 s");
+    };
+    let text = |rx: Receiver<Vec<u8>>| {
+        String::from_utf8(rx.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap()
+    };
+    Run {
+        status,
+        stdout: text(out),
+        stderr: text(err),
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
+}
+
+/// The lines of a pipe as they come.
+fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits up to `timeout` for a line containing `needle`; the lines before it are dropped.
+fn line_with(lines: &Receiver<String>, needle: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Some(line),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+/// A child killed when dropped.
+fn proc_of(child: std::process::Child) -> Proc {
+    Proc {
+        child,
+        collect: String::new(),
+        control: String::new(),
+        stream: String::new(),
+        stderr: None,
+    }
+}
+
+/// A process ended by an exit code of 0 or 1, never by a signal.
+fn assert_clean_exit(status: ExitStatus, what: &str) {
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "{what}: ended by {status:?}, not an exit code of 0 or 1"
+    );
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.into())
+}
+
+fn write_day(dir: &Path, channel: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let folder = dir.join(DAY);
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(format!("{channel}.{DAY}.bson"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Bytes that must never reach the terminal raw: C0 but newline, DEL, C1 (as UTF-8), and the bidi
+/// overrides and isolates.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || ('\u{202A}'..='\u{202E}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        })
+        .collect()
+}
+
+#[test]
+fn terminal_escapes_in_any_field_are_printed_escaped() {
+    let dir = tempdir();
+    let nasty = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{7f}\u{85}\u{9b}31m\u{202e}\u{2066}";
+    let hostile = encode(&[
+        ("id", s(&format!("id{nasty}"))),
+        ("type", s(&format!("request{nasty}"))),
+        ("host", s(&format!("host{nasty}"))),
+        ("pid", Value::Int32(7)),
+        ("start", Value::Double(T0)),
+        ("end", Value::Double(T0 + 0.5)),
+        (
+            "body",
+            Value::Doc(vec![
+                (format!("key{nasty}"), s(&format!("value{nasty}"))),
+                (
+                    format!("outer{nasty}"),
+                    Value::Doc(vec![("n".into(), Value::Double(1.5))]),
+                ),
+                ("list".into(), Value::Array(vec![s(nasty)])),
+            ]),
+        ),
+    ]);
+    let file = dir.path().join("hostile.bson");
+    std::fs::write(&file, &hostile).unwrap();
+    let f = file.to_str().unwrap();
+    let stats_key = format!("outer{nasty}.n");
+    for args in [
+        vec!["--color", "never", f],
+        vec!["--color", "always", f],
+        vec!["--group", f],
+        vec!["--stats", "n", f],
+        vec!["--stats", &stats_key, f],
+        vec!["--fields", "list", f],
+    ] {
+        let out = run(&args, None);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", out.stderr);
+        let mut text = out.stdout.clone();
+        if args[1] == "always" {
+            // Our own colour codes are the only escape sequences allowed.
+            for code in [
+                "\u{1b}[0m",
+                "\u{1b}[2m",
+                "\u{1b}[1;36m",
+                "\u{1b}[33m",
+                "\u{1b}[32m",
+            ] {
+                text = text.replace(code, "");
+            }
+        }
+        assert_eq!(raw_controls(&text), [], "{args:?} printed {text:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+    let readable = run(&["--color", "never", f], None).stdout;
+    for shown in [
+        "id=id\\u001b]0;owned\\u0007\\u001b[2J\\u007f\\u0085\\u009b31m\\u202e\\u2066",
+        "host=host\\u001b]0;",
+        "request\\u001b]0;",
+        "key\\u001b]0;owned",
+        "outer\\u001b]0;owned\\u0007\\u001b[2J\\u007f\\u0085\\u009b31m\\u202e\\u2066.n = 1.5",
+        "\"value\\u001b]0;owned\\u0007",
+    ] {
+        assert!(readable.contains(shown), "{shown:?} not in {readable}");
+    }
+    // JSON: valid, nothing raw, and the same strings once parsed.
+    for args in [vec!["--json", f], vec!["--json", "--group", f]] {
+        let out = run(&args, None);
+        assert_eq!(raw_controls(&out.stdout), [], "{}", out.stdout);
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        let e = if args.len() == 3 { &v["events"][0] } else { &v };
+        assert_eq!(e["host"], format!("host{nasty}"));
+        assert_eq!(e["body"][format!("key{nasty}")], format!("value{nasty}"));
+    }
+    // stdin takes the same path.
+    let out = run(&["--color", "never"], Some(&hostile));
+    assert_eq!(raw_controls(&out.stdout), []);
+    assert!(out.stdout.contains("host=host\\u001b]0;"));
+}
+
+/// A document whose element `0` holds `levels` documents (tag 0x03) or arrays (tag 0x04) nested
+/// in each other, built without recursion.
+fn nested(levels: usize, tag: u8) -> Vec<u8> {
+    let mut inner = vec![5, 0, 0, 0, 0];
+    for _ in 0..levels {
+        let mut outer = ((inner.len() + 8) as i32).to_le_bytes().to_vec();
+        outer.extend_from_slice(&[tag, b'0', 0]);
+        outer.extend_from_slice(&inner);
+        outer.push(0);
+        inner = outer;
+    }
+    inner
+}
+
+/// An event of channel `request` whose body is `body` (a BSON document's bytes).
+fn event_with_body(id: &str, body: &[u8]) -> Vec<u8> {
+    let head = encode(&[
+        ("id", s(id)),
+        ("type", s("request")),
+        ("host", s("web1")),
+        ("start", Value::Double(T0)),
+        ("end", Value::Double(T0 + 1.0)),
+    ]);
+    let mut e = head[..head.len() - 1].to_vec();
+    e.extend_from_slice(b"\x03body\0");
+    e.extend_from_slice(body);
+    e.push(0);
+    let len = e.len() as i32;
+    e[..4].copy_from_slice(&len.to_le_bytes());
+    e
+}
+
+/// A body `{js: Code("f", scope)}` whose scope nests `levels` documents.
+fn deep_scope_body(levels: usize) -> Vec<u8> {
+    let scope = nested(levels, 0x03);
+    let code = b"f\0";
+    let total = 4 + 4 + code.len() + scope.len();
+    let mut value = (total as i32).to_le_bytes().to_vec();
+    value.extend_from_slice(&(code.len() as i32).to_le_bytes());
+    value.extend_from_slice(code);
+    value.extend_from_slice(&scope);
+    let mut body = ((value.len() + 5 + 4) as i32).to_le_bytes().to_vec();
+    body.extend_from_slice(b"\x0fjs\0");
+    body.extend_from_slice(&value);
+    body.push(0);
+    body
+}
+
+#[test]
+fn events_nested_thousands_deep_are_skipped_and_the_rest_printed() {
+    let dir = tempdir();
+    let mut bytes = event(
+        "before",
+        "request",
+        T0,
+        T0 + 0.25,
+        vec![("t", Value::Double(0.25))],
+    );
+    let mut deep_offsets = Vec::new();
+    for (id, body) in [
+        ("deepdoc", nested(2_400, 0x03)),
+        ("deeparray", nested(50_000, 0x04)),
+        ("deepscope", deep_scope_body(3_000)),
+    ] {
+        deep_offsets.push(bytes.len());
+        bytes.extend(event_with_body(id, &body));
+    }
+    // 1 (event) + 1 (body) + 98 = 100 levels: still shown.
+    bytes.extend(event_with_body("hundred", &nested(98, 0x03)));
+    bytes.extend(event(
+        "after",
+        "request",
+        T0,
+        T0 + 0.5,
+        vec![("t", Value::Double(0.5))],
+    ));
+    let file = dir.path().join("deep.bson");
+    std::fs::write(&file, &bytes).unwrap();
+    let f = file.to_str().unwrap();
+    for args in [
+        vec!["--color", "never", f],
+        vec!["--json", f],
+        vec!["--stats", "t", f],
+        vec!["--stats", "t", "--json", f],
+        vec!["--group", f],
+        vec!["--group", "--json", f],
+        vec!["--fields", "t", f],
+    ] {
+        let out = run(&args, None);
+        assert_clean_exit(out.status, &format!("{args:?}"));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        for offset in &deep_offsets {
+            let needle = format!(
+                "{f}: event at byte {offset} skipped: documents nested deeper than 100 levels"
+            );
+            assert!(out.stderr.contains(&needle), "{args:?}: {}", out.stderr);
+        }
+        if args.contains(&"--stats") {
+            assert!(out.stdout.contains("\"count\":2") || out.stdout.contains("  2 "));
+        } else {
+            for id in ["before", "hundred", "after"] {
+                assert!(out.stdout.contains(id), "{args:?}: {id} missing");
+            }
+            assert!(!out.stdout.contains("deep"), "{args:?}");
+        }
+    }
+    // From stdin too.
+    let out = run(&["--json"], Some(&bytes));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    assert!(out.stderr.contains("<stdin>: event at byte"));
+}
+
+#[test]
+fn a_corrupt_file_is_reported_and_the_other_files_still_read() {
+    let dir = tempdir();
+    write_day(
+        dir.path(),
+        "request",
+        &event("a", "request", T0, T0, vec![]),
+    );
+    let good = event("b1", "request.cache", T0, T0, vec![]);
+    let mut corrupt = good.clone();
+    corrupt.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f, 0, 0]); // an absurd length prefix
+    corrupt.extend(event("b2", "request.cache", T0, T0, vec![]));
+    let corrupt_path = write_day(dir.path(), "request.cache", &corrupt);
+    write_day(
+        dir.path(),
+        "request.sql",
+        &event("c", "request.sql", T0, T0, vec![]),
+    );
+    let log = dir.path().to_str().unwrap();
+    let range = ["--start-date", DAY, "--end-date", DAY];
+    let args: Vec<&str> = [&["--json", "--log-path", log, "request*"][..], &range[..]].concat();
+    let out = run(&args, None);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let ids: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"a\"", "\"b1\"", "\"c\""]);
+    let needle = format!(
+        "{}: corrupt event at byte {}",
+        corrupt_path.display(),
+        good.len()
+    );
+    assert!(out.stderr.contains(&needle), "{}", out.stderr);
+    // Files named on the command line too, an unreadable one among them.
+    let a = dir.path().join(DAY).join(format!("request.{DAY}.bson"));
+    let out = run(
+        &[
+            "--json",
+            corrupt_path.to_str().unwrap(),
+            "/no/such/file.bson",
+            a.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(out.stderr.contains("/no/such/file.bson") && out.stderr.contains(&needle));
+}
+
+#[test]
+fn a_fifo_in_the_log_path_is_skipped_without_opening_it() {
+    let dir = tempdir();
+    write_day(
+        dir.path(),
+        "request",
+        &event("a", "request", T0, T0, vec![]),
+    );
+    let fifo = dir.path().join(DAY).join(format!("request.sql.{DAY}.bson"));
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    write_day(
+        dir.path(),
+        "request.zz",
+        &event("z", "request.zz", T0, T0, vec![]),
+    );
+    let started = Instant::now();
+    let out = run(
+        &[
+            "--json",
+            "--log-path",
+            dir.path().to_str().unwrap(),
+            "request*",
+            "--start-date",
+            DAY,
+            "--end-date",
+            DAY,
+        ],
+        None,
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: not a regular file (a FIFO), skipped",
+            fifo.display()
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_range_of_centuries_prints_one_summary_line() {
+    let dir = tempdir();
+    write_day(
+        dir.path(),
+        "request",
+        &event("a", "request", T0, T0, vec![]),
+    );
+    std::fs::create_dir(dir.path().join("20240301")).unwrap();
+    std::fs::create_dir(dir.path().join("not-a-day")).unwrap();
+    let out = run(
+        &[
+            "--json",
+            "--log-path",
+            dir.path().to_str().unwrap(),
+            "request",
+            "--start-date",
+            "19700101",
+            "--end-date",
+            "21060207",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no day folder for 49709 of 49711 days in 19700101..21060207"),
+        "{}",
+        out.stderr
+    );
+    // A few missing days are named.
+    let out = run(
+        &[
+            "--log-path",
+            dir.path().to_str().unwrap(),
+            "request",
+            "--start-date",
+            "20240228",
+            "--end-date",
+            "20240301",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.contains("no day folder for 1 of 3 days") && out.stderr.contains(": 20240228"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_empty_channel_pattern_is_refused() {
+    let dir = tempdir();
+    write_day(
+        dir.path(),
+        "request",
+        &event("a", "request", T0, T0, vec![]),
+    );
+    let file = dir.path().join(DAY).join(format!("request.{DAY}.bson"));
+    for args in [
+        vec!["--log-path", dir.path().to_str().unwrap(), ""],
+        vec!["--channel", "", file.to_str().unwrap()],
+        vec!["-H", "127.0.0.1:9", ""],
+    ] {
+        let out = run(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            out.stderr.contains("empty channel pattern"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Starts `ziggyview ARGS` with stdout and stderr piped, read line by line.
+fn spawn_view(args: &[&str]) -> (Proc, Receiver<String>, Receiver<String>) {
+    let mut child = Command::new(bin("ziggyview"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    (proc_of(child), out, err)
+}
+
+/// Pushes `request` events `tag0`, `tag1`, … to `collect` (every 200 ms, at most 100) until one
+/// comes out of the viewer's stdout: the viewer subscribes asynchronously.
+fn push_until_seen(collect: &str, lines: &Receiver<String>, tag: &str) -> String {
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(0).unwrap();
+    push.connect(collect).unwrap();
+    for n in 0..100 {
+        let e = event(&format!("{tag}{n}"), "request", T0, T0 + 0.001, vec![]);
+        push.send(e, 0).unwrap();
+        if let Some(line) = line_with(lines, tag, Duration::from_millis(200)) {
+            return line;
+        }
+    }
+    panic!("no `{tag}` event came out of ziggyview within 20 s");
+}
+
+fn control_of(daemon: &Proc) -> String {
+    daemon.control.trim_start_matches("tcp://").to_owned()
+}
+
+#[test]
+fn live_output_reaches_a_pipe_per_event_and_sigterm_exits_0() {
+    let daemon = start_ziggyd(&[]);
+    let control = control_of(&daemon);
+    for readable in [false, true] {
+        let mut args = vec!["-H", control.as_str(), "request*"];
+        if !readable {
+            args.push("--json");
+        }
+        let (mut viewer, out, _err) = spawn_view(&args);
+        // One small event is far below any buffer size: it shows only if it is flushed.
+        push_until_seen(&daemon.collect, &out, "first");
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_linger(0).unwrap();
+        push.connect(&daemon.collect).unwrap();
+        push.send(event("second", "request", T0, T0, vec![]), 0)
+            .unwrap();
+        assert!(
+            line_with(&out, "second", Duration::from_secs(5)).is_some(),
+            "the second event was not flushed"
+        );
+        viewer.signal("TERM");
+        let status = viewer.wait_exit(Duration::from_secs(5));
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "readable={readable}"
+        );
+    }
+}
+
+#[test]
+fn live_statistics_are_printed_on_sigint() {
+    let daemon = start_ziggyd(&[]);
+    let control = control_of(&daemon);
+    // A JSON viewer beside it shows when the subscription is live.
+    let (_probe, probe_out, _) = spawn_view(&["-H", &control, "request", "--json"]);
+    let (mut viewer, out, _err) = spawn_view(&["-H", &control, "request", "--stats", "t"]);
+    push_until_seen(&daemon.collect, &probe_out, "warmup");
+    std::thread::sleep(Duration::from_millis(300));
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(0).unwrap();
+    push.connect(&daemon.collect).unwrap();
+    for i in 0..10 {
+        let e = event(
+            &format!("s{i}"),
+            "request",
+            T0,
+            T0,
+            vec![("t", Value::Double(i as f64))],
+        );
+        push.send(e, 0).unwrap();
+    }
+    assert!(line_with(&probe_out, "s9", Duration::from_secs(5)).is_some());
+    std::thread::sleep(Duration::from_millis(300));
+    viewer.signal("INT");
+    let status = viewer.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let mut text = Vec::new();
+    while let Ok(line) = out.recv_timeout(Duration::from_secs(2)) {
+        text.push(line);
+    }
+    assert!(
+        text.iter().any(|l| l.starts_with("t: ")) && text.iter().any(|l| l.starts_with("request")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_daemon_that_goes_away_is_reported_and_followed_when_it_returns() {
+    let daemon = start_ziggyd(&[]);
+    let control = control_of(&daemon);
+    let collect = daemon.collect.trim_start_matches("tcp://").to_owned();
+    let (mut viewer, out, err) =
+        spawn_view(&["-H", &control, "request", "--json", "--timeout-ms", "500"]);
+    push_until_seen(&daemon.collect, &out, "before");
+    drop(daemon); // SIGKILL: no goodbye
+    let gone = line_with(&err, "is not answering", Duration::from_secs(15));
+    assert!(gone.is_some(), "no message that the daemon went away");
+    assert!(gone.unwrap().contains("still trying"));
+    assert!(viewer.child.try_wait().unwrap().is_none(), "it kept going");
+    // The same control and collect ports again; the stream port is a new one.
+    let daemon = start_ziggyd_at(&collect, &control, &[]);
+    assert!(
+        line_with(&err, "answers again", Duration::from_secs(15)).is_some(),
+        "no message that the daemon is back"
+    );
+    push_until_seen(&daemon.collect, &out, "after");
+    viewer.signal("TERM");
+    let status = viewer.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
