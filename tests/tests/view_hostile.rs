@@ -117,6 +117,26 @@ fn assert_clean_exit(status: ExitStatus, what: &str) {
     );
 }
 
+/// A day file of `channel` holding one event `id`.
+fn one_event_file(dir: &Path, channel: &str, id: &str) {
+    write_day(dir, channel, &event(id, channel, T0, T0, vec![]));
+}
+
+/// Fails unless `text` contains `needle`.
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
+/// `--json --log-path DIR CHANNEL --start-date FROM --end-date TO`, run.
+fn listing(dir: &Path, channel: &str, from: &str, to: &str) -> Run {
+    let dir = dir.to_str().unwrap();
+    let args = ["--json", "--log-path", dir, channel];
+    run(
+        &[&args[..], &["--start-date", from, "--end-date", to]].concat(),
+        None,
+    )
+}
+
 fn s(v: &str) -> Value {
     Value::String(v.into())
 }
@@ -336,25 +356,14 @@ fn events_nested_thousands_deep_are_skipped_and_the_rest_printed() {
 #[test]
 fn a_corrupt_file_is_reported_and_the_other_files_still_read() {
     let dir = tempdir();
-    write_day(
-        dir.path(),
-        "request",
-        &event("a", "request", T0, T0, vec![]),
-    );
+    one_event_file(dir.path(), "request", "a");
     let good = event("b1", "request.cache", T0, T0, vec![]);
     let mut corrupt = good.clone();
     corrupt.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f, 0, 0]); // an absurd length prefix
     corrupt.extend(event("b2", "request.cache", T0, T0, vec![]));
     let corrupt_path = write_day(dir.path(), "request.cache", &corrupt);
-    write_day(
-        dir.path(),
-        "request.sql",
-        &event("c", "request.sql", T0, T0, vec![]),
-    );
-    let log = dir.path().to_str().unwrap();
-    let range = ["--start-date", DAY, "--end-date", DAY];
-    let args: Vec<&str> = [&["--json", "--log-path", log, "request*"][..], &range[..]].concat();
-    let out = run(&args, None);
+    one_event_file(dir.path(), "request.sql", "c");
+    let out = listing(dir.path(), "request*", DAY, DAY);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     let ids: Vec<String> = out
         .stdout
@@ -367,7 +376,7 @@ fn a_corrupt_file_is_reported_and_the_other_files_still_read() {
         corrupt_path.display(),
         good.len()
     );
-    assert!(out.stderr.contains(&needle), "{}", out.stderr);
+    assert_has(&out.stderr, &needle);
     // Files named on the command line too, an unreadable one among them.
     let a = dir.path().join(DAY).join(format!("request.{DAY}.bson"));
     let out = run(
@@ -387,107 +396,50 @@ fn a_corrupt_file_is_reported_and_the_other_files_still_read() {
 #[test]
 fn a_fifo_in_the_log_path_is_skipped_without_opening_it() {
     let dir = tempdir();
-    write_day(
-        dir.path(),
-        "request",
-        &event("a", "request", T0, T0, vec![]),
-    );
+    one_event_file(dir.path(), "request", "a");
     let fifo = dir.path().join(DAY).join(format!("request.sql.{DAY}.bson"));
     let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
-    write_day(
-        dir.path(),
-        "request.zz",
-        &event("z", "request.zz", T0, T0, vec![]),
-    );
+    one_event_file(dir.path(), "request.zz", "z");
     let started = Instant::now();
-    let out = run(
-        &[
-            "--json",
-            "--log-path",
-            dir.path().to_str().unwrap(),
-            "request*",
-            "--start-date",
-            DAY,
-            "--end-date",
-            DAY,
-        ],
-        None,
-    );
+    let out = listing(dir.path(), "request*", DAY, DAY);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
-    assert!(
-        out.stderr.contains(&format!(
-            "{}: not a regular file (a FIFO), skipped",
-            fifo.display()
-        )),
-        "{}",
-        out.stderr
+    assert_has(
+        &out.stderr,
+        &format!("{}: not a regular file (a FIFO), skipped", fifo.display()),
     );
 }
 
 #[test]
 fn a_range_of_centuries_prints_one_summary_line() {
     let dir = tempdir();
-    write_day(
-        dir.path(),
-        "request",
-        &event("a", "request", T0, T0, vec![]),
-    );
+    one_event_file(dir.path(), "request", "a");
     std::fs::create_dir(dir.path().join("20240301")).unwrap();
     std::fs::create_dir(dir.path().join("not-a-day")).unwrap();
-    let out = run(
-        &[
-            "--json",
-            "--log-path",
-            dir.path().to_str().unwrap(),
-            "request",
-            "--start-date",
-            "19700101",
-            "--end-date",
-            "21060207",
-        ],
-        None,
-    );
+    let out = listing(dir.path(), "request", "19700101", "21060207");
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout.lines().count(), 1);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("no day folder for 49709 of 49711 days in 19700101..21060207"),
-        "{}",
-        out.stderr
+    assert_has(
+        &out.stderr,
+        "no day folder for 49709 of 49711 days in 19700101..21060207",
     );
     // A few missing days are named.
-    let out = run(
-        &[
-            "--log-path",
-            dir.path().to_str().unwrap(),
-            "request",
-            "--start-date",
-            "20240228",
-            "--end-date",
-            "20240301",
-        ],
-        None,
-    );
+    let out = listing(dir.path(), "request", "20240228", "20240301");
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        out.stderr.contains("no day folder for 1 of 3 days") && out.stderr.contains(": 20240228"),
-        "{}",
-        out.stderr
+    assert_has(
+        &out.stderr,
+        "no day folder for 1 of 3 days in 20240228..20240301 under ",
     );
+    assert_has(&out.stderr, ": 20240228");
 }
 
 #[test]
 fn an_empty_channel_pattern_is_refused() {
     let dir = tempdir();
-    write_day(
-        dir.path(),
-        "request",
-        &event("a", "request", T0, T0, vec![]),
-    );
+    one_event_file(dir.path(), "request", "a");
     let file = dir.path().join(DAY).join(format!("request.{DAY}.bson"));
     for args in [
         vec!["--log-path", dir.path().to_str().unwrap(), ""],
@@ -496,11 +448,7 @@ fn an_empty_channel_pattern_is_refused() {
     ] {
         let out = run(&args, None);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            out.stderr.contains("empty channel pattern"),
-            "{}",
-            out.stderr
-        );
+        assert_has(&out.stderr, "empty channel pattern");
         assert!(out.stdout.is_empty());
     }
 }

@@ -97,7 +97,7 @@ pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<()
         if !std::mem::take(&mut first) {
             out.write_all(b",").map_err(io)?;
         }
-        write_json(&mut *out, key).map_err(ser)?;
+        write_json_str(out, key).map_err(io)?;
         out.write_all(b":").map_err(io)?;
         write_raw_value(out, value, 1)
     };
@@ -142,7 +142,7 @@ fn write_raw_value(
     let js = |out: &mut dyn std::io::Write, v: &dyn erased::Ser| v.write(out).map_err(ser);
     match value {
         RawBsonRef::Double(d) if d.is_finite() => js(out, &d),
-        RawBsonRef::String(s) => js(out, &s),
+        RawBsonRef::String(s) => write_json_str(out, s).map_err(io),
         RawBsonRef::Int32(i) => js(out, &i),
         RawBsonRef::Int64(i) => js(out, &i),
         RawBsonRef::Boolean(b) => js(out, &b),
@@ -160,7 +160,7 @@ fn write_raw_value(
                     out.write_all(b",").map_err(io)?;
                 }
                 seen.push(k.as_str());
-                js(out, &k.as_str())?;
+                write_json_str(out, k.as_str()).map_err(io)?;
                 out.write_all(b":").map_err(io)?;
                 write_raw_value(out, v, depth + 1)?;
             }
@@ -187,7 +187,7 @@ fn write_raw_value(
 }
 
 use crate::record::{DecodeError, check_depth, owned_value};
-use crate::safe::write_json;
+use crate::safe::{write_json, write_json_str};
 use bson::raw::RawBsonRef;
 
 mod erased {

@@ -57,7 +57,7 @@ impl Prober {
         let (ask, asked) = mpsc::channel::<()>();
         let (answer, answers) = mpsc::channel();
         let addr = addr.to_owned();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("ziggyview-probe".into())
             .spawn(move || {
                 // Ends when the event loop drops its sender.
@@ -67,8 +67,11 @@ impl Prober {
                         break;
                     }
                 }
-            })
-            .expect("spawning the probe thread");
+            });
+        if let Err(e) = spawned {
+            // Without the thread, `start` finds the channel closed and never probes.
+            eprintln!("ziggyview: cannot watch the daemon's health: {e}");
+        }
         Prober {
             ask,
             answers,

@@ -1,8 +1,9 @@
 //! Reading concatenated BSON events from a file or stream, one at a time, into a reused buffer.
 //!
 //! Documents of any size up to BSON's 16 MiB are read (the 2012 reader broke at 64 KiB). A truncated
-//! or corrupt input yields every complete event first, then one error naming the source and the
-//! byte offset where it broke.
+//! input or a broken frame yields every complete event first, then one error naming the source and
+//! the byte offset where it broke. (What is inside a well-framed event is the decoder's business: the
+//! viewer skips an event it cannot decode and reads on, see [`ReadError::Skipped`].)
 
 use std::io::{self, Read};
 
