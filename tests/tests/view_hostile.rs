@@ -5,108 +5,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::minibson::{Value, encode, event};
+use common::pipes::{Run, line_with, lines_of, proc_of, run_bounded};
 use common::*;
 
 // 2024-02-29 00:00:01 UTC
 const T0: f64 = 1_709_164_801.0;
 const DAY: &str = "20240229";
 
-/// What a bounded run printed.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs ziggyview with `args` (and `stdin`), killed and failed if it runs longer than 20 s.
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Run {
-    let mut child = Command::new(bin("ziggyview"))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(bytes) = stdin {
-        let mut input = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || input.write_all(&bytes));
-    }
-    let out = read_all(child.stdout.take().unwrap());
-    let err = read_all(child.stderr.take().unwrap());
-    let mut proc = proc_of(child);
-    let status = proc.wait_exit(Duration::from_secs(20));
-    let Some(status) = status else {
-        panic!("ziggyview {args:?} still running after 20 s");
-    };
-    let text = |rx: Receiver<Vec<u8>>| {
-        String::from_utf8(rx.recv_timeout(Duration::from_secs(5)).unwrap()).unwrap()
-    };
-    Run {
-        status,
-        stdout: text(out),
-        stderr: text(err),
-    }
-}
-
-/// Reads a pipe to its end on a thread of its own.
-fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        let _ = tx.send(bytes);
-    });
-    rx
-}
-
-/// The lines of a pipe as they come.
-fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits up to `timeout` for a line containing `needle`; the lines before it are dropped.
-fn line_with(lines: &Receiver<String>, needle: &str, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(line),
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-        }
-    }
-}
-
-/// A child killed when dropped.
-fn proc_of(child: std::process::Child) -> Proc {
-    Proc {
-        child,
-        collect: String::new(),
-        control: String::new(),
-        stream: String::new(),
-        stderr: None,
-    }
+    run_bounded(&bin("ziggyview"), args, stdin, Duration::from_secs(20))
 }
 
 /// A process ended by an exit code of 0 or 1, never by a signal.
@@ -578,6 +492,74 @@ fn a_daemon_that_goes_away_is_reported_and_followed_when_it_returns() {
         "no message that the daemon is back"
     );
     push_until_seen(&daemon.collect, &out, "after");
+    viewer.signal("TERM");
+    let status = viewer.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+/// A stand-in for ziggyd's control endpoint on a free port: answers every request with `reply`
+/// for up to 30 s, or until the returned sender is dropped.
+fn fake_control(reply: Vec<u8>) -> (String, std::sync::mpsc::Sender<()>) {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let rep = ctx.socket(zmq::REP).unwrap();
+        rep.set_rcvtimeo(100).unwrap();
+        rep.set_linger(0).unwrap();
+        rep.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = rep.get_last_endpoint().unwrap().unwrap();
+        ready_tx.send(endpoint).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && matches!(
+                stopped.try_recv(),
+                Err(std::sync::mpsc::TryRecvError::Empty)
+            )
+        {
+            if rep.recv_bytes(0).is_ok() {
+                rep.send(reply.clone(), 0).unwrap();
+            }
+        }
+    });
+    let endpoint = ready.recv_timeout(Duration::from_secs(5)).unwrap();
+    (endpoint.trim_start_matches("tcp://").to_owned(), stop)
+}
+
+#[test]
+fn deep_documents_from_a_hostile_daemon_are_refused_live() {
+    // A control reply nested 5,000 deep: refused before the `bson` crate's recursive decoder.
+    let (control, _stop) = fake_control(nested(5_000, 0x03));
+    let out = run(&["-H", &control, "request", "--timeout-ms", "2000"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_has(&out.stderr, "is not a BSON document");
+    // A stream carrying an event nested 3,000 deep among good ones: skipped, the rest shown.
+    let ctx = zmq::Context::new();
+    let publisher = ctx.socket(zmq::PUB).unwrap();
+    publisher.set_linger(0).unwrap();
+    publisher.bind("tcp://127.0.0.1:*").unwrap();
+    let stream = publisher.get_last_endpoint().unwrap().unwrap();
+    let port: i32 = stream.rsplit(':').next().unwrap().parse().unwrap();
+    let (control, _stop) = fake_control(bson::doc! { "port": port }.to_vec().unwrap());
+    let (mut viewer, out, err) = spawn_view(&["-H", &control, "request", "--json"]);
+    let deep = event_with_body("deep", &nested(3_000, 0x03));
+    let mut seen = false;
+    for n in 0..100 {
+        publisher
+            .send_multipart([&b"request"[..], &deep], 0)
+            .unwrap();
+        let good = event(&format!("good{n}"), "request", T0, T0, vec![]);
+        publisher
+            .send_multipart([&b"request"[..], &good], 0)
+            .unwrap();
+        if line_with(&out, "good", Duration::from_millis(200)).is_some() {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no event came through the fake stream");
+    let skipped = line_with(&err, "skipped", Duration::from_secs(5)).unwrap();
+    assert_has(&skipped, "documents nested deeper than 100 levels");
     viewer.signal("TERM");
     let status = viewer.wait_exit(Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(0));
