@@ -168,9 +168,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 Ok(listing) => listing,
                 Err(e) => return usage(&e),
             };
-            for _ in 0..listing.skipped {
-                viewer.count_problem();
-            }
+            viewer.count_problems(listing.skipped);
             read_files(&mut viewer, &listing.files, true)
         }
         None if cli.args.is_empty() => read_one(&mut viewer, Path::new("-"), false),

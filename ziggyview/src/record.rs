@@ -282,7 +282,7 @@ mod tests {
                 DecodeError::TooDeep
             );
         }
-        // An array counts as a level too, and so does a JavaScript scope.
+        // Arrays and JavaScript scopes go through the capped conversion unchanged.
         let d = doc! { "type": "x", "a": [[[1]]], "js": bson::JavaScriptCodeWithScope {
         code: "f".into(), scope: doc! { "s": { "t": 1 } } } };
         let rec = Record::decode(&d.to_vec().unwrap()).unwrap();

@@ -45,7 +45,6 @@ pub struct Viewer<W: Write> {
     /// Matching events seen.
     pub seen: u64,
     problems: u64,
-    last_problem: Option<String>,
 }
 
 /// Why viewing failed.
@@ -72,32 +71,24 @@ impl<W: Write> Viewer<W> {
             scratch: Vec::new(),
             seen: 0,
             problems: 0,
-            last_problem: None,
         }
     }
 
     /// Reports a problem that does not stop the run (a skipped event, an unreadable file) on
     /// stderr, escaped; it counts towards [`Viewer::problems`].
     pub fn report(&mut self, problem: &dyn std::fmt::Display) {
-        let text = problem.to_string();
-        eprintln!("ziggyview: {}", escape(&text));
+        eprintln!("ziggyview: {}", escape(&problem.to_string()));
         self.problems += 1;
-        self.last_problem = Some(text);
     }
 
-    /// Counts a problem already reported elsewhere.
-    pub fn count_problem(&mut self) {
-        self.problems += 1;
+    /// Counts `n` problems already reported elsewhere.
+    pub fn count_problems(&mut self, n: u64) {
+        self.problems += n;
     }
 
     /// How many problems were reported (the run then exits 1).
     pub fn problems(&self) -> u64 {
         self.problems
-    }
-
-    /// The text of the last problem reported.
-    pub fn last_problem(&self) -> Option<&str> {
-        self.last_problem.as_deref()
     }
 
     /// Flushes the output (live mode does after every event).
