@@ -1,5 +1,5 @@
 //! ziggyview's two readers (whole file, streaming stdin) on arbitrary bytes: never a panic, the
-//! same output, and the same byte offset where the input broke.
+//! same output, the same byte offset where the input broke, and the same events skipped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,8 +10,9 @@ use readers::{error_offset, run};
 
 fuzz_target!(|input: (bool, &[u8])| {
     let (json, bytes) = input;
-    let (out_a, err_a) = run(bytes, true, json);
-    let (out_b, err_b) = run(bytes, false, json);
+    let (out_a, err_a, skipped_a) = run(bytes, true, json);
+    let (out_b, err_b, skipped_b) = run(bytes, false, json);
     assert_eq!(out_a, out_b);
     assert_eq!(error_offset(&err_a), error_offset(&err_b));
+    assert_eq!(skipped_a, skipped_b);
 });

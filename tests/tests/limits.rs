@@ -77,6 +77,23 @@ fn oversized_events_frames_and_requests_are_refused_and_the_rest_served() {
         let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();
         assert!(reply.get_str("error").unwrap().contains("limit"), "{reply}");
     }
+    // A request nested 8,000 deep (56 KB, under the limit) is refused, not a stack overflow.
+    let mut deep = vec![5u8, 0, 0, 0, 0];
+    for _ in 0..8_000 {
+        let mut outer = Vec::with_capacity(deep.len() + 8);
+        let len = (deep.len() + 4 + 1 + 2 + 1) as i32;
+        outer.extend_from_slice(&len.to_le_bytes());
+        outer.extend_from_slice(&[0x03, b'a', 0]);
+        outer.extend_from_slice(&deep);
+        outer.push(0);
+        deep = outer;
+    }
+    req.send(deep, 0).unwrap();
+    let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();
+    assert!(
+        reply.get_str("error").unwrap().contains("well-formed"),
+        "{reply}"
+    );
     req.send(doc! { "cmd": "STATUS" }.to_vec().unwrap(), 0)
         .unwrap();
     let reply = bson::Document::from_reader(&req.recv_bytes(0).unwrap()[..]).unwrap();

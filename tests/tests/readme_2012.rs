@@ -189,9 +189,10 @@ fn the_2012_readme_commands_work_as_typed() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.matches(marker.as_str()).count(), 20);
 
-    // ziggyview -H localhost:3514 request  (the collect port: it finds the control port below)
+    // ziggyview -H localhost:3514 request  (the collect port: it finds the control port below;
+    // every event is flushed as it arrives, so a pipe sees it at once)
     let mut live = Command::new(bin("ziggyview"))
-        .args(["-H", "localhost:3514", "request", "--count", "1"])
+        .args(["-H", "localhost:3514", "request"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -203,30 +204,34 @@ fn the_2012_readme_commands_work_as_typed() {
         line.contains("streaming from") && line.contains("control endpoint localhost:3513"),
         "{line}"
     );
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = live.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     // The subscription needs a moment to reach the daemon; send until one arrives.
     let live_marker = format!("live-{}", std::process::id());
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut exited = None;
+    let mut seen = false;
     let mut i = 100;
-    while exited.is_none() && Instant::now() < deadline {
+    while !seen && Instant::now() < deadline {
         pyzmq_send("localhost:3514", &[event(&live_marker, i)]);
         i += 1;
-        std::thread::sleep(Duration::from_millis(200));
-        exited = live.try_wait().unwrap();
+        while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen |= line.contains(&live_marker);
+        }
     }
-    let Some(status) = exited else {
-        let _ = live.kill();
-        let _ = live.wait();
-        panic!("no live event within 20 s");
-    };
-    assert!(status.success());
-    let mut out = String::new();
-    live.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(out.contains(&live_marker), "{out}");
-    let _ = live.wait();
+    let _ = Command::new("kill")
+        .args(["-TERM", &live.id().to_string()])
+        .status();
+    let status = live.wait().unwrap();
+    assert!(seen, "no live event within 20 s");
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
     drop((local, master));
 }

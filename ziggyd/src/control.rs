@@ -60,6 +60,15 @@ impl Control {
                 request.len()
             ));
         }
+        // Checked first: the bson crate's decoder recurses without a depth limit, and a request
+        // nested thousands deep would overflow this thread's stack.
+        if !crate::bson_walk::is_well_formed(request) {
+            return error(
+                "request is not a well-formed BSON document (at most 100 levels deep); send \
+                 {cmd: \"STATUS\"}"
+                    .into(),
+            );
+        }
         let Ok(doc) = Document::from_reader(request) else {
             return error("request is not a BSON document; send {cmd: \"STATUS\"}".into());
         };

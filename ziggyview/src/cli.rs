@@ -1,12 +1,16 @@
 //! Command-line interface of `ziggyview`.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::reader::ReadError;
+use crate::safe::escape;
 use crate::source::{ChannelPattern, files_for_range};
 use crate::view::{ViewError, ViewOptions, Viewer};
 
@@ -31,7 +35,9 @@ pub enum ColorChoice {
 /// ziggyview shows ziggy events from files, stdin, or a live ziggyd.
 ///
 /// `cat FILE.bson | ziggyview`, `ziggyview FILE...`, `ziggyview --log-path DIR CHANNEL`,
-/// `ziggyview -H HOST:PORT CHANNEL`. CHANNEL is exact (`request`) or a prefix (`request*`).
+/// `ziggyview -H HOST:PORT CHANNEL`. CHANNEL is exact (`request`), a prefix (`request*`) or `*`.
+/// A corrupt or unreadable file is reported (file, byte offset) and the next one is read; the
+/// exit status is then 1. Text from events is printed with control characters escaped.
 #[derive(Debug, Parser)]
 #[command(name = "ziggyview", version, about)]
 pub struct Cli {
@@ -41,12 +47,15 @@ pub struct Cli {
     pub args: Vec<String>,
 
     /// Live: the daemon's control endpoint (HOST:PORT), or its collect address (the control
-    /// endpoint is then the port below, as in the default 3514/3513 layout); streams until
-    /// interrupted or --count.
+    /// endpoint is then the port below, as in the default 3514/3513 layout). Streams until
+    /// --count or SIGINT/SIGTERM (then prints what is held, flushes, exits 0); every event is
+    /// flushed at once, for pipes. If the daemon stops answering, says so on stderr and keeps
+    /// trying (following it to a new stream port); exits 1 only if it does not answer at the start.
     #[arg(short = 'H', long = "host", value_name = "HOST:PORT")]
     pub host: Option<String>,
 
-    /// Read the channel's files under this directory (DIR/YYYYMMDD/TYPE.YYYYMMDD.bson).
+    /// Read the channel's files under this directory (DIR/YYYYMMDD/TYPE.YYYYMMDD.bson). Entries
+    /// that are not regular files (FIFOs, sockets) are skipped with a message, never opened.
     #[arg(long, value_name = "DIR")]
     pub log_path: Option<PathBuf>,
 
@@ -91,18 +100,18 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 
-    /// Live: how long to wait for the daemon's control endpoint, in milliseconds.
+    /// Live: how long to wait for each answer of the daemon's control endpoint, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     pub timeout_ms: u64,
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {message}");
+    eprintln!("ziggyview: {}", escape(message));
     ExitCode::from(EXIT_USAGE)
 }
 
 fn failure(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {message}");
+    eprintln!("ziggyview: {}", escape(message));
     ExitCode::from(EXIT_FAILURE)
 }
 
@@ -142,61 +151,129 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let mut viewer = Viewer::new(std::io::BufWriter::with_capacity(1 << 16, stdout), options);
 
     if let Some(host) = &cli.host {
-        return match crate::live::run(
-            host,
+        return live(
             &mut viewer,
+            host,
             pattern.subscription(),
             Duration::from_millis(cli.timeout_ms),
-        ) {
-            Ok(()) => ExitCode::from(EXIT_OK),
-            Err(e) => failure(&e.to_string()),
-        };
+        );
     }
-    let inputs: Vec<PathBuf> = match &cli.log_path {
-        Some(dir) => match files_for_range(
-            dir,
-            &pattern_text,
-            cli.start_date.as_deref(),
-            cli.end_date.as_deref(),
-        ) {
-            Ok(files) => files,
-            Err(e) => return usage(&e),
-        },
-        None => cli.args.iter().map(PathBuf::from).collect(),
-    };
-    let result = if inputs.is_empty() {
-        viewer.read_file(std::io::stdin().lock(), "<stdin>")
-    } else {
-        read_files(&mut viewer, &inputs)
+    let result = match &cli.log_path {
+        Some(dir) => {
+            let listing = match files_for_range(
+                dir,
+                &pattern_text,
+                cli.start_date.as_deref(),
+                cli.end_date.as_deref(),
+            ) {
+                Ok(listing) => listing,
+                Err(e) => return usage(&e),
+            };
+            viewer.count_problems(listing.skipped);
+            read_files(&mut viewer, &listing.files, true)
+        }
+        None if cli.args.is_empty() => read_one(&mut viewer, Path::new("-"), false),
+        None => {
+            let files: Vec<PathBuf> = cli.args.iter().map(PathBuf::from).collect();
+            read_files(&mut viewer, &files, false)
+        }
     };
     let finished = viewer.finish();
-    match (result, finished) {
-        (Err(ViewError::Output(e)), _) | (Ok(()), Err(e))
-            if e.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            ExitCode::from(EXIT_OK)
-        }
-        (Err(e), _) => failure(&e.to_string()),
-        (Ok(()), Err(e)) => failure(&format!("writing output: {e}")),
-        (Ok(()), Ok(())) => ExitCode::from(EXIT_OK),
+    match result.err().or(finished.err()) {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+        Some(e) => failure(&format!("writing output: {e}")),
+        None if viewer.problems() > 0 => ExitCode::from(EXIT_FAILURE),
+        None => ExitCode::from(EXIT_OK),
     }
 }
 
-fn read_files<W: Write>(viewer: &mut Viewer<W>, files: &[PathBuf]) -> Result<(), ViewError> {
+/// Live mode: SIGINT and SIGTERM stop the stream; what is held is printed and flushed, exit 0.
+fn live<W: Write>(
+    viewer: &mut Viewer<W>,
+    host: &str,
+    subscription: &str,
+    timeout: Duration,
+) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        let installed = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            EXIT_FAILURE.into(),
+            stop.clone(),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
+        if let Err(e) = installed {
+            return failure(&format!("cannot install the signal handler: {e}"));
+        }
+    }
+    match crate::live::run(host, viewer, subscription, timeout, &stop) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(crate::live::LiveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            let _ = viewer.finish();
+            failure(&e.to_string())
+        }
+    }
+}
+
+/// Reads every file in turn. A file that is unreadable, corrupt or truncated is reported (file,
+/// byte offset) and the next one is read; only an output error stops the run. `listed` files come
+/// from a `--log-path` listing and must be regular files.
+fn read_files<W: Write>(
+    viewer: &mut Viewer<W>,
+    files: &[PathBuf],
+    listed: bool,
+) -> std::io::Result<()> {
     for path in files {
         if viewer.done() {
             break;
         }
-        let name = path.display().to_string();
-        if name == "-" {
-            viewer.read_file(std::io::stdin().lock(), "<stdin>")?;
-            continue;
-        }
-        let file = std::fs::File::open(path).map_err(|error| crate::reader::ReadError::Io {
-            source_name: name.clone(),
-            error,
-        })?;
-        viewer.read_file(file, &name)?;
+        read_one(viewer, path, listed)?;
     }
     Ok(())
+}
+
+/// Reads one file (`-`: stdin, unless `listed`); see [`read_files`].
+fn read_one<W: Write>(viewer: &mut Viewer<W>, path: &Path, listed: bool) -> std::io::Result<()> {
+    let outcome = if path == Path::new("-") && !listed {
+        viewer.read_file(std::io::stdin().lock(), "<stdin>")
+    } else {
+        let name = path.display().to_string();
+        match open_input(path, listed) {
+            Ok(file) => viewer.read_file(file, &name),
+            Err(error) => Err(ViewError::Read(ReadError::Io {
+                source_name: name,
+                error,
+            })),
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(ViewError::Read(problem)) => {
+            viewer.report(&problem);
+            Ok(())
+        }
+        Err(ViewError::Output(e)) => Err(e),
+    }
+}
+
+/// Opens an input. A listed file is opened non-blocking (a FIFO put there after the listing does
+/// not hang the open) and must still be a regular file once open. A file named on the command
+/// line may be anything readable, a pipe included (`ziggyview <(zcat old.bson.gz)`).
+fn open_input(path: &Path, listed: bool) -> std::io::Result<std::fs::File> {
+    if !listed {
+        return std::fs::File::open(path);
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file, skipped"));
+    }
+    Ok(file)
 }

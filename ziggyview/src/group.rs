@@ -25,6 +25,8 @@ pub struct Group {
 
 impl Group {
     /// Event indices as a forest: `(index, children)` nested by channel ancestry, in start order.
+    /// At most [`MAX_DEPTH`](crate::record::MAX_DEPTH) levels deep: a deeper event becomes a
+    /// sibling at the last level (so printing the tree never recurses further).
     pub fn tree(&self) -> Vec<Node> {
         let mut roots: Vec<Node> = Vec::new();
         // Stack of the path from a root to the last placed node, as (channel, path of indices).
@@ -36,6 +38,7 @@ impl Group {
                 }
                 stack.pop();
             }
+            stack.truncate(crate::record::MAX_DEPTH - 1);
             let node = Node {
                 index: i,
                 children: Vec::new(),
@@ -155,5 +158,35 @@ fn finish(id: String, mut events: Vec<Record>) -> Group {
         id,
         events,
         partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_of_sub_contexts_is_capped_in_depth() {
+        let mut channel = String::from("a");
+        let events = (0..500)
+            .map(|i| {
+                let rec = Record::decode(
+                    &bson::doc! { "id": "x", "type": channel.clone(), "start": f64::from(i) }
+                        .to_vec()
+                        .unwrap(),
+                )
+                .unwrap();
+                channel.push_str(".a");
+                rec
+            })
+            .collect();
+        let tree = finish("x".into(), events).tree();
+        let (mut depth, mut level) = (1, &tree);
+        while let Some(last) = level.last() {
+            assert!(level.len() <= 401);
+            level = &last.children;
+            depth += 1;
+        }
+        assert_eq!(depth - 1, crate::record::MAX_DEPTH);
     }
 }

@@ -40,7 +40,7 @@ pub fn to_json(value: &Bson) -> Value {
     }
 }
 
-/// One event as a JSON object: header fields first in SPEC order, then any other field, body last.
+/// One event as a JSON object: header fields first in docs/PROTOCOL.md §1 order, then any other field, body last.
 pub fn event_json(doc: &bson::Document) -> Map<String, Value> {
     const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
     let mut out = Map::new();
@@ -83,24 +83,26 @@ mod tests {
 }
 
 /// Writes one event as a JSON line straight from its bytes (no `Document`, no `Value`): the same
-/// text as [`event_json`], for the plain `--json` path.
-pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), String> {
+/// text as [`event_json`], for the plain `--json` path. Refuses nesting deeper than
+/// [`MAX_DEPTH`](crate::record::MAX_DEPTH); on an error, part of the line may have been written.
+pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), DecodeError> {
     const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
-    let doc = bson::RawDocument::from_bytes(bytes).map_err(|e| e.to_string())?;
-    let io = |e: std::io::Error| e.to_string();
+    let doc = bson::RawDocument::from_bytes(bytes)?;
     out.write_all(b"{").map_err(io)?;
     let mut first = true;
-    let mut field =
-        |out: &mut dyn std::io::Write, key: &str, value: RawBsonRef<'_>| -> Result<(), String> {
-            if !std::mem::take(&mut first) {
-                out.write_all(b",").map_err(io)?;
-            }
-            serde_json::to_writer(&mut *out, key).map_err(|e| e.to_string())?;
-            out.write_all(b":").map_err(io)?;
-            write_raw_value(out, value)
-        };
+    let mut field = |out: &mut dyn std::io::Write,
+                     key: &str,
+                     value: RawBsonRef<'_>|
+     -> Result<(), DecodeError> {
+        if !std::mem::take(&mut first) {
+            out.write_all(b",").map_err(io)?;
+        }
+        write_json_str(out, key).map_err(io)?;
+        out.write_all(b":").map_err(io)?;
+        write_raw_value(out, value, 1)
+    };
     for key in ORDER {
-        if let Some(v) = doc.get(key).map_err(|e| e.to_string())? {
+        if let Some(v) = doc.get(key)? {
             field(out, key, v)?;
         }
     }
@@ -108,7 +110,7 @@ pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<()
     // A key repeated in a document counts once, with its first value (as everywhere in ziggy).
     let mut seen: Vec<&str> = Vec::new();
     for element in doc.iter() {
-        let (key, value) = element.map_err(|e| e.to_string())?;
+        let (key, value) = element?;
         let key = key.as_str();
         if key == "body" {
             body = body.or(Some(value));
@@ -123,22 +125,34 @@ pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<()
     out.write_all(b"}\n").map_err(io)
 }
 
-fn write_raw_value(out: &mut dyn std::io::Write, value: RawBsonRef<'_>) -> Result<(), String> {
-    let io = |e: std::io::Error| e.to_string();
-    let js =
-        |out: &mut dyn std::io::Write, v: &dyn erased::Ser| v.write(out).map_err(|e| e.to_string());
+fn io(e: std::io::Error) -> DecodeError {
+    DecodeError::Malformed(e.to_string())
+}
+
+fn ser(e: serde_json::Error) -> DecodeError {
+    DecodeError::Malformed(e.to_string())
+}
+
+/// Writes `value`, held by a document at level `depth`.
+fn write_raw_value(
+    out: &mut dyn std::io::Write,
+    value: RawBsonRef<'_>,
+    depth: usize,
+) -> Result<(), DecodeError> {
+    let js = |out: &mut dyn std::io::Write, v: &dyn erased::Ser| v.write(out).map_err(ser);
     match value {
         RawBsonRef::Double(d) if d.is_finite() => js(out, &d),
-        RawBsonRef::String(s) => js(out, &s),
+        RawBsonRef::String(s) => write_json_str(out, s).map_err(io),
         RawBsonRef::Int32(i) => js(out, &i),
         RawBsonRef::Int64(i) => js(out, &i),
         RawBsonRef::Boolean(b) => js(out, &b),
         RawBsonRef::Null | RawBsonRef::Undefined => out.write_all(b"null").map_err(io),
         RawBsonRef::Document(d) => {
+            check_depth(depth + 1)?;
             out.write_all(b"{").map_err(io)?;
             let mut seen: Vec<&str> = Vec::new();
             for element in d.iter() {
-                let (k, v) = element.map_err(|e| e.to_string())?;
+                let (k, v) = element?;
                 if seen.contains(&k.as_str()) {
                     continue; // first value wins
                 }
@@ -146,40 +160,45 @@ fn write_raw_value(out: &mut dyn std::io::Write, value: RawBsonRef<'_>) -> Resul
                     out.write_all(b",").map_err(io)?;
                 }
                 seen.push(k.as_str());
-                js(out, &k.as_str())?;
+                write_json_str(out, k.as_str()).map_err(io)?;
                 out.write_all(b":").map_err(io)?;
-                write_raw_value(out, v)?;
+                write_raw_value(out, v, depth + 1)?;
             }
             out.write_all(b"}").map_err(io)
         }
         RawBsonRef::Array(a) => {
+            check_depth(depth + 1)?;
             out.write_all(b"[").map_err(io)?;
             for (i, v) in a.into_iter().enumerate() {
                 if i > 0 {
                     out.write_all(b",").map_err(io)?;
                 }
-                write_raw_value(out, v.map_err(|e| e.to_string())?)?;
+                write_raw_value(out, v?, depth + 1)?;
             }
             out.write_all(b"]").map_err(io)
         }
         other => {
-            // Rare types: through the owned path, so the mapping stays in one place (`to_json`).
-            let owned = Bson::try_from(other).map_err(|e| e.to_string())?;
-            serde_json::to_writer(&mut *out, &to_json(&owned)).map_err(|e| e.to_string())
+            // Rare types: through the owned path, so the mapping stays in one place (`to_json`),
+            // with the depth cap (a JavaScript scope is a document).
+            let owned = owned_value(other, depth)?;
+            write_json(&mut *out, &to_json(&owned)).map_err(ser)
         }
     }
 }
 
+use crate::record::{DecodeError, check_depth, owned_value};
+use crate::safe::{write_json, write_json_str};
 use bson::raw::RawBsonRef;
 
 mod erased {
-    /// Serialises a value as JSON into a `dyn Write` (serde_json needs a sized writer).
+    /// Serialises a value as JSON into a `dyn Write` (serde_json needs a sized writer), with the
+    /// terminal-safe formatter.
     pub trait Ser {
         fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
     }
     impl<T: serde::Serialize> Ser for T {
         fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
-            serde_json::to_writer(out, self)
+            crate::safe::write_json(out, self)
         }
     }
 }

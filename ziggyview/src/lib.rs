@@ -13,6 +13,7 @@ pub mod live;
 pub mod pretty;
 pub mod reader;
 pub mod record;
+pub mod safe;
 pub mod source;
 pub mod stats;
 pub mod view;

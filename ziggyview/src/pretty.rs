@@ -1,4 +1,5 @@
-//! The readable default output: one block per event, body keys flattened to dotted paths.
+//! The readable default output: one block per event, body keys flattened to dotted paths. Every
+//! text taken from an event goes through [`crate::safe::escape`] (values through its JSON writer).
 
 use std::io::{self, Write};
 
@@ -6,6 +7,7 @@ use bson::{Bson, Document};
 
 use crate::json::to_json;
 use crate::record::Record;
+use crate::safe::{escape, json_string};
 
 /// ANSI styles, or none.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +54,10 @@ pub fn write_event(
         out,
         "{pad}{} {} {} id={} host={} pid={}",
         style.paint("2", &format_time(rec.start)),
-        style.paint("1;36", &rec.channel),
+        style.paint("1;36", &escape(&rec.channel)),
         style.paint("33", &format!("{duration_ms:.3}ms")),
-        rec.id,
-        rec.host,
+        escape(&rec.id),
+        escape(&rec.host),
         rec.pid
     )?;
     if let Some(rate) = crate::record::number(rec.doc.get("sample_rate")) {
@@ -66,7 +68,7 @@ pub fn write_event(
     let mut lines = Vec::new();
     flatten("", &body, &mut lines);
     for (key, value) in lines {
-        writeln!(out, "{pad}  {} = {value}", style.paint("32", &key))?;
+        writeln!(out, "{pad}  {} = {value}", style.paint("32", &escape(&key)))?;
     }
     Ok(())
 }
@@ -80,7 +82,7 @@ fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, String)>) {
         };
         match v {
             Bson::Document(d) if !d.is_empty() => flatten(&key, d, out),
-            other => out.push((key, to_json(other).to_string())),
+            other => out.push((key, json_string(&to_json(other)))),
         }
     }
 }

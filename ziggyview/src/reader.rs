@@ -1,8 +1,9 @@
 //! Reading concatenated BSON events from a file or stream, one at a time, into a reused buffer.
 //!
 //! Documents of any size up to BSON's 16 MiB are read (the 2012 reader broke at 64 KiB). A truncated
-//! or corrupt input yields every complete event first, then one error naming the source and the
-//! byte offset where it broke.
+//! input or a broken frame yields every complete event first, then one error naming the source and
+//! the byte offset where it broke. (What is inside a well-framed event is the decoder's business: the
+//! viewer skips an event it cannot decode and reads on, see [`ReadError::Skipped`].)
 
 use std::io::{self, Read};
 
@@ -30,6 +31,17 @@ pub enum ReadError {
     /// A length prefix no valid event can have, or a document that is not BSON.
     #[error("{source_name}: corrupt event at byte {offset}: {reason}")]
     Corrupt {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// Byte offset of the event's start.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A well-framed event that could not be shown (malformed inside, or nested too deep); the
+    /// events after it are still read.
+    #[error("{source_name}: event at byte {offset} skipped: {reason}")]
+    Skipped {
         /// File name, or `<stdin>`.
         source_name: String,
         /// Byte offset of the event's start.
@@ -136,13 +148,11 @@ impl<R: Read> EventReader<R> {
         }
     }
 
-    /// A corrupt-document error at the event just returned.
-    pub fn corrupt_here(&mut self, reason: String) -> ReadError {
-        self.failed = true;
-        let len = self.buf.len() as u64;
-        ReadError::Corrupt {
+    /// A skipped-event report for the event just returned (reading goes on after it).
+    pub fn skipped_here(&self, reason: String) -> ReadError {
+        ReadError::Skipped {
             source_name: self.name.clone(),
-            offset: self.offset - len,
+            offset: self.offset - self.buf.len() as u64,
             reason,
         }
     }

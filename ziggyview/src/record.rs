@@ -120,35 +120,81 @@ pub fn number(value: Option<&Bson>) -> Option<f64> {
     }
 }
 
-/// The owned document, where a key repeated in a document counts once with its first value (as
-/// in the raw `--json` path and the channel filter; `Document::from_reader` would keep the last).
-fn first_values(raw: &RawDocument) -> Result<Document, bson::error::Error> {
-    fn owned(value: bson::raw::RawBsonRef<'_>) -> Result<Bson, bson::error::Error> {
-        use bson::raw::RawBsonRef;
-        Ok(match value {
-            RawBsonRef::Document(d) => Bson::Document(first_values(d)?),
-            RawBsonRef::Array(a) => {
-                Bson::Array(a.into_iter().map(|v| owned(v?)).collect::<Result<_, _>>()?)
-            }
-            other => Bson::try_from(other)?,
-        })
+/// Deepest nesting of documents and arrays accepted, the event itself being level 1 (the cap
+/// BSON libraries use). Deeper events are refused before anything recurses into them, so a hostile
+/// file cannot exhaust the stack.
+pub const MAX_DEPTH: usize = 100;
+
+/// Why event bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Documents or arrays nested deeper than [`MAX_DEPTH`].
+    #[error("documents nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// Not well-formed BSON.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<bson::error::Error> for DecodeError {
+    fn from(e: bson::error::Error) -> Self {
+        DecodeError::Malformed(format!("not a BSON document: {e}"))
     }
+}
+
+/// `Err(TooDeep)` when a document or array at `depth` would exceed [`MAX_DEPTH`].
+pub(crate) fn check_depth(depth: usize) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        Err(DecodeError::TooDeep)
+    } else {
+        Ok(())
+    }
+}
+
+/// One value as an owned [`Bson`], `depth` being the level of the document holding it. Never
+/// recurses deeper than [`MAX_DEPTH`] (the `bson` crate's own conversion has no limit, so nested
+/// values are converted here, the JavaScript scope included).
+pub(crate) fn owned_value(value: RawBsonRef<'_>, depth: usize) -> Result<Bson, DecodeError> {
+    Ok(match value {
+        RawBsonRef::Document(d) => Bson::Document(first_values(d, depth + 1)?),
+        RawBsonRef::Array(a) => {
+            check_depth(depth + 1)?;
+            Bson::Array(
+                a.into_iter()
+                    .map(|v| owned_value(v?, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        RawBsonRef::JavaScriptCodeWithScope(js) => {
+            Bson::JavaScriptCodeWithScope(bson::JavaScriptCodeWithScope {
+                code: js.code.to_owned(),
+                scope: first_values(js.scope, depth + 1)?,
+            })
+        }
+        other => Bson::try_from(other)?,
+    })
+}
+
+/// The owned document at level `depth`, where a key repeated in a document counts once with its
+/// first value (as in the raw `--json` path and the channel filter; `Document::from_reader` would
+/// keep the last).
+fn first_values(raw: &RawDocument, depth: usize) -> Result<Document, DecodeError> {
+    check_depth(depth)?;
     let mut doc = Document::new();
     for element in raw.iter() {
         let (key, value) = element?;
         if !doc.contains_key(key.as_str()) {
-            doc.insert(key.as_str(), owned(value)?);
+            doc.insert(key.as_str(), owned_value(value, depth)?);
         }
     }
     Ok(doc)
 }
 
 impl Record {
-    /// Decodes event bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        let raw =
-            RawDocument::from_bytes(bytes).map_err(|e| format!("not a BSON document: {e}"))?;
-        let doc = first_values(raw).map_err(|e| format!("not a BSON document: {e}"))?;
+    /// Decodes event bytes (refusing nesting deeper than [`MAX_DEPTH`]).
+    pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let raw = RawDocument::from_bytes(bytes)?;
+        let doc = first_values(raw, 1)?;
         Ok(Record {
             id: text(doc.get("id")).unwrap_or_default(),
             channel: text(doc.get("type")).unwrap_or_default(),
@@ -199,6 +245,49 @@ fn insert_dotted(doc: &mut Document, key: &str, value: Bson) {
 mod tests {
     use super::*;
     use bson::{Binary, doc};
+
+    /// Event bytes whose body holds `levels` more documents nested in each other (the body itself
+    /// is level 2), built by hand: the `bson` encoder recurses too.
+    fn nested_event(levels: usize) -> Vec<u8> {
+        let mut inner = vec![5, 0, 0, 0, 0];
+        for _ in 0..levels {
+            let len = (inner.len() + 8) as i32;
+            let mut outer = len.to_le_bytes().to_vec();
+            outer.extend_from_slice(b"\x03a\0");
+            outer.extend_from_slice(&inner);
+            outer.push(0);
+            inner = outer;
+        }
+        let head = doc! { "id": "deep", "type": "request" }.to_vec().unwrap();
+        let mut event = head[..head.len() - 1].to_vec();
+        event.extend_from_slice(b"\x03body\0");
+        event.extend_from_slice(&inner);
+        event.push(0);
+        let len = event.len() as i32;
+        event[..4].copy_from_slice(&len.to_le_bytes());
+        event
+    }
+
+    #[test]
+    fn nesting_is_capped_without_recursing_into_it() {
+        // Event (1) + body (2) + 98 more = 100 levels: shown; one more is refused.
+        let ok = nested_event(MAX_DEPTH - 2);
+        assert!(Record::decode(&ok).is_ok());
+        assert!(crate::json::write_raw_event(&mut Vec::new(), &ok).is_ok());
+        for levels in [MAX_DEPTH - 1, 5_000] {
+            let deep = nested_event(levels);
+            assert_eq!(Record::decode(&deep).unwrap_err(), DecodeError::TooDeep);
+            assert_eq!(
+                crate::json::write_raw_event(&mut Vec::new(), &deep).unwrap_err(),
+                DecodeError::TooDeep
+            );
+        }
+        // Arrays and JavaScript scopes go through the capped conversion unchanged.
+        let d = doc! { "type": "x", "a": [[[1]]], "js": bson::JavaScriptCodeWithScope {
+        code: "f".into(), scope: doc! { "s": { "t": 1 } } } };
+        let rec = Record::decode(&d.to_vec().unwrap()).unwrap();
+        assert_eq!(rec.doc, d);
+    }
 
     #[test]
     fn fast_channel_agrees_with_the_bson_crate() {

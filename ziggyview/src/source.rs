@@ -1,4 +1,4 @@
-//! Which files to read: the day folders and channel files of SPEC §4, and the channel pattern.
+//! Which files to read: the day folders and channel files of docs/PROTOCOL.md §6, and the channel pattern.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +14,16 @@ pub enum ChannelPattern {
 }
 
 impl ChannelPattern {
-    /// Parses `request`, `request*` or `*`.
+    /// Parses `request`, `request*` or `*`. An empty pattern is refused (it used to match
+    /// everything, which `''` in a script rarely means).
     pub fn parse(s: &str) -> Result<ChannelPattern, String> {
-        if s == "*" || s.is_empty() {
+        if s.is_empty() {
+            return Err(
+                "empty channel pattern: give a channel (`request`), a prefix (`request*`), or `*` for every channel"
+                    .into(),
+            );
+        }
+        if s == "*" {
             return Ok(ChannelPattern::Any);
         }
         let (name, prefix) = match s.strip_suffix('*') {
@@ -97,15 +104,26 @@ pub fn today() -> i64 {
     (secs / 86_400) as i64
 }
 
+/// What a `--log-path` listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The channel files to read, by day, then name.
+    pub files: Vec<PathBuf>,
+    /// Matching entries that are not regular files (FIFOs, sockets, devices, directories) or whose
+    /// metadata could not be read: reported on stderr and skipped, never opened.
+    pub skipped: u64,
+}
+
 /// The files of channels matching `pattern` in the day folders from `start` to `end` inclusive
 /// (default: today UTC). Errors when the log path or every day folder of the range is missing;
-/// single missing days of a longer range are reported on stderr.
+/// when only some are, one summary line goes to stderr. The log path is listed once (not probed
+/// day by day), so a range of centuries costs no more than the folders that exist.
 pub fn files_for_range(
     log_path: &Path,
     pattern: &str,
     start: Option<&str>,
     end: Option<&str>,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Listing, String> {
     let pattern = ChannelPattern::parse(pattern)?;
     let first = start.map(parse_day).transpose()?.unwrap_or_else(today);
     let last = end
@@ -121,25 +139,57 @@ pub fn files_for_range(
             "--end-date is before --start-date ({last} < {first} in days)"
         ));
     }
-    if !log_path.is_dir() {
-        return Err(format!(
+    let unreadable = || {
+        format!(
             "log path {} is not a readable directory",
             log_path.display()
-        ));
+        )
+    };
+    if !log_path.is_dir() {
+        return Err(unreadable());
     }
-    let mut files = Vec::new();
-    let mut missing = Vec::new();
-    for day in first..=last {
-        let name = ziggy::channel::utc_day(day as f64 * 86_400.0);
-        let folder = log_path.join(&name);
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(e) => e,
-            Err(_) => {
-                missing.push(folder);
-                continue;
-            }
+    let day_name = |day: i64| ziggy::channel::utc_day(day as f64 * 86_400.0);
+    // Day folders in the range, in order.
+    let mut days: Vec<(i64, PathBuf)> = std::fs::read_dir(log_path)
+        .map_err(|_| unreadable())?
+        .flatten()
+        .filter_map(|e| {
+            let day = parse_day(e.file_name().to_str()?).ok()?;
+            let path = e.path();
+            ((first..=last).contains(&day) && path.is_dir()).then_some((day, path))
+        })
+        .collect();
+    days.sort();
+    let total = last - first + 1;
+    let missing = total - days.len() as i64;
+    if days.is_empty() {
+        return Err(if total == 1 {
+            format!("no day folder {}", log_path.join(day_name(first)).display())
+        } else {
+            format!(
+                "no day folder between {} and {}",
+                log_path.join(day_name(first)).display(),
+                log_path.join(day_name(last)).display()
+            )
+        });
+    }
+    if missing > 0 {
+        eprintln!(
+            "ziggyview: no day folder for {missing} of {total} days in {}..{} under {}{}",
+            day_name(first),
+            day_name(last),
+            log_path.display(),
+            missing_days(first, last, &days)
+        );
+    }
+    let mut listing = Listing::default();
+    for (day, folder) in days {
+        let suffix = format!(".{}.bson", day_name(day));
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            eprintln!("ziggyview: cannot list {}, skipped", folder.display());
+            listing.skipped += 1;
+            continue;
         };
-        let suffix = format!(".{name}.bson");
         let mut day_files: Vec<PathBuf> = entries
             .flatten()
             .filter_map(|e| {
@@ -149,22 +199,63 @@ pub fn files_for_range(
             })
             .collect();
         day_files.sort();
-        files.extend(day_files);
+        for path in day_files {
+            match regular_file(&path) {
+                Ok(()) => listing.files.push(path),
+                Err(why) => {
+                    eprintln!(
+                        "ziggyview: {}: {why}, skipped",
+                        crate::safe::escape(&path.display().to_string())
+                    );
+                    listing.skipped += 1;
+                }
+            }
+        }
     }
-    if missing.len() as i64 == last - first + 1 {
-        return Err(match missing.as_slice() {
-            [one] => format!("no day folder {}", one.display()),
-            _ => format!(
-                "no day folder between {} and {}",
-                missing[0].display(),
-                missing[missing.len() - 1].display()
-            ),
-        });
+    Ok(listing)
+}
+
+/// `: 20240102, 20240105` when at most five days are missing (found from the gaps between the
+/// folders that exist, without walking the range), else nothing.
+fn missing_days(first: i64, last: i64, found: &[(i64, PathBuf)]) -> String {
+    let mut gaps = Vec::new();
+    let mut next = first;
+    for day in found.iter().map(|(d, _)| *d).chain([last + 1]) {
+        if day - next + gaps.len() as i64 > 5 {
+            return String::new();
+        }
+        gaps.extend(next..day);
+        next = day + 1;
     }
-    for folder in missing {
-        eprintln!("ziggyview: no day folder {}, skipped", folder.display());
+    let names: Vec<String> = gaps
+        .iter()
+        .map(|d| ziggy::channel::utc_day(*d as f64 * 86_400.0))
+        .collect();
+    format!(": {}", names.join(", "))
+}
+
+/// `Ok` for a regular file (symbolic links followed), else what it is instead. Looks at metadata
+/// only: a FIFO is never opened.
+pub fn regular_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .file_type();
+    if kind.is_file() {
+        return Ok(());
     }
-    Ok(files)
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "something else"
+    };
+    Err(format!("not a regular file ({what})"))
 }
 
 #[cfg(test)]
@@ -197,5 +288,19 @@ mod tests {
         let e = ChannelPattern::parse("request").unwrap();
         assert!(e.matches("request") && !e.matches("request.sql"));
         assert!(ChannelPattern::parse("Bad*").is_err());
+        assert!(ChannelPattern::parse("").is_err());
+        assert_eq!(ChannelPattern::parse("*"), Ok(ChannelPattern::Any));
+    }
+
+    #[test]
+    fn missing_days_are_named_only_when_few() {
+        let found = |days: &[i64]| -> Vec<(i64, PathBuf)> {
+            days.iter().map(|d| (*d, PathBuf::new())).collect()
+        };
+        assert_eq!(
+            missing_days(0, 4, &found(&[1, 3])),
+            ": 19700101, 19700103, 19700105"
+        );
+        assert_eq!(missing_days(0, 50_000, &found(&[7])), "");
     }
 }

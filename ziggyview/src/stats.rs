@@ -92,6 +92,7 @@ impl KeyStats {
     /// Prints the table and histograms (or JSON lines with `json`).
     pub fn write(&mut self, out: &mut impl Write, json: bool) -> io::Result<()> {
         let key = self.key.clone();
+        let shown_key = crate::safe::escape(&key).into_owned();
         let missing = self.missing;
         let summaries = self.summaries();
         if json {
@@ -105,24 +106,26 @@ impl KeyStats {
                     "channel": channel, "key": key, "count": s.count, "min": s.min, "p50": s.p50,
                     "p90": s.p90, "p99": s.p99, "max": s.max, "histogram": histogram,
                 });
-                writeln!(out, "{line}")?;
+                crate::safe::write_json(&mut *out, &line)?;
+                writeln!(out)?;
             }
             return Ok(());
         }
         if summaries.is_empty() {
             writeln!(
                 out,
-                "no event has a numeric `{key}` ({missing} events without it)"
+                "no event has a numeric `{shown_key}` ({missing} events without it)"
             )?;
             return Ok(());
         }
-        writeln!(out, "{key}: {missing} events without it")?;
+        writeln!(out, "{shown_key}: {missing} events without it")?;
         writeln!(
             out,
             "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12}",
             "channel", "count", "min", "p50", "p90", "p99", "max"
         )?;
         for (channel, s) in &summaries {
+            let channel = crate::safe::escape(channel);
             writeln!(
                 out,
                 "{channel:<24} {:>8} {:>12.6} {:>12.6} {:>12.6} {:>12.6} {:>12.6}",
@@ -130,7 +133,7 @@ impl KeyStats {
             )?;
         }
         for (channel, s) in &summaries {
-            writeln!(out, "\n{channel}")?;
+            writeln!(out, "\n{}", crate::safe::escape(channel))?;
             let peak = s
                 .histogram
                 .iter()

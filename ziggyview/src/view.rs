@@ -1,4 +1,9 @@
 //! The viewing pipeline: events in, filtered, then printed, grouped or summarised.
+//!
+//! A broken frame (a length prefix no event can have, a missing trailing NUL, a truncated end)
+//! stops the input with an error: nothing after it can be trusted. A well-framed event that cannot
+//! be shown (malformed inside, or nested deeper than [`MAX_DEPTH`](crate::record::MAX_DEPTH)) is
+//! reported on stderr with its byte offset and skipped; the events after it are still read.
 
 use std::io::{self, Read, Write};
 
@@ -7,6 +12,7 @@ use crate::json::event_json;
 use crate::pretty::{Style, write_event};
 use crate::reader::{EventReader, ReadError};
 use crate::record::{Record, raw_channel_bytes};
+use crate::safe::{escape, write_json};
 use crate::source::ChannelPattern;
 use crate::stats::KeyStats;
 
@@ -38,6 +44,7 @@ pub struct Viewer<W: Write> {
     scratch: Vec<u8>,
     /// Matching events seen.
     pub seen: u64,
+    problems: u64,
 }
 
 /// Why viewing failed.
@@ -63,7 +70,30 @@ impl<W: Write> Viewer<W> {
             stats,
             scratch: Vec::new(),
             seen: 0,
+            problems: 0,
         }
+    }
+
+    /// Reports a problem that does not stop the run (a skipped event, an unreadable file) on
+    /// stderr, escaped; it counts towards [`Viewer::problems`].
+    pub fn report(&mut self, problem: &dyn std::fmt::Display) {
+        eprintln!("ziggyview: {}", escape(&problem.to_string()));
+        self.problems += 1;
+    }
+
+    /// Counts `n` problems already reported elsewhere.
+    pub fn count_problems(&mut self, n: u64) {
+        self.problems += n;
+    }
+
+    /// How many problems were reported (the run then exits 1).
+    pub fn problems(&self) -> u64 {
+        self.problems
+    }
+
+    /// Flushes the output (live mode does after every event).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Plain JSON lines: no grouping, statistics or field selection.
@@ -142,6 +172,11 @@ impl<W: Write> Viewer<W> {
                     offset,
                     reason,
                 };
+                let skipped = |reason: String| ReadError::Skipped {
+                    source_name: name.to_owned(),
+                    offset,
+                    reason,
+                };
                 let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 if len < 5 || len as usize > crate::reader::MAX_DOCUMENT_BYTES {
                     return Err(corrupt(format!(
@@ -167,14 +202,19 @@ impl<W: Write> Viewer<W> {
                         // a line on stdout.
                         let mut line = std::mem::take(&mut self.scratch);
                         line.clear();
-                        crate::json::write_raw_event(&mut line, event).map_err(corrupt)?;
-                        self.out.write_all(&line)?;
+                        let written = crate::json::write_raw_event(&mut line, event);
+                        match written {
+                            Ok(()) => {
+                                self.out.write_all(&line)?;
+                                self.seen += 1;
+                            }
+                            Err(e) => self.report(&skipped(e.to_string())),
+                        }
                         self.scratch = line;
-                        self.seen += 1;
                     } else {
                         match Record::decode(event) {
                             Ok(rec) => self.event(rec)?,
-                            Err(reason) => return Err(corrupt(reason).into()),
+                            Err(e) => self.report(&skipped(e.to_string())),
                         }
                     }
                 }
@@ -236,7 +276,10 @@ impl<W: Write> Viewer<W> {
             }
             match Record::decode(bytes) {
                 Ok(rec) => self.event(rec)?,
-                Err(reason) => return Err(reader.corrupt_here(reason).into()),
+                Err(e) => {
+                    let problem = reader.skipped_here(e.to_string());
+                    self.report(&problem);
+                }
             }
         }
         Ok(())
@@ -245,7 +288,7 @@ impl<W: Write> Viewer<W> {
 
 fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io::Result<()> {
     if options.json {
-        serde_json::to_writer(&mut *out, &event_json(&rec.doc))?;
+        write_json(&mut *out, &event_json(&rec.doc))?;
         writeln!(out)
     } else {
         write_event(out, rec, Style::new(options.color), 0)?;
@@ -267,7 +310,8 @@ fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io
         let events: Vec<_> = tree.iter().map(|n| node_json(group, n)).collect();
         let line =
             serde_json::json!({ "id": group.id, "partial": group.partial, "events": events });
-        writeln!(out, "{line}")
+        write_json(&mut *out, &line)?;
+        writeln!(out)
     } else {
         let style = Style::new(options.color);
         let partial = if group.partial {
@@ -278,7 +322,7 @@ fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io
         writeln!(
             out,
             "group {} ({} events){partial}",
-            group.id,
+            escape(&group.id),
             group.events.len()
         )?;
         fn walk(

@@ -47,12 +47,13 @@ proptest! {
 
     #[test]
     fn readers_never_panic_and_agree(bytes in input(), json in any::<bool>()) {
-        let (out_a, err_a) = run(&bytes, true, json);
-        let (out_b, err_b) = run(&bytes, false, json);
+        let (out_a, err_a, skipped_a) = run(&bytes, true, json);
+        let (out_b, err_b, skipped_b) = run(&bytes, false, json);
         prop_assert_eq!(String::from_utf8_lossy(&out_a), String::from_utf8_lossy(&out_b));
         // Both name the same byte offset (the wording may differ between a corrupt and a
         // truncated verdict only where the two readers see different amounts of input).
         prop_assert_eq!(error_offset(&err_a), error_offset(&err_b));
+        prop_assert_eq!(skipped_a, skipped_b);
     }
 
     #[test]

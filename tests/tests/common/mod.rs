@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod minibson;
+pub mod pipes;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@ use ziggyview::source::ChannelPattern;
 use ziggyview::view::{ViewOptions, Viewer};
 
 /// What the whole-file reader (`whole_file`) or the streaming reader prints for `bytes` with the
-/// filter `request*`, and its error message if it stopped on one.
-pub fn run(bytes: &[u8], whole_file: bool, json: bool) -> (Vec<u8>, Option<String>) {
+/// filter `request*`, its error message if it stopped on one, and how many events it skipped.
+pub fn run(bytes: &[u8], whole_file: bool, json: bool) -> (Vec<u8>, Option<String>, u64) {
     let options = ViewOptions {
         pattern: ChannelPattern::parse("request*").unwrap(),
         json,
@@ -17,7 +17,7 @@ pub fn run(bytes: &[u8], whole_file: bool, json: bool) -> (Vec<u8>, Option<Strin
         count: None,
     };
     let mut out = Vec::new();
-    let result = {
+    let (result, skipped) = {
         let mut viewer = Viewer::new(&mut out, options);
         let r = if whole_file {
             viewer.read_file(bytes, "input")
@@ -25,9 +25,9 @@ pub fn run(bytes: &[u8], whole_file: bool, json: bool) -> (Vec<u8>, Option<Strin
             viewer.read_input(bytes, "input")
         };
         let _ = viewer.finish();
-        r
+        (r, viewer.problems())
     };
-    (out, result.err().map(|e| e.to_string()))
+    (out, result.err().map(|e| e.to_string()), skipped)
 }
 
 /// The byte offset an error message names (`... at byte N: ...`).
