@@ -191,7 +191,7 @@ fn megabyte_hosts_are_refused_and_the_daemon_stays_small_and_quick() {
         }
         peak = peak.max(rss_kib(pid));
     }
-    // An id over 256 bytes (SPEC §1) is refused too.
+    // An id over 256 bytes (docs/PROTOCOL.md §1) is refused too.
     let long_id = doc! { "id": "i".repeat(257), "type": "request", "host": "h", "pid": 7,
     "start": 1_700_000_000.5, "end": 1_700_000_001.0, "body": {} };
     push.send(long_id.to_vec().unwrap(), 0).unwrap();

@@ -33,7 +33,7 @@ pub enum InvalidReason {
     EmptyFrame,
     /// `start` or `end` is not a time from 1970 to 2106 (or is not a number: NaN).
     TimeOutOfRange,
-    /// `id` is longer than [`ziggy::MAX_ID_LEN`] (SPEC: "any non-empty string (max 256 bytes)").
+    /// `id` is longer than [`ziggy::MAX_ID_LEN`] (docs/PROTOCOL.md §1: at most 256 bytes).
     IdTooLong,
 }
 

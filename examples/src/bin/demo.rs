@@ -99,8 +99,9 @@ fn main() {
     );
     let mut per_channel: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let mut with_error = 0;
-    for file in
-        ziggyview::source::files_for_range(&log_path, "request*", None, None).unwrap_or_default()
+    for file in ziggyview::source::files_for_range(&log_path, "request*", None, None)
+        .map(|listing| listing.files)
+        .unwrap_or_default()
     {
         let bytes = std::fs::read(&file).expect("reading a log file");
         let mut rest = &bytes[..];
