@@ -16,10 +16,7 @@
 
 mod attr;
 mod channels;
-mod channel_rule {
-    #![allow(dead_code)]
-    include!("../../ziggy/src/channel_rule.rs");
-}
+use ziggy_proto::channel as channel_rule;
 mod expand;
 mod mangle;
 mod self_rename;

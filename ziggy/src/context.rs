@@ -19,8 +19,8 @@ use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::stats::COUNTERS;
 use crate::testing::CaptureSink;
 
-/// Longest user-given id accepted (docs/PROTOCOL.md §1); a longer one is replaced by a fresh id.
-pub const MAX_ID_LEN: usize = 256;
+/// Longest user-given id accepted; a longer one is replaced by a fresh id.
+pub use ziggy_proto::MAX_ID_LEN;
 
 // True once `configure` ran or while a test capture exists: until then every call is a no-op that
 // neither allocates nor locks. One flag, so the fast path is a single relaxed load.

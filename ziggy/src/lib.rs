@@ -60,7 +60,6 @@
 
 mod body;
 pub mod channel;
-mod channel_rule;
 mod context;
 pub mod event;
 mod future;

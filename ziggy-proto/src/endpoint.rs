@@ -181,6 +181,7 @@ pub fn resolve(addr: &str) -> Result<Resolved, EndpointError> {
 }
 
 /// Connects `socket` to `addr` (a host name is resolved first, IPv6 turned on when needed).
+#[cfg(feature = "client")]
 pub fn connect(socket: &zmq::Socket, addr: &str) -> Result<String, String> {
     let resolved = resolve(addr).map_err(|e| e.to_string())?;
     if resolved.ipv6 {

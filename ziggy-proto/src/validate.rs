@@ -5,9 +5,9 @@
 //! carry the docs/PROTOCOL.md §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
 //! UTF-8: the 2012 Python clients wrote them that way.
 
-use crate::bson_walk::Element;
+use crate::walk::Element;
 
-use ziggy::channel::validate_channel_name;
+use crate::channel::validate_channel_name;
 
 /// Why an event (or the rest of a frame) was rejected. The names are STATUS's `invalid` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,7 +33,7 @@ pub enum InvalidReason {
     EmptyFrame,
     /// `start` or `end` is not a time from 1970 to 2106 (or is not a number: NaN).
     TimeOutOfRange,
-    /// `id` is longer than [`ziggy::MAX_ID_LEN`] (docs/PROTOCOL.md §1: at most 256 bytes).
+    /// `id` is longer than [`crate::MAX_ID_LEN`] (docs/PROTOCOL.md §1: at most 256 bytes).
     IdTooLong,
 }
 
@@ -159,7 +159,7 @@ const HEADER_KEYS: [&str; 8] = [
 /// Validates one event's bytes.
 pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     // Every nested element, so malformed bytes are caught here and not by a reader months later.
-    if !crate::bson_walk::is_well_formed(bytes) {
+    if !crate::walk::is_well_formed(bytes) {
         return Err(InvalidReason::MalformedBson);
     }
     let mut id = None;
@@ -170,7 +170,7 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     let mut end = None;
     let mut body = false;
     let mut seen = 0u8;
-    for element in crate::bson_walk::elements(bytes) {
+    for element in crate::walk::elements(bytes) {
         let key = element.key;
         if let Some(bit) = HEADER_KEYS.iter().position(|k| k.as_bytes() == key) {
             if seen & (1 << bit) != 0 {
@@ -219,7 +219,7 @@ pub fn validate_event(bytes: &[u8]) -> Item<'_> {
     if id.is_empty() {
         return Err(InvalidReason::WrongType);
     }
-    if id.len() > ziggy::MAX_ID_LEN {
+    if id.len() > crate::MAX_ID_LEN {
         return Err(InvalidReason::IdTooLong);
     }
     if host.len() > MAX_HOST_BYTES {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn host_and_id_lengths_are_capped() {
-        let id = "i".repeat(ziggy::MAX_ID_LEN);
+        let id = "i".repeat(crate::MAX_ID_LEN);
         let host = "h".repeat(MAX_HOST_BYTES);
         assert!(validate_event(&event_with(&id, &host)).is_ok());
         assert_eq!(

@@ -80,7 +80,7 @@ pub fn control_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Docum
     })?;
     // `Document::from_reader` recurses without a limit: a reply nested thousands deep (from
     // whatever answers on that port) would overflow the stack, so the bounded walk goes first.
-    if !crate::bson_walk::is_well_formed(&reply) {
+    if !crate::walk::is_well_formed(&reply) {
         return Err(ClientError::BadReply { endpoint });
     }
     let doc = Document::from_reader(&reply[..]).map_err(|_| ClientError::BadReply {

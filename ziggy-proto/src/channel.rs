@@ -1,5 +1,5 @@
-// The channel-name rule of docs/PROTOCOL.md §1, in one place. It has no dependencies so that `ziggy-macros` can
-// compile the very same file (`#[path]`), as the proc-macro crate cannot depend on `ziggy`.
+//! The channel-name rule of docs/PROTOCOL.md §1, in one place: the runtime, the macros (at compile
+//! time), `ziggyd` and `ziggyview` all use this module.
 
 /// Longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_LEN: usize = 128;
