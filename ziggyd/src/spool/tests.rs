@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
 use super::*;
 
@@ -418,4 +418,29 @@ fn a_fully_confirmed_newest_segment_is_deleted_so_a_small_disk_never_wedges() {
     drop(spool);
     let (spool, _) = Spool::open(config(dir.path())).unwrap();
     assert_eq!(spool.synced_seq(), 31);
+}
+
+#[test]
+fn a_symlink_cannot_hide_a_parent_another_user_could_swap() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to give a directory to another user");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+    let real = other.join("spool");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&real)
+        .unwrap();
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = Spool::open(config(&link))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("parent") && err.contains("65534"), "{err}");
 }
