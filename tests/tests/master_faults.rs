@@ -54,10 +54,47 @@ fn push(collect: &str, channel: &str, t: i64, n: i64, pad: usize) {
     }
 }
 
+/// `n` events `{t, i}`, alternating between the channels `request` and `other`, 100 to a frame.
+fn push_mixed(collect: &str, t: i64, n: i64) {
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(10_000).unwrap();
+    push.connect(collect).unwrap();
+    let mut frame = Vec::new();
+    for i in 0..n {
+        let channel = if i % 2 == 0 { "request" } else { "other" };
+        frame.extend(common::minibson::event(
+            "0123456789abcdef0123456789abcdef",
+            channel,
+            1.7e9,
+            1.7e9,
+            vec![("t", Value::Int64(t)), ("i", Value::Int64(i))],
+        ));
+        if (i + 1) % 100 == 0 || i + 1 == n {
+            push.send(std::mem::take(&mut frame), 0).unwrap();
+        }
+    }
+}
+
 /// `(t, i)` → copies, over every file under `logs` (decoded independently).
 fn copies(logs: &Path) -> HashMap<(i64, i64), usize> {
     let mut map = HashMap::new();
     for (_, e) in read_all_events(logs) {
+        let body = e.get("body").unwrap();
+        let key = (
+            body.get("t").and_then(Value::int).unwrap(),
+            body.get("i").and_then(Value::int).unwrap(),
+        );
+        *map.entry(key).or_default() += 1;
+    }
+    map
+}
+
+/// `(t, i)` → copies, in one file.
+fn copies_in(file: &Path) -> HashMap<(i64, i64), usize> {
+    let mut map = HashMap::new();
+    let bytes = std::fs::read(file).unwrap();
+    for e in common::minibson::decode_all(&bytes).unwrap() {
         let body = e.get("body").unwrap();
         let key = (
             body.get("t").and_then(Value::int).unwrap(),
@@ -107,6 +144,9 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
         num(&status(&master), "forward_in.refused_write") > 0
             && missing(&copies(&logs), 2, 100).is_empty()
     }));
+    // Many batches behind the refused one, both channels mixed in each frame: none of them
+    // may move the sender's position past the refused batch.
+    push_mixed(&local.collect, 3, 20_000);
     let m = status(&master);
     let failing = m.get_document("write_failing").unwrap();
     let path = blocked.display().to_string();
@@ -126,10 +166,13 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
     // The operator removes the directory: the resends are written, all of them.
     std::fs::remove_dir(&blocked).unwrap();
     assert!(
-        wait_until(Duration::from_secs(60), || missing(&copies(&logs), 1, 100)
-            .is_empty()),
-        "missing after the path cleared: {:?}",
-        missing(&copies(&logs), 1, 100)
+        wait_until(Duration::from_secs(90), || {
+            let map = copies(&logs);
+            missing(&map, 1, 100).is_empty() && missing(&map, 3, 20_000).is_empty()
+        }),
+        "missing after the path cleared: {:?} and {}",
+        missing(&copies(&logs), 1, 100),
+        missing(&copies(&logs), 3, 20_000).len()
     );
     assert!(wait_until(Duration::from_secs(20), || num(
         &status(&local),
@@ -417,25 +460,31 @@ fn absurd_seqs_from_a_peer_are_refused_and_the_daemon_keeps_working() {
     let master = start_master(&logs);
     let ctx = zmq::Context::new();
     let dealer = forward_socket(&ctx, &master);
-    dealer.set_rcvtimeo(500).unwrap();
+    // A known sender near the top of the numbers: seqs past u64::MAX, or 0, are refused.
+    let reply = send_batch(&dealer, "cafe", 1, &events(8, 5));
+    assert_eq!(reply[0], b"ACK1");
     for first in [u64::MAX - 1, u64::MAX, 0] {
         let reply = send_batch(&dealer, "cafe", first, &events(9, 5));
-        assert!(
-            reply.is_empty(),
-            "no confirmation for seq {first}: {reply:?}"
-        );
+        assert_eq!(reply[0], b"NAK1", "seq {first}: {reply:?}");
+        assert_eq!(reply[1], 5u64.to_le_bytes(), "the mark is unchanged");
+        assert!(String::from_utf8_lossy(&reply[2]).starts_with("seq_jump"));
     }
-    assert!(wait_until(Duration::from_secs(5), || num(
-        &status(&master),
-        "forward_in.refused_bad_seq"
-    ) == 3));
-    // A sender id that would break the ledger's lines is refused as malformed.
-    let _ = send_batch(&dealer, "a 1 2\nvictim 99 99", 1, &events(9, 1));
-    // Every thread is alive: direct events and a sane batch are still written.
+    assert_eq!(num(&status(&master), "forward_in.refused_bad_seq"), 3);
+    // A new sender id starts at 1.
+    let reply = send_batch(&dealer, "beef", 1_000, &events(9, 1));
+    assert_eq!(reply[0], b"NAK1");
+    assert_eq!(num(&status(&master), "forward_in.refused_seq_jump"), 1);
+    // A batch that is not whole documents cannot be numbered: refused, not counted as events.
+    let mut torn = events(9, 3);
+    torn.truncate(torn.len() - 7);
+    let reply = send_batch(&dealer, "cafe", 6, &torn);
+    assert_eq!(reply[0], b"NAK1");
+    assert!(String::from_utf8_lossy(&reply[2]).starts_with("malformed"));
+    // A sender id that would break the ledger's lines is refused as malformed (no reply).
+    dealer.set_rcvtimeo(500).unwrap();
+    assert!(send_batch(&dealer, "a 1 2\nvictim 99 99", 1, &events(9, 1)).is_empty());
     dealer.set_rcvtimeo(5_000).unwrap();
-    let reply = send_batch(&dealer, "cafe", u64::MAX - 4, &events(8, 5));
-    assert_eq!(reply[0], b"ACK1");
-    assert_eq!(reply[1], u64::MAX.to_le_bytes());
+    // Every thread is alive: direct events and the sane batch are written.
     push(&master.collect, "request", 1, 10, 10);
     assert!(wait_until(Duration::from_secs(10), || {
         let map = copies(&logs);
@@ -444,6 +493,169 @@ fn absurd_seqs_from_a_peer_are_refused_and_the_daemon_keeps_working() {
     assert!(copies(&logs).keys().all(|(t, _)| *t != 9));
     let ledger = std::fs::read_to_string(logs.join(".ziggyd-forward-ledger")).unwrap();
     assert!(!ledger.contains("victim"), "{ledger}");
+}
+
+#[test]
+fn a_chain_of_jumps_under_a_senders_id_cannot_make_it_lose_events() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let spool = root.path().join("spool");
+    let master = start_master(&logs);
+    let local = start_local(&master, &spool);
+    push(&local.collect, "request", 1, 1_000, 10);
+    assert!(wait_until(Duration::from_secs(20), || missing(
+        &copies(&logs),
+        1,
+        1_000
+    )
+    .is_empty()));
+    let victim = std::fs::read_to_string(spool.join("sender-id")).unwrap();
+    let victim = victim.lines().next().unwrap().trim().to_owned();
+    // A local process on the same address walks the victim's position forward 32,000 at a
+    // time: each step is within the bound, the sum is not.
+    let ctx = zmq::Context::new();
+    let dealer = forward_socket(&ctx, &master);
+    let mut at = 1_000;
+    for _ in 0..50 {
+        at += 32_000;
+        let reply = send_batch(&dealer, &victim, at, &events(9, 1));
+        assert_eq!(reply[0], b"ACK1", "{reply:?}");
+    }
+    // The victim's next events: the master takes them for duplicates and confirms far beyond
+    // what the victim sent; the victim sees that, starts a new sender id, and resends.
+    push(&local.collect, "request", 2, 5_000, 10);
+    assert!(
+        wait_until(Duration::from_secs(60), || missing(
+            &copies(&logs),
+            2,
+            5_000
+        )
+        .is_empty()),
+        "missing: {}",
+        missing(&copies(&logs), 2, 5_000).len()
+    );
+    assert!(num(&status(&local), "forward.epochs") >= 1);
+}
+
+#[test]
+fn a_master_with_a_small_frame_limit_gets_every_event_in_smaller_batches() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_ziggyd(&[
+        "--log-path",
+        logs.to_str().unwrap(),
+        "--max-frame-bytes",
+        "200000",
+    ]);
+    let local = start_local(&master, &root.path().join("spool"));
+    push(&local.collect, "request", 1, 10_000, 50);
+    assert!(
+        wait_until(Duration::from_secs(60), || missing(
+            &copies(&logs),
+            1,
+            10_000
+        )
+        .is_empty()),
+        "missing: {}",
+        missing(&copies(&logs), 1, 10_000).len()
+    );
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&local),
+        "forward.spool_events"
+    ) == 0));
+    assert!(num(&status(&master), "forward_in.refused_malformed") >= 1);
+    assert_eq!(num(&status(&local), "forward.refused_events"), 0);
+}
+
+#[test]
+fn a_damaged_log_file_is_set_aside_untouched_not_cut() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let mut master = start_master(&logs);
+    push(&master.collect, "request", 1, 1_000, 10);
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&master),
+        "events_written"
+    ) == 1_000));
+    master.signal("TERM");
+    assert!(master.wait_exit(Duration::from_secs(20)).unwrap().success());
+    // One flipped byte in the middle: the end byte of event 100.
+    let file = logs.join(DAY).join(format!("request.{DAY}.bson"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mut at = 0;
+    for _ in 0..100 {
+        at += i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    bytes[at - 1] = 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let master = start_master(&logs);
+    push(&master.collect, "request", 2, 10, 10);
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&master),
+        "events_written"
+    ) == 10));
+    assert_eq!(num(&status(&master), "damaged_files"), 1);
+    assert_eq!(num(&status(&master), "torn_tails_cut"), 0);
+    let aside: Vec<_> = std::fs::read_dir(logs.join(DAY))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        bytes,
+        "kept byte for byte"
+    );
+    assert!(missing(&copies_in(&file), 2, 10).is_empty());
+}
+
+#[test]
+fn a_ledger_that_cannot_be_written_refuses_batches_until_it_can() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_master(&logs);
+    let local = start_local(&master, &root.path().join("spool"));
+    push(&local.collect, "request", 1, 100, 10);
+    assert!(wait_until(Duration::from_secs(20), || missing(
+        &copies(&logs),
+        1,
+        100
+    )
+    .is_empty()));
+    let ledger = logs.join(".ziggyd-forward-ledger");
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::create_dir(&ledger).unwrap();
+    push(&local.collect, "request", 2, 1_000, 10);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let s = status(&master);
+        num(&s, "forward_in.refused_write") > 0
+            && s.get_document("forward_in")
+                .unwrap()
+                .get_bool("ledger_failing")
+                .ok()
+                == Some(true)
+    }));
+    assert!(num(&status(&local), "forward.spool_events") >= 1_000);
+    std::fs::remove_dir(&ledger).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || missing(
+            &copies(&logs),
+            2,
+            1_000
+        )
+        .is_empty()),
+        "missing: {}",
+        missing(&copies(&logs), 2, 1_000).len()
+    );
+    let s = status(&master);
+    assert_eq!(
+        s.get_document("forward_in")
+            .unwrap()
+            .get_bool("ledger_failing")
+            .ok(),
+        Some(false)
+    );
 }
 
 #[test]

@@ -80,22 +80,24 @@ impl Collector {
         {}
     }
 
-    /// Takes forwarded batches: refuses numbers that cannot be right or claims on another
-    /// sender's id, skips what this sender already had confirmed, records the intent durably
-    /// (one ledger write for everything received in this turn), and hands the new events to the
-    /// writer, which reports once they are fsynced (or could not be written).
+    /// Takes forwarded batches: refuses what cannot be numbered or written whole, claims on a
+    /// sender id by another peer, and numbering that is not the sender's; skips what this sender
+    /// already had confirmed; records the intent durably (one ledger write for everything
+    /// received in this turn); and hands the new events to the writer, which reports once they
+    /// are fsynced (or could not be written).
     fn receive_forwarded(&mut self, log: &mut RateLimitedLog) {
         let Some(router) = &mut self.router else {
             return;
         };
         let fin = &self.stats.forward_in;
-        let mut accepted: Vec<Arc<Batch>> = Vec::new();
+        // Accepted batches with their counts, published and counted once the ledger holds them.
+        let mut accepted: Vec<(Arc<Batch>, BatchCounts)> = Vec::new();
         // Each touched sender's state before this turn, to undo the intents if the ledger
         // cannot be written.
         let mut before: Vec<(String, SenderState)> = Vec::new();
         let now = unix_secs();
         for _ in 0..256 {
-            let Some((parts, user_id)) = recv_with_user_id(&router.socket) else {
+            let Some((parts, peer)) = recv_with_peer(&router.socket) else {
                 break;
             };
             let Some((identity, rest)) = parts.split_first() else {
@@ -112,53 +114,113 @@ impl Collector {
                 continue;
             };
             fin.batches.fetch_add(1, Ordering::Relaxed);
+            let mut state = router.ledger.get(&sender);
+            let refuse = |reason: String, counter: &std::sync::atomic::AtomicU64| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                nak(&router.socket, identity, state.mark, &reason);
+            };
+            // A batch is numbered one seq per document: one that does not split into whole
+            // documents cannot be numbered, and one over the frame limit cannot be split.
+            if payload.len() > self.limits.max_frame_bytes {
+                let max = self.limits.max_frame_bytes;
+                log.log("too_large", || {
+                    format!(
+                        "refused a batch of {} bytes from sender {sender}: this daemon takes \
+                         frames up to {max} bytes (--max-frame-bytes); it sends smaller ones",
+                        payload.len()
+                    )
+                });
+                refuse(
+                    format!("too_large: this daemon takes batches up to {max} bytes"),
+                    &fin.refused_malformed,
+                );
+                continue;
+            }
+            if !receive::frames_whole(payload) {
+                log.log("malformed_batch", || {
+                    format!("refused a batch from sender {sender}: not whole BSON documents")
+                });
+                refuse(
+                    "malformed: the batch is not whole BSON documents".into(),
+                    &fin.refused_malformed,
+                );
+                continue;
+            }
             let items = split_frame(payload, self.limits);
             let Some(last_seq) = receive::last_seq(first_seq, items.len()) else {
-                fin.refused_bad_seq.fetch_add(1, Ordering::Relaxed);
                 log.log("bad_seq", || {
                     format!(
-                        "refused a forwarded batch of sender {sender}: first seq {first_seq} with                          {} events cannot be numbered",
+                        "refused a batch of sender {sender}: first seq {first_seq} with {} \
+                         events cannot be numbered",
                         items.len()
                     )
                 });
+                refuse(
+                    "seq_jump: these numbers cannot be right".into(),
+                    &fin.refused_bad_seq,
+                );
                 continue;
             };
-            let known = router.ledger.contains(&sender);
-            let mut state = router.ledger.get(&sender);
-            if let Some(key) = user_id.filter(|k| !k.is_empty()) {
-                match &state.key {
-                    Some(owner) if *owner != key => {
-                        fin.refused_sender_key.fetch_add(1, Ordering::Relaxed);
-                        log.log("sender_key", || {
-                            format!(
-                                "refused a batch claiming sender id {sender}: that id belongs to                                  the key {owner}, this peer holds {key}"
-                            )
-                        });
-                        nak(
-                            &router.socket,
-                            identity,
-                            state.mark,
-                            "sender_key: this sender id belongs to another key",
-                        );
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => state.key = Some(key),
+            // A sender id belongs to the peer that first used it: its CURVE key, or without
+            // CURVE its address.
+            let owner = match (&peer.key, &peer.address) {
+                (Some(key), _) => format!("key:{key}"),
+                (None, Some(address)) => format!("ip:{address}"),
+                (None, None) => "local".to_owned(),
+            };
+            match &state.key {
+                Some(first) if *first != owner => {
+                    log.log("sender_key", || {
+                        format!(
+                            "refused a batch claiming sender id {sender}: that id belongs to \
+                             {first}, this peer is {owner}"
+                        )
+                    });
+                    refuse(
+                        "sender_key: this sender id belongs to another peer".into(),
+                        &fin.refused_sender_key,
+                    );
+                    continue;
                 }
+                Some(_) => {}
+                None => state.key = Some(owner),
             }
+            let known = router.ledger.contains(&sender);
             let reached = state.mark.max(state.intent);
-            if known && first_seq > reached.saturating_add(MAX_SEQ_JUMP) {
-                fin.refused_seq_jump.fetch_add(1, Ordering::Relaxed);
+            // A new sender id numbers from 1; a known one goes on from where it is (a small gap
+            // is damage cut out of its spool; a large one is not its numbering).
+            let jump = if known {
+                first_seq > reached.saturating_add(MAX_SEQ_JUMP)
+            } else {
+                first_seq != 1
+            };
+            if jump {
                 log.log("seq_jump", || {
                     format!(
-                        "refused a batch of sender {sender} starting at seq {first_seq}: this                          daemon has that sender up to {reached} (a jump over {MAX_SEQ_JUMP} is                          refused; a real sender starts a new sender id)"
+                        "refused a batch of sender {sender} starting at seq {first_seq}: this \
+                         daemon has that sender up to {reached}{}; the sender starts a new \
+                         sender id",
+                        if known {
+                            ""
+                        } else {
+                            " (a new sender id starts at 1)"
+                        }
                     )
                 });
-                nak(
-                    &router.socket,
-                    identity,
-                    state.mark,
-                    &format!("seq_jump: have up to {reached}"),
+                refuse(
+                    format!("seq_jump: have up to {reached}"),
+                    &fin.refused_seq_jump,
+                );
+                continue;
+            }
+            // While a refused batch waits to be resent, nothing after it is taken: it could
+            // only be written twice, or confirm past the hole.
+            if let Some(hole) = state.hole.filter(|h| first_seq > *h) {
+                refuse(
+                    format!(
+                        "write_failed: waiting for seq {hole}, refused earlier, to be sent again"
+                    ),
+                    &fin.refused_write,
                 );
                 continue;
             }
@@ -166,22 +228,25 @@ impl Collector {
             let mut counts = BatchCounts::default();
             let mut events = Vec::new();
             let mut fresh_from = None;
+            let mut deduplicated = 0;
+            let mut possible_duplicates = 0;
             for (seq, item) in (first_seq..=last_seq).zip(items) {
                 if seq <= reached {
-                    fin.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    deduplicated += 1;
                     continue;
                 }
                 fresh_from.get_or_insert(seq);
                 if seq <= state.recovered {
-                    fin.possible_duplicates.fetch_add(1, Ordering::Relaxed);
+                    possible_duplicates += 1;
                 }
                 match item {
-                    Ok(meta) => events.push(accept(&self.stream, &meta, payload, &mut counts)),
+                    Ok(meta) => events.push(locate(&meta, payload, &mut counts)),
                     Err(reason) => *counts.invalid.entry(reason).or_default() += 1,
                 }
             }
-            fin.events.fetch_add(events.len() as u64, Ordering::Relaxed);
-            self.stats.merge(counts);
+            fin.deduplicated.fetch_add(deduplicated, Ordering::Relaxed);
+            fin.possible_duplicates
+                .fetch_add(possible_duplicates, Ordering::Relaxed);
             let Some(fresh_from) = fresh_from else {
                 if last_seq <= state.mark {
                     ack(&router.socket, identity, state.mark);
@@ -194,7 +259,7 @@ impl Collector {
             state.intent = last_seq;
             let evicted = router.ledger.set(&sender, state);
             fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
-            accepted.push(Arc::new(Batch {
+            let batch = Batch {
                 frame: payload.to_vec(),
                 events,
                 durable: Some(ForwardMark {
@@ -203,22 +268,42 @@ impl Collector {
                     first_seq: fresh_from,
                     last_seq,
                 }),
-            }));
+            };
+            accepted.push((Arc::new(batch), counts));
         }
         if accepted.is_empty() {
             return;
         }
         if let Err(e) = router.ledger.persist() {
-            // Without a durable intent, a crash could double-write silently: refuse the batches
-            // (no confirmation), the senders resend.
-            log.log("ledger", || format!("cannot write the forward ledger: {e}"));
+            // Without a durable intent, a crash could double-write silently: refuse the batches;
+            // the senders keep them and resend.
+            let path = router.ledger.path().display().to_string();
+            let reason = format!("cannot write the forward ledger {path}: {e}");
+            log.log("ledger", || reason.clone());
+            fin.ledger_failing.store(true, Ordering::Relaxed);
             for (sender, state) in before {
                 router.ledger.set(&sender, state);
             }
+            for (batch, _) in &accepted {
+                let mark = batch.durable.as_ref().expect("forwarded");
+                fin.refused_write.fetch_add(1, Ordering::Relaxed);
+                let confirmed = router.ledger.get(&mark.sender).mark;
+                nak(
+                    &router.socket,
+                    &mark.identity,
+                    confirmed,
+                    &format!("write_failed: {reason}"),
+                );
+            }
             return;
         }
+        fin.ledger_failing.store(false, Ordering::Relaxed);
         router.pending += accepted.len();
-        for batch in accepted {
+        for (batch, counts) in accepted {
+            fin.events
+                .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            self.stats.merge(counts);
+            publish(&self.stream, &batch);
             for sink in &self.sinks {
                 let _ = sink.send(batch.clone());
             }
@@ -253,7 +338,8 @@ impl Collector {
                     fin.refused_write.fetch_add(1, Ordering::Relaxed);
                     log.log("refused_write", || {
                         format!(
-                            "not confirming events {}..={} of sender {}: {reason}; it keeps them                              and resends",
+                            "not confirming events {}..={} of sender {}: {reason}; it keeps \
+                             them and resends",
                             m.first_seq, m.last_seq, m.sender
                         )
                     });
@@ -335,21 +421,35 @@ impl Collector {
     }
 }
 
-/// One multipart message and the `User-Id` ZeroMQ attached to it (with CURVE, the peer's
-/// public key, as the ZAP handler set it).
-fn recv_with_user_id(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Option<String>)> {
+/// Who sent a message: its CURVE key (the `User-Id` the ZAP handler set) and its address.
+struct Peer {
+    key: Option<String>,
+    address: Option<String>,
+}
+
+/// One multipart message and who sent it.
+fn recv_with_peer(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Peer)> {
     let mut parts = Vec::new();
-    let mut user_id = None;
+    let mut peer = Peer {
+        key: None,
+        address: None,
+    };
     let mut flags = zmq::DONTWAIT;
     loop {
         let mut msg = socket.recv_msg(flags).ok()?;
-        if user_id.is_none() {
-            user_id = msg.gets("User-Id").map(str::to_owned);
+        if peer.key.is_none() {
+            peer.key = msg
+                .gets("User-Id")
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned);
+        }
+        if peer.address.is_none() {
+            peer.address = msg.gets("Peer-Address").map(str::to_owned);
         }
         let more = msg.get_more();
         parts.push(msg.to_vec());
         if !more {
-            return Some((parts, user_id));
+            return Some((parts, peer));
         }
         // The rest of a multipart message is already here.
         flags = 0;
@@ -384,21 +484,38 @@ fn unix_secs() -> u64 {
 }
 
 /// Takes in one valid event: counts it, publishes it on the live stream, and returns where it sits
-/// in `container` (the frame or forwarded batch it arrived in) for the sinks.
+/// in `container` (the frame it arrived in) for the sinks.
 fn accept(
     stream: &zmq::Socket,
     meta: &crate::validate::EventMeta<'_>,
     container: &[u8],
     counts: &mut BatchCounts,
 ) -> (String, i64, std::ops::Range<usize>) {
-    counts.event(meta.channel, meta.host, meta.end);
     // PUB never blocks: a slow subscriber loses messages, collection goes on.
     let _ = stream.send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
     let _ = stream.send(meta.bytes, zmq::DONTWAIT);
+    locate(meta, container, counts)
+}
+
+/// Counts one valid event and returns where it sits in `container`.
+fn locate(
+    meta: &crate::validate::EventMeta<'_>,
+    container: &[u8],
+    counts: &mut BatchCounts,
+) -> (String, i64, std::ops::Range<usize>) {
+    counts.event(meta.channel, meta.host, meta.end);
     let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
     (
         meta.channel.to_owned(),
         day_number(meta.start),
         start..start + meta.bytes.len(),
     )
+}
+
+/// Publishes a batch's events on the live stream.
+fn publish(stream: &zmq::Socket, batch: &Batch) {
+    for (channel, _, bytes) in batch.iter() {
+        let _ = stream.send(channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
+        let _ = stream.send(bytes, zmq::DONTWAIT);
+    }
 }

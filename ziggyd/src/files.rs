@@ -112,6 +112,16 @@ struct LogFile {
     failing: Option<String>,
 }
 
+/// Where a damaged log file is moved: beside it, named after it and the time.
+fn set_aside_path(path: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{secs}"));
+    path.with_file_name(name)
+}
+
 /// Words for an I/O error an operator can act on.
 pub fn describe_io_error(e: &std::io::Error) -> String {
     match e.raw_os_error() {
@@ -327,16 +337,31 @@ impl FileWriter {
                 Err(e) => return Err(e),
             };
             if len > 0 && closed_len != Some(len) {
-                let cut = crate::tail::cut_torn_tail(&path)?;
-                if cut > 0 {
-                    stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "ziggyd: {}: cut {cut} bytes of a partial event at its end (left by a \
-                         crash during a write)",
-                        path.display()
-                    );
+                match crate::tail::cut_torn_tail(&path)? {
+                    Ok(0) => {}
+                    Ok(cut) => {
+                        stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
+                        eprintln!(
+                            "ziggyd: {}: cut {cut} bytes of a partial event at its end (left by \
+                             a crash during a write)",
+                            path.display()
+                        );
+                    }
+                    Err(at) => {
+                        // Not a crash's partial event: keep every byte, write on in a new file.
+                        let aside = set_aside_path(&path);
+                        std::fs::rename(&path, &aside)?;
+                        stats.damaged_files.fetch_add(1, Ordering::Relaxed);
+                        eprintln!(
+                            "ziggyd: {}: damaged at byte {at} (not a partial event at the end); \
+                             moved untouched to {} and a new file started",
+                            path.display(),
+                            aside.display()
+                        );
+                    }
                 }
             }
+
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             let meta = file.metadata()?;
             if meta.is_dir() {
@@ -545,10 +570,6 @@ impl FileWriter {
             }
             None => false,
         };
-        if reopen_all {
-            // Files may have been replaced by ones of the same length: scan every tail again.
-            self.closed_lengths.clear();
-        }
         let now = Instant::now();
         let keys: Vec<(String, i64)> = self
             .files
@@ -574,6 +595,8 @@ impl FileWriter {
             }
         }
         if reopen_all {
+            // Files may have been replaced by ones of the same length: scan every tail again.
+            self.closed_lengths.clear();
             eprintln!(
                 "ziggyd: SIGHUP: closed {reopened} log file(s); each is reopened at its next write"
             );

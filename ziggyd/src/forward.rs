@@ -95,6 +95,12 @@ struct Flow {
     backoff: Duration,
     /// No batch goes out before this.
     hold_until: Option<Instant>,
+    /// What was on disk when this run started (or its sender id did): an earlier run may have
+    /// sent up to here, so a confirmation up to here is not a stranger's.
+    inherited: u64,
+    /// Largest batch sent, in bytes: halved each time the upstream says `too_large` (its
+    /// `--max-frame-bytes` is smaller), down to one event per batch.
+    batch_bytes: usize,
 }
 
 impl Flow {
@@ -126,6 +132,9 @@ impl Flow {
 enum Refusal {
     /// The upstream cannot write (or gave a reason this daemon does not know): pause and resend.
     Retry,
+    /// The batch is over the upstream's frame limit (`too_large`): send smaller batches; an
+    /// event that alone is too large can never be delivered and is given up, counted.
+    TooLarge,
     /// The upstream will not take this sender id's numbering (`seq_jump`) or this key may not
     /// use it (`sender_key`): a new sender id.
     NewSenderId,
@@ -135,6 +144,8 @@ impl Refusal {
     fn of(reason: &str) -> Refusal {
         if reason.starts_with("seq_jump") || reason.starts_with("sender_key") {
             Refusal::NewSenderId
+        } else if reason.starts_with("too_large") {
+            Refusal::TooLarge
         } else {
             Refusal::Retry
         }
@@ -217,6 +228,8 @@ impl Forwarder {
             sent_max: self.spool.acked_seq(),
             backoff: Duration::ZERO,
             hold_until: None,
+            inherited: self.spool.synced_seq(),
+            batch_bytes: BATCH_BYTES,
         };
         let stats = self.stats.clone();
         let f = &stats.forward;
@@ -431,6 +444,8 @@ impl Forwarder {
                     epoch.resent
                 );
                 flow.sent_max = self.spool.acked_seq();
+                // Nothing was ever sent under the new id.
+                flow.inherited = self.spool.acked_seq();
             }
             Err(e) => log.log("epoch", || {
                 format!("cannot start a new sender id after the upstream's refusal ({reason}): {e}")
@@ -485,7 +500,7 @@ impl Forwarder {
         while link.in_flight.len() < WINDOW {
             let batch = match self
                 .spool
-                .read_batch(link.next_send, BATCH_EVENTS, BATCH_BYTES)
+                .read_batch(link.next_send, BATCH_EVENTS, flow.batch_bytes)
             {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
@@ -587,16 +602,46 @@ impl Forwarder {
             }
             link.last_heard = Instant::now();
         }
+        let mut new_sender_id = None;
         if let Some(seq) = highest {
             flow.backoff = Duration::ZERO;
-            self.confirm(link, flow, seq, log);
+            if self.confirm(link, flow, seq, log) {
+                new_sender_id = Some(format!(
+                    "the upstream confirmed seq {seq}, beyond anything this spool ever held under \
+                     this sender id: another peer has used it"
+                ));
+            }
         }
-        let mut new_sender_id = None;
         for (mark, reason) in refusals {
             self.stats.forward.refused.fetch_add(1, Ordering::Relaxed);
             if Refusal::of(&reason) == Refusal::NewSenderId {
                 new_sender_id.get_or_insert(reason);
                 continue;
+            }
+            if Refusal::of(&reason) == Refusal::TooLarge {
+                let first_unconfirmed = self.spool.acked_seq() + 1;
+                let single = link
+                    .in_flight
+                    .front()
+                    .is_some_and(|&(first, last, _)| first == last && first == first_unconfirmed);
+                if flow.batch_bytes > 1 {
+                    flow.batch_bytes /= 2;
+                } else if single {
+                    // One event the upstream will never take: give it up, counted, so the
+                    // rest can go.
+                    self.stats
+                        .forward
+                        .refused_events
+                        .fetch_add(1, Ordering::Relaxed);
+                    log.log("too_large", || {
+                        format!(
+                            "the upstream refuses event {} as too large ({reason}); it is dropped",
+                            self.spool.wire_seq(first_unconfirmed)
+                        )
+                    });
+                    flow.sent_max = flow.sent_max.max(first_unconfirmed);
+                    let _ = self.spool.ack(first_unconfirmed);
+                }
             }
             // The mark is the upstream's confirmed position: as good as an ACK.
             self.confirm(link, flow, mark, log);
@@ -622,7 +667,30 @@ impl Forwarder {
 
     /// Takes the upstream's confirmation of everything up to `wire` (its numbering), never
     /// beyond what was sent under the current sender id.
-    fn confirm(&mut self, link: &mut Link, flow: &Flow, wire: u64, log: &mut RateLimitedLog) {
+    ///
+    /// Returns true when the confirmation goes beyond anything this spool ever held under the
+    /// sender id: another peer has used the id, and a new one must start.
+    fn confirm(
+        &mut self,
+        link: &mut Link,
+        flow: &Flow,
+        wire: u64,
+        log: &mut RateLimitedLog,
+    ) -> bool {
+        // Beyond anything sent under this id (by this run, or by an earlier one, which may have
+        // sent all that is on disk): another peer used the id. Nothing is confirmed then: the
+        // events it "confirms" were never written.
+        let hijacked = self
+            .spool
+            .local_seq(wire)
+            .is_none_or(|seq| seq > flow.sent_max.max(flow.inherited));
+        if hijacked {
+            self.stats
+                .forward
+                .acks_beyond_sent
+                .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         let seq = match self.spool.local_seq(wire) {
             Some(seq) if seq <= flow.sent_max => seq,
             _ => {
@@ -644,7 +712,7 @@ impl Forwarder {
         let before = self.spool.acked_seq();
         if let Err(e) = self.spool.ack(seq) {
             log.log("ledger", || format!("cannot record a confirmation: {e}"));
-            return;
+            return hijacked;
         }
         let after = self.spool.acked_seq();
         self.stats
@@ -658,5 +726,6 @@ impl Forwarder {
         {
             link.in_flight.pop_front();
         }
+        hijacked
     }
 }

@@ -1,6 +1,6 @@
-//! Exclusive use of a directory by one daemon: a lock file holding the holder's pid, locked with
+//! Exclusive use of a directory by one daemon: the directory itself is locked with
 //! `File::try_lock` (flock: released by the kernel when the process dies, so a crash never leaves
-//! it stale).
+//! it stale), and a file in it names the holder's pid.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -34,7 +34,8 @@ pub enum LockError {
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct DirLock {
-    _file: File,
+    /// The locked directory (the lock lives as long as this handle).
+    _dir: File,
     path: PathBuf,
 }
 
@@ -47,6 +48,14 @@ impl DirLock {
             path: path.clone(),
             source,
         };
+        // The lock is on the directory itself: deleting or replacing the pid file cannot let a
+        // second daemon in.
+        let dir_handle = File::open(dir).map_err(io)?;
+        let held = match dir_handle.try_lock() {
+            Ok(()) => false,
+            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -55,23 +64,22 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "pid unknown".to_owned(),
-                };
-                return Err(LockError::Held { path, holder });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+        if held {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "pid unknown".to_owned(),
+            };
+            return Err(LockError::Held { path, holder });
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(DirLock { _file: file, path })
+        Ok(DirLock {
+            _dir: dir_handle,
+            path,
+        })
     }
 
     /// The lock file.

@@ -106,9 +106,12 @@ impl SenderLedger {
         let mut evicted = 0;
         if !self.senders.contains_key(sender) {
             while self.senders.len() >= MAX_SENDERS {
+                // Never one with something in flight or a refused batch pending: forgetting it
+                // could confirm past what was written.
                 let oldest = self
                     .senders
                     .iter()
+                    .filter(|(_, s)| s.hole.is_none() && s.intent <= s.mark)
                     .min_by_key(|(_, s)| s.last_seen)
                     .map(|(id, _)| id.clone());
                 match oldest {
@@ -122,6 +125,11 @@ impl SenderLedger {
         }
         self.senders.insert(sender.to_owned(), state);
         evicted
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Writes the ledger atomically and durably.
@@ -150,6 +158,23 @@ pub fn valid_sender_id(id: &[u8]) -> bool {
         && id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+/// Whether `payload` is whole documents back to back (each length prefix in bounds): a batch is
+/// numbered one seq per document, so one that is not cannot be numbered.
+pub fn frames_whole(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let Some(prefix) = rest.first_chunk::<4>() else {
+            return false;
+        };
+        let len = i32::from_le_bytes(*prefix);
+        match usize::try_from(len) {
+            Ok(len) if len >= 5 && len <= rest.len() => rest = &rest[len..],
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Parses a forwarded batch message: `(sender, first seq, payload)`.
@@ -214,6 +239,16 @@ mod tests {
         let again = SenderLedger::open(dir.path()).unwrap().get("abc");
         assert_eq!((again.mark, again.intent, again.recovered), (5, 5, 9));
         assert_eq!((again.key.as_deref(), again.last_seen), (Some("K"), 7));
+        let mut ledger = SenderLedger::open(dir.path()).unwrap();
+        // One sender with events in flight is never forgotten.
+        ledger.set(
+            "busy",
+            SenderState {
+                mark: 1,
+                intent: 3,
+                ..SenderState::default()
+            },
+        );
         let mut evicted = 0;
         for i in 0..MAX_SENDERS as u64 + 5 {
             let s = SenderState {
@@ -222,10 +257,11 @@ mod tests {
             };
             evicted += ledger.set(&format!("s{i}"), s);
         }
-        assert_eq!(evicted, 6);
+        assert_eq!(evicted, 7);
         assert!(
             !ledger.contains("abc"),
             "the least recently seen goes first"
         );
+        assert!(ledger.contains("busy"));
     }
 }

@@ -126,6 +126,27 @@ pub struct Spool {
     fail_writes: u32,
 }
 
+/// Records are written in chunks of about this size (whole records), so a write that fails part
+/// way keeps the chunks before it.
+const SYNC_CHUNK_BYTES: usize = 256 << 10;
+
+fn write_chunk(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    file.write_all_at(bytes, at)
+}
+
+/// Counts the records in `bytes` (whole records, from a segment whose last seq was `before`).
+fn events_written_to(events: &mut u64, last: &mut u64, bytes: &[u8], before: u64) {
+    let (mut at, mut n, mut seq) = (0usize, 0u64, before);
+    while at + HEADER <= bytes.len() {
+        let payload = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
+        at += HEADER + payload;
+        n += 1;
+    }
+    *events = n;
+    *last = seq;
+}
+
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("seg-{first_seq:020}.zsp"))
 }
@@ -313,38 +334,74 @@ impl Spool {
             }
             let seg = self.segments.back_mut().expect("a segment is open");
             let file = self.file.as_ref().expect("a segment is open");
-            // Whole records up to the segment's size (at least one).
+            // Whole records up to the segment's size (at least one), written in chunks of whole
+            // records: on a nearly full disk what fits is kept, not all or nothing.
             let (mut len, mut events, mut last) = (0usize, 0u64, seg.last_seq);
+            let mut error = None;
+            // Where the chunk being gathered starts; after the loop, the end of what was written.
+            let mut chunk_start = 0usize;
             while len < self.pending.len()
-                && (events == 0 || seg.bytes + (len as u64) < self.config.segment_bytes)
+                && (len == 0 || seg.bytes + (len as u64) < self.config.segment_bytes)
             {
                 let h = &self.pending[len..len + HEADER];
                 let payload = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-                last = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-                len += HEADER + payload;
-                events += 1;
-            }
-            let written = file
-                .write_all_at(&self.pending[..len], seg.bytes)
-                .and_then(|()| file.sync_data());
-            #[cfg(test)]
-            let written = written.and_then(|()| match self.fail_writes {
-                0 => Ok(()),
-                _ => {
-                    self.fail_writes -= 1;
-                    Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
+                let next = len + HEADER + payload;
+                if next - chunk_start > SYNC_CHUNK_BYTES && len > chunk_start {
+                    if let Err(e) = write_chunk(
+                        file,
+                        &self.pending[chunk_start..len],
+                        seg.bytes + chunk_start as u64,
+                    ) {
+                        error = Some(e);
+                        break;
+                    }
+                    chunk_start = len;
                 }
-            });
-            if let Err(e) = written {
-                // Whatever part reached the file is not a record to trust: cut it, retry later.
+                len = next;
+            }
+            if error.is_none() && len > chunk_start {
+                match write_chunk(
+                    file,
+                    &self.pending[chunk_start..len],
+                    seg.bytes + chunk_start as u64,
+                ) {
+                    Ok(()) => chunk_start = len,
+                    Err(e) => error = Some(e),
+                }
+            }
+            // `chunk_start` is now the end of what reached the file whole.
+            let good = chunk_start;
+            events_written_to(&mut events, &mut last, &self.pending[..good], seg.last_seq);
+            #[allow(unused_mut)] // the test hook below may turn it into an error
+            let mut synced = if good > 0 { file.sync_data() } else { Ok(()) };
+            #[cfg(test)]
+            {
+                synced = synced.and_then(|()| match self.fail_writes {
+                    0 => Ok(()),
+                    _ => {
+                        self.fail_writes -= 1;
+                        Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
+                    }
+                });
+            }
+            if let Err(e) = synced {
+                // Not durable: none of it counts; cut it and retry later.
                 let _ = file.set_len(seg.bytes);
                 return Err(e);
             }
-            seg.bytes += len as u64;
-            seg.last_seq = last;
-            self.pending.drain(..len);
-            self.pending_events -= events;
-            self.synced_seq = last;
+            if good > 0 {
+                seg.bytes += good as u64;
+                seg.last_seq = last;
+                self.pending.drain(..good);
+                self.pending_events -= events;
+                self.synced_seq = last;
+            }
+            if let Some(e) = error {
+                // A partial record may follow what was kept: cut it, retry the rest later.
+                let _ = file.set_len(seg.bytes);
+                self.enforce_max()?;
+                return Err(e);
+            }
             self.enforce_max()?;
         }
         if self.pending.capacity() > 8 << 20 {
@@ -399,7 +456,9 @@ impl Spool {
     }
 
     /// Records the upstream's confirmation of everything up to local `seq` (never beyond what is
-    /// synced); deletes finished segments and persists the ledger.
+    /// synced); deletes finished segments (the newest too: the next sync starts a new one, so a
+    /// spool disk smaller than one segment never fills with confirmed records) and persists the
+    /// ledger.
     pub fn ack(&mut self, seq: u64) -> std::io::Result<()> {
         let seq = seq.min(self.synced_seq);
         if seq <= self.acked_seq {
@@ -409,6 +468,15 @@ impl Spool {
         dir::write_ledger(&self.config.dir.join("ledger"), self.acked_seq)?;
         while self.segments.len() > 1 && self.segments[0].last_seq <= self.acked_seq {
             let seg = self.segments.pop_front().expect("checked");
+            std::fs::remove_file(&seg.path)?;
+        }
+        if self.segments.len() == 1
+            && self.segments[0].last_seq <= self.acked_seq
+            && self.segments[0].last_seq >= self.segments[0].first_seq
+        {
+            let seg = self.segments.pop_front().expect("checked");
+            self.file = None;
+            self.cursor = None;
             std::fs::remove_file(&seg.path)?;
         }
         Ok(())

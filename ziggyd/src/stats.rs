@@ -21,6 +21,9 @@ pub struct DaemonStats {
     pub events_written: AtomicU64,
     /// Failed attempts to open, write or fsync a log file (each retry counts again).
     pub write_errors: AtomicU64,
+    /// Log files found damaged before appending (not a partial event at the end) and moved
+    /// aside untouched.
+    pub damaged_files: AtomicU64,
     /// Events of applications waiting in memory because their file cannot be written now.
     pub events_held: AtomicU64,
     /// Events of applications that could not be written and were given up (more than the held
@@ -181,6 +184,9 @@ pub struct ForwardStats {
     pub spooled: AtomicU64,
     /// Whether an upstream forward endpoint is connected.
     pub connected: std::sync::atomic::AtomicBool,
+    /// Events the upstream refused as too large even alone (its `--max-frame-bytes` is below
+    /// them): given up.
+    pub refused_events: AtomicU64,
     /// Handshakes with the upstream that failed (CURVE: this daemon's key not allowed there, or
     /// the wrong `--curve-master-key`).
     pub handshake_failures: AtomicU64,
@@ -210,6 +216,11 @@ pub struct ForwardInStats {
     pub refused_sender_key: AtomicU64,
     /// Batches whose numbers cannot be right (seq 0, or a range past u64::MAX): dropped.
     pub refused_bad_seq: AtomicU64,
+    /// Batches refused because they are over the frame limit or not whole documents
+    /// (`NAK1 too_large` / `malformed`).
+    pub refused_malformed: AtomicU64,
+    /// The forward ledger cannot be written now: every batch is refused until it can.
+    pub ledger_failing: std::sync::atomic::AtomicBool,
     /// Sender ids forgotten to keep the ledger bounded (the least recently seen first).
     pub senders_evicted: AtomicU64,
     /// CURVE handshakes admitted by `--curve-allow`.
@@ -262,6 +273,7 @@ impl Default for DaemonStats {
             files_open: AtomicU64::new(0),
             torn_tails_cut: AtomicU64::new(0),
             events_held: AtomicU64::new(0),
+            damaged_files: AtomicU64::new(0),
             events_lost_write: AtomicU64::new(0),
             write_failing: Mutex::default(),
             forward: ForwardStats::default(),
@@ -322,6 +334,7 @@ impl DaemonStats {
             "files_open": self.files_open.load(Ordering::Relaxed) as i64,
             "torn_tails_cut": self.torn_tails_cut.load(Ordering::Relaxed) as i64,
             "events_held": self.events_held.load(Ordering::Relaxed) as i64,
+            "damaged_files": self.damaged_files.load(Ordering::Relaxed) as i64,
             "events_lost_write": self.events_lost_write.load(Ordering::Relaxed) as i64,
             "invalid_total": d.invalid.values().sum::<u64>() as i64,
             "invalid": invalid,
@@ -365,6 +378,7 @@ impl DaemonStats {
                     "acks_beyond_sent": g(&f.acks_beyond_sent),
                     "spooled": g(&f.spooled),
                     "handshake_failures": g(&f.handshake_failures),
+                    "refused_events": g(&f.refused_events),
                 },
             );
         }
@@ -378,6 +392,8 @@ impl DaemonStats {
                 "refused_seq_jump": fi.refused_seq_jump.load(Ordering::Relaxed) as i64,
                 "refused_sender_key": fi.refused_sender_key.load(Ordering::Relaxed) as i64,
                 "refused_bad_seq": fi.refused_bad_seq.load(Ordering::Relaxed) as i64,
+                "refused_malformed": fi.refused_malformed.load(Ordering::Relaxed) as i64,
+                "ledger_failing": fi.ledger_failing.load(Ordering::Relaxed),
                 "senders_evicted": fi.senders_evicted.load(Ordering::Relaxed) as i64,
                 "auth_accepted": fi.auth_accepted.load(Ordering::Relaxed) as i64,
                 "auth_rejected": fi.auth_rejected.load(Ordering::Relaxed) as i64,

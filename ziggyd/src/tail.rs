@@ -8,39 +8,80 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// Bytes of `path` made of whole documents, and the file's length.
-pub fn whole_documents(path: &Path) -> std::io::Result<(u64, u64)> {
+/// What the end of a log file looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Whole documents to the end.
+    Whole,
+    /// Whole documents, then the start of one that runs past the end (`bytes` of it): what a
+    /// crash during a write leaves.
+    Partial {
+        /// Where the whole documents end.
+        whole: u64,
+        /// Bytes of the partial document.
+        bytes: u64,
+    },
+    /// Something that is not a document before the end (a flipped bit, a foreign write): not a
+    /// crash's doing, and nothing to cut.
+    Damaged {
+        /// Where the damage starts.
+        at: u64,
+    },
+}
+
+/// Largest document a writer appends (BSON's 16 MiB): a partial one is never longer.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// Measures `path`'s documents by their length fields and trailing NULs.
+pub fn inspect(path: &Path) -> std::io::Result<Tail> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut at = 0u64;
     let mut header = [0u8; 4];
     let mut last = [0u8; 1];
-    while at + 4 <= total {
-        reader.read_exact(&mut header)?;
-        let len = i32::from_le_bytes(header);
-        if len < 5 || at + len as u64 > total {
-            break;
+    while at < total {
+        if total - at < 4 {
+            return Ok(Tail::Partial {
+                whole: at,
+                bytes: total - at,
+            });
         }
-        reader.seek_relative(i64::from(len) - 5)?;
+        reader.read_exact(&mut header)?;
+        let len = i64::from(i32::from_le_bytes(header));
+        if !(5..=MAX_DOCUMENT as i64).contains(&len) {
+            return Ok(Tail::Damaged { at });
+        }
+        let len = len as u64;
+        if at + len > total {
+            return Ok(Tail::Partial {
+                whole: at,
+                bytes: total - at,
+            });
+        }
+        reader.seek_relative(len as i64 - 5)?;
         reader.read_exact(&mut last)?;
         if last[0] != 0 {
-            break;
+            return Ok(Tail::Damaged { at });
         }
-        at += len as u64;
+        at += len;
     }
-    Ok((at, total))
+    Ok(Tail::Whole)
 }
 
-/// Cuts a partial document off the end of `path`; returns the bytes cut (0 if none).
-pub fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
-    let (whole, total) = whole_documents(path)?;
-    if whole < total {
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(whole)?;
-        file.sync_all()?;
+/// Cuts a partial document off the end of `path`; returns the bytes cut (0 if none), or the
+/// offset of damage that is not a partial last document (nothing is cut then).
+pub fn cut_torn_tail(path: &Path) -> std::io::Result<Result<u64, u64>> {
+    match inspect(path)? {
+        Tail::Whole => Ok(Ok(0)),
+        Tail::Partial { whole, bytes } => {
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.set_len(whole)?;
+            file.sync_all()?;
+            Ok(Ok(bytes))
+        }
+        Tail::Damaged { at } => Ok(Err(at)),
     }
-    Ok(total - whole)
 }
 
 #[cfg(test)]
@@ -56,15 +97,21 @@ mod tests {
         let mut bytes = [one.clone(), one.clone()].concat();
         bytes.extend_from_slice(&one[..one.len() - 3]);
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(cut_torn_tail(&path).unwrap(), one.len() as u64 - 3);
+        assert_eq!(cut_torn_tail(&path).unwrap(), Ok(one.len() as u64 - 3));
         assert_eq!(
             std::fs::read(&path).unwrap(),
             [one.clone(), one.clone()].concat()
         );
         assert_eq!(
             cut_torn_tail(&path).unwrap(),
-            0,
+            Ok(0),
             "a whole file is left alone"
         );
+        // One flipped byte in the middle is damage, not a torn tail: nothing is cut.
+        let mut bytes = [one.clone(), one.clone(), one.clone()].concat();
+        bytes[one.len() - 1] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(cut_torn_tail(&path).unwrap(), Err(0));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }

@@ -154,6 +154,27 @@ impl<'a> Reader<'a> {
 
 /// Decodes a file of concatenated documents; every document must decode.
 pub fn decode_all(bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
+    decode_all_of(bytes)
+}
+
+/// Decodes the whole documents of a file a daemon may be writing right now: a document cut short
+/// at the very end (a write in progress) is left out; damage anywhere else is an error.
+pub fn decode_complete(bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
+    let mut end = 0;
+    while end + 4 <= bytes.len() {
+        let len = i32::from_le_bytes(bytes[end..end + 4].try_into().unwrap());
+        if len < 5 {
+            return decode_all_of(bytes); // damage, not a write in progress: the error says where
+        }
+        if end + len as usize > bytes.len() {
+            break;
+        }
+        end += len as usize;
+    }
+    decode_all_of(&bytes[..end])
+}
+
+fn decode_all_of(bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
     let mut r = Reader { buf: bytes, pos: 0 };
     let mut docs = Vec::new();
     while r.pos < bytes.len() {

@@ -143,8 +143,9 @@ pub fn read_all_events(dir: &Path) -> Vec<(PathBuf, minibson::Value)> {
         .filter(|f| f.extension().is_some_and(|e| e == "bson"))
     {
         let bytes = std::fs::read(&f).unwrap();
+        // The daemon may be writing the file now: a last event cut short is not there yet.
         let docs =
-            minibson::decode_all(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+            minibson::decode_complete(&bytes).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
         out.extend(docs.into_iter().map(|d| (f.clone(), d)));
     }
     out

@@ -57,6 +57,8 @@ fn tighten(dir: &Path) -> std::io::Result<()> {
 }
 
 fn check_private(dir: &Path) -> std::io::Result<()> {
+    // The real path: a symlink must not hide whose directories these are.
+    let dir = &std::fs::canonicalize(dir)?;
     let meta = std::fs::metadata(dir)?;
     if !meta.is_dir() {
         return Err(Error::new(ErrorKind::InvalidInput, "it is not a directory"));
@@ -85,9 +87,13 @@ fn check_private(dir: &Path) -> std::io::Result<()> {
             ),
         ));
     }
-    // Whoever can write the parent can swap the directory for another one: the parent must be
-    // this user's or root's, and not writable by others unless sticky (as /tmp, /var/tmp).
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+    // Whoever can write a parent can swap the directory for another one: every parent up to `/`
+    // must be this user's or root's, and not writable by others unless sticky (/tmp, /var/tmp).
+    for parent in dir
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         let meta = std::fs::metadata(parent)?;
         let mode = meta.mode() & 0o7777;
         if meta.uid() != euid && meta.uid() != 0 {

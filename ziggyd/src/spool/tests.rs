@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
 use super::*;
 
@@ -368,6 +368,7 @@ fn a_spool_dir_others_can_write_is_refused_and_files_are_private() {
     let dir = root.path().join("a/b/spool");
     let (mut spool, _) = Spool::open(config(&dir)).unwrap();
     spool.append(&[0; 30]).unwrap();
+    spool.append(&[0; 30]).unwrap();
     spool.sync().unwrap();
     spool.ack(1).unwrap();
     for d in [root.path().join("a"), dir.clone()] {
@@ -391,4 +392,55 @@ fn a_spool_dir_others_can_write_is_refused_and_files_are_private() {
     let e = Spool::open(config(&dir)).err().unwrap();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(e.to_string().contains("chmod 700"), "{e}");
+}
+
+#[test]
+fn a_fully_confirmed_newest_segment_is_deleted_so_a_small_disk_never_wedges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(SpoolConfig {
+        segment_bytes: 1 << 30,
+        ..config(dir.path())
+    })
+    .unwrap();
+    for round in 0..3u64 {
+        for i in 0..10u8 {
+            spool.append(&doc(i, 30)).unwrap();
+        }
+        let synced = spool.sync().unwrap();
+        assert_eq!(synced, (round + 1) * 10);
+        spool.ack(synced).unwrap();
+        assert!(segments(dir.path()).is_empty(), "round {round}");
+        assert_eq!(spool.bytes(), 0);
+    }
+    // And the numbering goes on across the deleted segments, after a restart too.
+    spool.append(&doc(1, 30)).unwrap();
+    assert_eq!(spool.sync().unwrap(), 31);
+    drop(spool);
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    assert_eq!(spool.synced_seq(), 31);
+}
+
+#[test]
+fn a_symlink_cannot_hide_a_parent_another_user_could_swap() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to give a directory to another user");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+    let real = other.join("spool");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&real)
+        .unwrap();
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = Spool::open(config(&link))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("parent") && err.contains("65534"), "{err}");
 }
