@@ -76,10 +76,10 @@ fn app_to_ziggyd_to_files_in_order_and_byte_exact() {
     for (path, e) in &events {
         let channel = e.get("type").and_then(Value::str).unwrap();
         let start = e.get("start").and_then(Value::double).unwrap();
-        let day = ziggy::channel::utc_day(start);
+        let day = ziggy_proto::day::Day::from_unix(start);
         assert_eq!(
             *path,
-            ziggy::channel::log_file_path(&log_path, channel, &day)
+            ziggy_proto::day::log_file_path(&log_path, channel, day)
         );
         for field in ["id", "host", "pid", "end", "body"] {
             assert!(e.get(field).is_some(), "{field}");
@@ -519,7 +519,11 @@ fn files_moved_by_logrotate_are_reopened() {
             .to_vec()
             .unwrap()
     };
-    let file = ziggy::channel::log_file_path(&log_path, "request", &ziggy::channel::utc_day(1.7e9));
+    let file = ziggy_proto::day::log_file_path(
+        &log_path,
+        "request",
+        ziggy_proto::day::Day::from_unix(1.7e9),
+    );
     for n in 0..10 {
         push.send(event(n), 0).unwrap();
     }

@@ -129,7 +129,10 @@ mod tests {
             let day = Day(d);
             let (y, m, dd) = day.civil();
             assert_eq!(Day::from_civil(y, m, dd), Some(day));
-            assert_eq!(Day::parse(&day.to_string()).filter(|_| (0..=9999).contains(&y)), (0..=9999).contains(&y).then_some(day));
+            assert_eq!(
+                Day::parse(&day.to_string()).filter(|_| (0..=9999).contains(&y)),
+                (0..=9999).contains(&y).then_some(day)
+            );
         }
         assert_eq!(Day::from_unix(1e300), Day(1_000_000_000));
         assert_eq!(Day::from_unix(f64::NAN), Day(0));
@@ -139,7 +142,10 @@ mod tests {
     #[test]
     fn file_names_carry_their_channel() {
         let day = Day::parse("20231114").unwrap();
-        assert_eq!(channel_of_file_name("request.sql.20231114.bson", day), Some("request.sql"));
+        assert_eq!(
+            channel_of_file_name("request.sql.20231114.bson", day),
+            Some("request.sql")
+        );
         assert_eq!(channel_of_file_name("request.sql.20231115.bson", day), None);
     }
 }

@@ -70,6 +70,12 @@ pub fn last_seq(first: u64, events: usize) -> Option<u64> {
     first.checked_add((events.max(1) as u64).checked_sub(1)?)
 }
 
+/// Whether `payload` is whole documents back to back: a batch is numbered one seq per document,
+/// so one that is not cannot be numbered.
+pub fn frames_whole(payload: &[u8]) -> bool {
+    crate::framing::documents(payload).all(|d| d.is_ok())
+}
+
 /// Why a batch was refused, as its reason text starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -77,8 +83,12 @@ pub enum Refusal {
     WriteFailed,
     /// `seq_jump`: the first seq is far beyond what the receiver has from this sender id.
     SeqJump,
-    /// `sender_key`: with CURVE, this sender id belongs to another key.
+    /// `sender_key`: this sender id belongs to another peer (its CURVE key, or its address).
     SenderKey,
+    /// `too_large`: the batch is over the receiver's frame limit; send smaller ones.
+    TooLarge,
+    /// `malformed`: the batch is not whole BSON documents.
+    Malformed,
     /// A reason this version does not know: treated as `WriteFailed`.
     Other,
 }
@@ -90,16 +100,24 @@ impl Refusal {
             Refusal::WriteFailed => "write_failed",
             Refusal::SeqJump => "seq_jump",
             Refusal::SenderKey => "sender_key",
+            Refusal::TooLarge => "too_large",
+            Refusal::Malformed => "malformed",
             Refusal::Other => "other",
         }
     }
 
     /// What a reason text says.
     pub fn of(reason: &str) -> Refusal {
-        [Refusal::WriteFailed, Refusal::SeqJump, Refusal::SenderKey]
-            .into_iter()
-            .find(|r| reason.starts_with(r.prefix()))
-            .unwrap_or(Refusal::Other)
+        [
+            Refusal::WriteFailed,
+            Refusal::SeqJump,
+            Refusal::SenderKey,
+            Refusal::TooLarge,
+            Refusal::Malformed,
+        ]
+        .into_iter()
+        .find(|r| reason.starts_with(r.prefix()))
+        .unwrap_or(Refusal::Other)
     }
 
     /// Whether the sender must start a new sender id (its numbering or its key is refused).

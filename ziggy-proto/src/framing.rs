@@ -10,7 +10,9 @@ pub const MAX_DOCUMENT_BYTES: usize = 48 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The bytes end inside a document (or inside its 4-byte length).
-    #[error("truncated document at byte {offset}: it declares {declared} bytes, only {available} remain")]
+    #[error(
+        "truncated document at byte {offset}: it declares {declared} bytes, only {available} remain"
+    )]
     Truncated {
         /// Where the document starts.
         offset: u64,
@@ -156,7 +158,10 @@ impl<R: std::io::Read> DocumentReader<R> {
 
     /// Reads the next document into `buf` (replacing its contents); returns its offset, `None`
     /// at a clean end, or the framing error where the stream broke (then `None` after).
-    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<Result<u64, FrameError>>> {
+    pub fn next_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<Option<Result<u64, FrameError>>> {
         if self.done {
             return Ok(None);
         }
@@ -261,7 +266,10 @@ mod tests {
     fn impossible_lengths_are_corruption() {
         for bad in [[4u8, 0, 0, 0], [0xff, 0xff, 0xff, 0xff], [0, 0, 0, 0x10]] {
             let bytes = [&bad[..], &[0; 8]].concat();
-            assert!(matches!(documents(&bytes).next(), Some(Err(FrameError::Corrupt { .. }))));
+            assert!(matches!(
+                documents(&bytes).next(),
+                Some(Err(FrameError::Corrupt { .. }))
+            ));
         }
     }
 }

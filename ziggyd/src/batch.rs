@@ -3,13 +3,15 @@
 
 use std::ops::Range;
 
+use ziggy_proto::day::Day;
+
 /// The valid events of one frame, by reference into the frame's bytes.
 #[derive(Debug)]
 pub struct Batch {
     /// The frame as received.
     pub frame: Vec<u8>,
-    /// `(channel, UTC day number of start, byte range in frame)` per valid event, in order.
-    pub events: Vec<(String, i64, Range<usize>)>,
+    /// `(channel, UTC day of start, byte range in frame)` per valid event, in order.
+    pub events: Vec<(String, Day, Range<usize>)>,
     /// For a batch forwarded by another daemon: the confirmation to send once it is durable.
     pub durable: Option<ForwardMark>,
 }
@@ -38,14 +40,9 @@ pub struct WriteOutcome {
 
 impl Batch {
     /// The bytes of each event with its channel and day number.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i64, &[u8])> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Day, &[u8])> {
         self.events
             .iter()
             .map(|(c, d, r)| (c.as_str(), *d, &self.frame[r.clone()]))
     }
-}
-
-/// Days since the Unix epoch of a Unix time in seconds (UTC).
-pub fn day_number(unix_secs: f64) -> i64 {
-    (unix_secs / 86_400.0).floor() as i64
 }

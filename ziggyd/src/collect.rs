@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::batch::{Batch, ForwardMark, WriteOutcome, day_number};
+use ziggy_proto::day::Day;
+
+use crate::batch::{Batch, ForwardMark, WriteOutcome};
 use crate::ratelog::RateLimitedLog;
-use crate::receive::{self, MAX_SEQ_JUMP, SenderLedger, SenderState, parse_batch};
+use crate::receive::{MAX_SEQ_JUMP, SenderLedger, SenderState};
 use crate::stats::{BatchCounts, DaemonStats};
 use crate::validate::{Limits, split_frame};
+use ziggy_proto::forward::{self as protocol, Refusal, Reply};
 
 /// Frames drained per wake-up before counts are merged and the shutdown flag is looked at.
 const DRAIN_PER_WAKEUP: usize = 4096;
@@ -103,7 +106,12 @@ impl Collector {
             let Some((identity, rest)) = parts.split_first() else {
                 continue;
             };
-            let Some((sender, first_seq, payload)) = parse_batch(rest) else {
+            let Some(protocol::Batch {
+                sender,
+                first_seq,
+                payload,
+            }) = protocol::Batch::parse(rest)
+            else {
                 let mut counts = BatchCounts::default();
                 *counts
                     .invalid
@@ -114,7 +122,7 @@ impl Collector {
                 continue;
             };
             fin.batches.fetch_add(1, Ordering::Relaxed);
-            let mut state = router.ledger.get(&sender);
+            let mut state = router.ledger.get(sender);
             let refuse = |reason: String, counter: &std::sync::atomic::AtomicU64| {
                 counter.fetch_add(1, Ordering::Relaxed);
                 nak(&router.socket, identity, state.mark, &reason);
@@ -136,7 +144,7 @@ impl Collector {
                 );
                 continue;
             }
-            if !receive::frames_whole(payload) {
+            if !protocol::frames_whole(payload) {
                 log.log("malformed_batch", || {
                     format!("refused a batch from sender {sender}: not whole BSON documents")
                 });
@@ -147,7 +155,7 @@ impl Collector {
                 continue;
             }
             let items = split_frame(payload, self.limits);
-            let Some(last_seq) = receive::last_seq(first_seq, items.len()) else {
+            let Some(last_seq) = protocol::last_seq(first_seq, items.len()) else {
                 log.log("bad_seq", || {
                     format!(
                         "refused a batch of sender {sender}: first seq {first_seq} with {} \
@@ -185,7 +193,7 @@ impl Collector {
                 Some(_) => {}
                 None => state.key = Some(owner),
             }
-            let known = router.ledger.contains(&sender);
+            let known = router.ledger.contains(sender);
             let reached = state.mark.max(state.intent);
             // A new sender id numbers from 1; a known one goes on from where it is (a small gap
             // is damage cut out of its spool; a large one is not its numbering).
@@ -254,17 +262,17 @@ impl Collector {
                 continue;
             };
             if !before.iter().any(|(s, _)| *s == sender) {
-                before.push((sender.clone(), router.ledger.get(&sender)));
+                before.push((sender.to_owned(), router.ledger.get(sender)));
             }
             state.intent = last_seq;
-            let evicted = router.ledger.set(&sender, state);
+            let evicted = router.ledger.set(sender, state);
             fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
             let batch = Batch {
                 frame: payload.to_vec(),
                 events,
                 durable: Some(ForwardMark {
                     identity: identity.clone(),
-                    sender,
+                    sender: sender.to_owned(),
                     first_seq: fresh_from,
                     last_seq,
                 }),
@@ -458,23 +466,22 @@ fn recv_with_peer(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Peer)> {
 
 /// Confirms everything of a sender up to `mark`.
 fn ack(socket: &zmq::Socket, identity: &[u8], mark: u64) {
-    let _ = socket.send_multipart(
-        [identity, &b"ACK1"[..], &mark.to_le_bytes()[..]],
-        zmq::DONTWAIT,
-    );
+    answer(socket, identity, &Reply::Ack { seq: mark });
 }
 
-/// Refuses a batch: the sender keeps it (`mark` is what is confirmed), with the reason.
+/// Refuses a batch: the sender keeps it (`mark` is what is confirmed), with the reason (its
+/// first word one of [`Refusal`]'s).
 fn nak(socket: &zmq::Socket, identity: &[u8], mark: u64, reason: &str) {
-    let _ = socket.send_multipart(
-        [
-            identity,
-            &b"NAK1"[..],
-            &mark.to_le_bytes()[..],
-            reason.as_bytes(),
-        ],
-        zmq::DONTWAIT,
-    );
+    debug_assert_ne!(Refusal::of(reason), Refusal::Other, "{reason}");
+    let reason = reason.to_owned();
+    answer(socket, identity, &Reply::Nak { mark, reason });
+}
+
+/// Sends an answer to the peer behind a ROUTER identity.
+fn answer(socket: &zmq::Socket, identity: &[u8], reply: &Reply) {
+    let mut frames = vec![identity.to_vec()];
+    frames.extend(reply.frames());
+    let _ = socket.send_multipart(frames, zmq::DONTWAIT);
 }
 
 fn unix_secs() -> u64 {
@@ -490,7 +497,7 @@ fn accept(
     meta: &crate::validate::EventMeta<'_>,
     container: &[u8],
     counts: &mut BatchCounts,
-) -> (String, i64, std::ops::Range<usize>) {
+) -> (String, Day, std::ops::Range<usize>) {
     // PUB never blocks: a slow subscriber loses messages, collection goes on.
     let _ = stream.send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
     let _ = stream.send(meta.bytes, zmq::DONTWAIT);
@@ -502,12 +509,12 @@ fn locate(
     meta: &crate::validate::EventMeta<'_>,
     container: &[u8],
     counts: &mut BatchCounts,
-) -> (String, i64, std::ops::Range<usize>) {
+) -> (String, Day, std::ops::Range<usize>) {
     counts.event(meta.channel, meta.host, meta.end);
     let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
     (
         meta.channel.to_owned(),
-        day_number(meta.start),
+        Day::from_unix(meta.start),
         start..start + meta.bytes.len(),
     )
 }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use ziggy_proto::day::{Day, log_file_path};
+
 use crate::batch::{Batch, WriteOutcome};
 use crate::ratelog::RateLimitedLog;
 use crate::stats::DaemonStats;
@@ -137,7 +139,7 @@ pub fn describe_io_error(e: &std::io::Error) -> String {
 /// Writes batches to per-channel, per-day files under one directory.
 pub struct FileWriter {
     dir: PathBuf,
-    files: HashMap<String, HashMap<i64, LogFile>>,
+    files: HashMap<String, HashMap<Day, LogFile>>,
     stats: Arc<DaemonStats>,
     log: RateLimitedLog,
     outcomes: Option<Sender<WriteOutcome>>,
@@ -231,8 +233,8 @@ impl FileWriter {
         }
         // Forwarded events are written now (their senders wait); others once a buffer is full.
         let mut refused: Vec<Option<String>> = vec![None; batches.len()];
-        let mut to_sync: Vec<(String, i64, Vec<usize>)> = Vec::new();
-        let keys: Vec<(String, i64)> = self
+        let mut to_sync: Vec<(String, Day, Vec<usize>)> = Vec::new();
+        let keys: Vec<(String, Day)> = self
             .files
             .iter()
             .flat_map(|(c, days)| {
@@ -277,27 +279,24 @@ impl FileWriter {
     }
 
     /// The entry of one channel-day, created (closed) if missing.
-    fn file_entry(&mut self, channel: &str, day: i64) -> &mut LogFile {
+    fn file_entry(&mut self, channel: &str, day: Day) -> &mut LogFile {
         if !self.files.contains_key(channel) {
             self.files.insert(channel.to_owned(), HashMap::new());
         }
         let by_day = self.files.get_mut(channel).expect("inserted above");
-        by_day.entry(day).or_insert_with(|| {
-            let day_name = ziggy::channel::utc_day(day as f64 * 86_400.0);
-            LogFile {
-                path: ziggy::channel::log_file_path(&self.dir, channel, &day_name),
-                file: None,
-                inode: 0,
-                last_use: Instant::now(),
-                len: 0,
-                pending: Pending::default(),
-                unsynced: false,
-                failing: None,
-            }
+        by_day.entry(day).or_insert_with(|| LogFile {
+            path: log_file_path(&self.dir, channel, day),
+            file: None,
+            inode: 0,
+            last_use: Instant::now(),
+            len: 0,
+            pending: Pending::default(),
+            unsynced: false,
+            failing: None,
         })
     }
 
-    fn entry_mut(&mut self, channel: &str, day: i64) -> Option<&mut LogFile> {
+    fn entry_mut(&mut self, channel: &str, day: Day) -> Option<&mut LogFile> {
         self.files.get_mut(channel)?.get_mut(&day)
     }
 
@@ -313,7 +312,7 @@ impl FileWriter {
 
     /// Opens a closed file: creates its directory, cuts a torn tail left by a crash, and keeps
     /// the number of open files within the bound.
-    fn ensure_open(&mut self, channel: &str, day: i64) -> Result<(), String> {
+    fn ensure_open(&mut self, channel: &str, day: Day) -> Result<(), String> {
         if self
             .entry_mut(channel, day)
             .is_some_and(|f| f.file.is_some())
@@ -389,7 +388,7 @@ impl FileWriter {
     }
 
     /// Makes room for one more open file: writes out and closes the least recently used one.
-    fn close_least_recently_used(&mut self, except_channel: &str, except_day: i64) {
+    fn close_least_recently_used(&mut self, except_channel: &str, except_day: Day) {
         let oldest = self
             .files
             .iter()
@@ -407,7 +406,7 @@ impl FileWriter {
 
     /// Closes one file (its unwritten events stay in its buffer) and forgets it if nothing is
     /// pending.
-    fn close(&mut self, channel: &str, day: i64) {
+    fn close(&mut self, channel: &str, day: Day) {
         let Some(by_day) = self.files.get_mut(channel) else {
             return;
         };
@@ -440,7 +439,7 @@ impl FileWriter {
 
     /// Writes one file's buffer, all of it or none of it; returns the forwarded batches whose
     /// events it wrote (to fsync before confirming).
-    fn flush(&mut self, channel: &str, day: i64) -> Result<Vec<usize>, String> {
+    fn flush(&mut self, channel: &str, day: Day) -> Result<Vec<usize>, String> {
         if self
             .entry_mut(channel, day)
             .is_none_or(|f| f.pending.is_empty())
@@ -510,7 +509,7 @@ impl FileWriter {
     }
 
     /// Fsyncs one file.
-    fn sync(&mut self, channel: &str, day: i64) -> Result<(), String> {
+    fn sync(&mut self, channel: &str, day: Day) -> Result<(), String> {
         let Some(f) = self.entry_mut(channel, day) else {
             return Ok(());
         };
@@ -534,7 +533,7 @@ impl FileWriter {
         }
     }
 
-    fn failed(&mut self, channel: &str, day: i64, reason: String) {
+    fn failed(&mut self, channel: &str, day: Day, reason: String) {
         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = self.entry_mut(channel, day) {
             f.failing = Some(reason.clone());
@@ -571,7 +570,7 @@ impl FileWriter {
             None => false,
         };
         let now = Instant::now();
-        let keys: Vec<(String, i64)> = self
+        let keys: Vec<(String, Day)> = self
             .files
             .iter()
             .flat_map(|(c, d)| d.keys().map(move |day| (c.clone(), *day)))
@@ -671,7 +670,7 @@ mod tests {
 
     fn batch(n: i32, durable: Option<ForwardMark>) -> Batch {
         let frame = event(n);
-        let day = crate::batch::day_number(1.7e9);
+        let day = Day::from_unix(1.7e9);
         Batch {
             events: vec![("request".into(), day, 0..frame.len())],
             frame,
@@ -697,7 +696,7 @@ mod tests {
         writer.close_all();
         drop(writer);
         // A crash in the middle of writing the second event.
-        let path = ziggy::channel::log_file_path(dir.path(), "request", "20231114");
+        let path = log_file_path(dir.path(), "request", Day::parse("20231114").unwrap());
         let mut torn = std::fs::read(&path).unwrap();
         torn.extend_from_slice(&event(2)[..40]);
         std::fs::write(&path, &torn).unwrap();
@@ -718,7 +717,7 @@ mod tests {
         let mut writer = FileWriter::new(dir.path(), stats.clone())
             .unwrap()
             .with_outcomes(tx);
-        let path = ziggy::channel::log_file_path(dir.path(), "request", "20231114");
+        let path = log_file_path(dir.path(), "request", Day::parse("20231114").unwrap());
         std::fs::create_dir_all(&path).unwrap();
         writer.write(&batch(1, Some(mark(1))));
         let outcome = rx.try_recv().unwrap();
@@ -749,7 +748,7 @@ mod tests {
         let mut writer = FileWriter::new(dir.path(), stats.clone())
             .unwrap()
             .with_max_open(4);
-        let day = crate::batch::day_number(1.7e9);
+        let day = Day::from_unix(1.7e9);
         for round in 0..3 {
             for c in 0..10 {
                 let frame = event(round * 10 + c);
@@ -765,7 +764,11 @@ mod tests {
         writer.close_all();
         assert_eq!(stats.events_written.load(Ordering::Relaxed), 30);
         for c in 0..10 {
-            let path = ziggy::channel::log_file_path(dir.path(), &format!("c{c}"), "20231114");
+            let path = log_file_path(
+                dir.path(),
+                &format!("c{c}"),
+                Day::parse("20231114").unwrap(),
+            );
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(bytes, [event(c), event(10 + c), event(20 + c)].concat());
         }

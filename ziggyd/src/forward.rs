@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
+use ziggy_proto::forward::{self as protocol, Refusal, Reply};
+
 use crate::batch::Batch;
 use crate::client::announced_endpoint;
 use crate::ratelog::RateLimitedLog;
@@ -124,31 +126,6 @@ impl Flow {
         };
         self.hold_until = Some(Instant::now() + self.backoff);
         self.backoff
-    }
-}
-
-/// What a `NAK1`'s reason asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// The upstream cannot write (or gave a reason this daemon does not know): pause and resend.
-    Retry,
-    /// The batch is over the upstream's frame limit (`too_large`): send smaller batches; an
-    /// event that alone is too large can never be delivered and is given up, counted.
-    TooLarge,
-    /// The upstream will not take this sender id's numbering (`seq_jump`) or this key may not
-    /// use it (`sender_key`): a new sender id.
-    NewSenderId,
-}
-
-impl Refusal {
-    fn of(reason: &str) -> Refusal {
-        if reason.starts_with("seq_jump") || reason.starts_with("sender_key") {
-            Refusal::NewSenderId
-        } else if reason.starts_with("too_large") {
-            Refusal::TooLarge
-        } else {
-            Refusal::Retry
-        }
     }
 }
 
@@ -510,15 +487,12 @@ impl Forwarder {
                 }
             };
             let (first, last, payload) = batch;
-            let sent = link.socket.send_multipart(
-                [
-                    &b"ZGB1"[..],
-                    self.spool.sender_id().as_bytes(),
-                    &self.spool.wire_seq(first).to_le_bytes(),
-                    &payload,
-                ],
-                zmq::DONTWAIT,
-            );
+            let batch = protocol::Batch {
+                sender: self.spool.sender_id(),
+                first_seq: self.spool.wire_seq(first),
+                payload: &payload,
+            };
+            let sent = link.socket.send_multipart(batch.frames(), zmq::DONTWAIT);
             if sent.is_err() {
                 break;
             }
@@ -584,16 +558,10 @@ impl Forwarder {
         let mut highest = None;
         let mut refusals = Vec::new();
         while let Ok(parts) = link.socket.recv_multipart(zmq::DONTWAIT) {
-            match parts.as_slice() {
-                [tag, seq] if tag == b"ACK1" && seq.len() == 8 => {
-                    let seq = u64::from_le_bytes(seq[..].try_into().expect("8 bytes"));
-                    highest = highest.max(Some(seq));
-                }
-                [tag, mark, reason] if tag == b"NAK1" && mark.len() == 8 => {
-                    let mark = u64::from_le_bytes(mark[..].try_into().expect("8 bytes"));
-                    refusals.push((mark, String::from_utf8_lossy(reason).into_owned()));
-                }
-                _ => {
+            match Reply::parse(&parts) {
+                Some(Reply::Ack { seq }) => highest = highest.max(Some(seq)),
+                Some(Reply::Nak { mark, reason }) => refusals.push((mark, reason)),
+                None => {
                     log.log("reply", || {
                         "ignored an answer from the upstream that is neither ACK1 nor NAK1".into()
                     });
@@ -614,7 +582,7 @@ impl Forwarder {
         }
         for (mark, reason) in refusals {
             self.stats.forward.refused.fetch_add(1, Ordering::Relaxed);
-            if Refusal::of(&reason) == Refusal::NewSenderId {
+            if Refusal::of(&reason).needs_new_sender_id() {
                 new_sender_id.get_or_insert(reason);
                 continue;
             }

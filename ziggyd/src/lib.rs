@@ -31,16 +31,13 @@
 #![warn(missing_docs)]
 
 pub mod batch;
-pub mod bson_walk;
 pub mod cli;
-pub mod client;
 pub mod collect;
 pub mod config;
 pub mod connections;
 pub mod control;
 pub mod curve;
 pub mod daemon;
-pub mod endpoint;
 pub mod files;
 pub mod forward;
 pub mod gate;
@@ -51,10 +48,11 @@ pub mod receive;
 pub mod spool;
 pub mod stats;
 pub mod tail;
-pub mod validate;
 
 pub use config::DaemonConfig;
 pub use daemon::{Daemon, StartError};
+/// The format modules, from `ziggy-proto` (the daemon's own names for them).
+pub use ziggy_proto::{client, endpoint, validate, walk as bson_walk};
 
 use bson::{Bson, Document};
 

@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use ziggy_proto::forward::valid_sender_id;
+
 use crate::ledger;
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
@@ -150,78 +152,9 @@ impl SenderLedger {
     }
 }
 
-/// A sender id as spools make them (`ziggy::new_id`: hex), or any short word of letters, digits,
-/// `-` and `_`: nothing that could break a ledger line.
-pub fn valid_sender_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-}
-
-/// Whether `payload` is whole documents back to back (each length prefix in bounds): a batch is
-/// numbered one seq per document, so one that is not cannot be numbered.
-pub fn frames_whole(payload: &[u8]) -> bool {
-    let mut rest = payload;
-    while !rest.is_empty() {
-        let Some(prefix) = rest.first_chunk::<4>() else {
-            return false;
-        };
-        let len = i32::from_le_bytes(*prefix);
-        match usize::try_from(len) {
-            Ok(len) if len >= 5 && len <= rest.len() => rest = &rest[len..],
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// Parses a forwarded batch message: `(sender, first seq, payload)`.
-pub fn parse_batch(parts: &[Vec<u8>]) -> Option<(String, u64, &[u8])> {
-    let [tag, sender, seq, payload] = parts else {
-        return None;
-    };
-    if tag != b"ZGB1" || seq.len() != 8 || !valid_sender_id(sender) {
-        return None;
-    }
-    let sender = std::str::from_utf8(sender).ok()?.to_owned();
-    Some((
-        sender,
-        u64::from_le_bytes(seq[..].try_into().ok()?),
-        payload,
-    ))
-}
-
-/// The last seq of a batch of `events` events starting at `first`, if those numbers can be
-/// right: seqs start at 1 and never pass `u64::MAX` (a peer's numbers are never trusted to).
-pub fn last_seq(first: u64, events: usize) -> Option<u64> {
-    if first == 0 {
-        return None;
-    }
-    first.checked_add((events.max(1) as u64).checked_sub(1)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sender_ids_that_could_break_a_ledger_line_are_refused() {
-        assert!(valid_sender_id(b"0123456789abcdef0123456789abcdef"));
-        for bad in [&b""[..], b"a b", b"a\n1 2 3", &[b'a'; 65], b"\xff"] {
-            assert!(!valid_sender_id(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn seq_arithmetic_on_peer_numbers_never_wraps() {
-        assert_eq!(last_seq(1, 10), Some(10));
-        assert_eq!(last_seq(u64::MAX, 1), Some(u64::MAX));
-        assert_eq!(last_seq(u64::MAX, 2), None);
-        assert_eq!(last_seq(u64::MAX - 5, 2_000), None);
-        assert_eq!(last_seq(0, 3), None);
-    }
 
     #[test]
     fn the_ledger_round_trips_and_stays_bounded() {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ziggyd::client::ClientError;
+use ziggy_proto::client::ClientError;
 
 use crate::record::Record;
 use crate::view::Viewer;
@@ -62,7 +62,8 @@ impl Prober {
             .spawn(move || {
                 // Ends when the event loop drops its sender.
                 while asked.recv().is_ok() {
-                    let reply = ziggyd::client::announced_endpoint(&addr, "SOCK_STREAM", timeout);
+                    let reply =
+                        ziggy_proto::client::announced_endpoint(&addr, "SOCK_STREAM", timeout);
                     if answer.send(reply).is_err() {
                         break;
                     }
@@ -111,9 +112,9 @@ pub fn run<W: Write>(
     timeout: Duration,
     stop: &AtomicBool,
 ) -> Result<(), LiveError> {
-    let (addr, _) = ziggyd::client::find_control(addr, "STATUS", timeout)?;
+    let (addr, _) = ziggy_proto::client::find_control(addr, "STATUS", timeout)?;
     let addr = addr.as_str();
-    let mut endpoint = ziggyd::client::announced_endpoint(addr, "SOCK_STREAM", timeout)?;
+    let mut endpoint = ziggy_proto::client::announced_endpoint(addr, "SOCK_STREAM", timeout)?;
     eprintln!("ziggyview: streaming from {endpoint} (control endpoint {addr})");
     let stream_err = |endpoint: &str, source| LiveError::Stream {
         endpoint: endpoint.to_owned(),

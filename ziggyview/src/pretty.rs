@@ -32,7 +32,7 @@ impl Style {
 
 /// `2024-02-29 12:00:01.123456` (UTC) of Unix seconds.
 pub fn format_time(unix_secs: f64) -> String {
-    let (y, m, d) = ziggy::channel::civil_from_unix(unix_secs);
+    let (y, m, d) = ziggy_proto::day::Day::from_unix(unix_secs).civil();
     let micros_total = (unix_secs * 1e6).round() as i64;
     let micros_of_day = micros_total.rem_euclid(86_400_000_000);
     let (h, rest) = (micros_of_day / 3_600_000_000, micros_of_day % 3_600_000_000);

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ziggy_proto::day::Day;
+
 /// `request` (exact) or `request*` (prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelPattern {
@@ -72,27 +74,7 @@ impl ChannelPattern {
 /// Parses `YYYYMMDD` into a day number (days since 1970-01-01).
 pub fn parse_day(s: &str) -> Result<i64, String> {
     let bad = || format!("bad date {s:?}: expected YYYYMMDD, e.g. 20240229");
-    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let y: i64 = s[..4].parse().map_err(|_| bad())?;
-    let m: u32 = s[4..6].parse().map_err(|_| bad())?;
-    let d: u32 = s[6..].parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&m) || d == 0 {
-        return Err(bad());
-    }
-    // Days from civil (Howard Hinnant), checked by a round trip so 20230230 is refused.
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    if ziggy::channel::utc_day(days as f64 * 86_400.0) != s {
-        return Err(bad());
-    }
-    Ok(days)
+    Day::parse(s).map(|day| day.0).ok_or_else(bad)
 }
 
 /// Today's day number (UTC).
@@ -148,7 +130,7 @@ pub fn files_for_range(
     if !log_path.is_dir() {
         return Err(unreadable());
     }
-    let day_name = |day: i64| ziggy::channel::utc_day(day as f64 * 86_400.0);
+    let day_name = |day: i64| Day(day).to_string();
     // Day folders in the range, in order.
     let mut days: Vec<(i64, PathBuf)> = std::fs::read_dir(log_path)
         .map_err(|_| unreadable())?
@@ -227,10 +209,7 @@ fn missing_days(first: i64, last: i64, found: &[(i64, PathBuf)]) -> String {
         gaps.extend(next..day);
         next = day + 1;
     }
-    let names: Vec<String> = gaps
-        .iter()
-        .map(|d| ziggy::channel::utc_day(*d as f64 * 86_400.0))
-        .collect();
+    let names: Vec<String> = gaps.iter().map(|d| Day(*d).to_string()).collect();
     format!(": {}", names.join(", "))
 }
 
@@ -266,7 +245,7 @@ mod tests {
     fn days_round_trip_and_reject_nonsense() {
         assert_eq!(parse_day("19700101"), Ok(0));
         assert_eq!(
-            parse_day("20240229").map(|d| ziggy::channel::utc_day(d as f64 * 86400.0)),
+            parse_day("20240229").map(|d| Day(d).to_string()),
             Ok("20240229".into())
         );
         for bad in [

@@ -132,8 +132,8 @@ fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
         sent
     });
     // Tail the probe file (named by the UTC day of the events' start) and time each new event.
-    let day = ziggy::channel::utc_day(unix_now());
-    let path = logdir.join(&day).join(format!("probe.{day}.bson"));
+    let day = ziggy_proto::day::Day::from_unix(unix_now());
+    let path = ziggy_proto::day::log_file_path(logdir, "probe", day);
     let mut latencies_ms = Vec::new();
     let mut offset = 0usize;
     let deadline = Instant::now() + run_for + Duration::from_secs(30);

@@ -141,7 +141,7 @@ fn lock(dir: &Path) -> std::io::Result<DirLock> {
 
 /// Whether `id` can be a sender id: what the upstream accepts.
 fn valid_id(id: &str) -> bool {
-    crate::receive::valid_sender_id(id.as_bytes())
+    ziggy_proto::forward::valid_sender_id(id.as_bytes())
 }
 
 /// Reads `sender-id`: the id on its first line, then an optional `base N` line.
