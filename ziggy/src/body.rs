@@ -6,13 +6,35 @@
 //! array, a non-number where `add` needs one) is replaced, and the replacement is counted in
 //! [`crate::Stats::conflicts`]. Instrumentation never panics and never returns an error.
 
+use std::sync::atomic::Ordering;
+
 use bson::{Bson, Document};
+
+use crate::stats::COUNTERS;
 
 /// What a write did to the body; `Replaced` means a conflicting value was overwritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteOutcome {
     Clean,
     Replaced,
+}
+
+/// Applies one write (`set`, `append` or `add`) the way every writer does, the tracing bridge
+/// included: a key that is empty or holds a NUL is refused and counted in `invalid`; a replaced
+/// value is counted in `conflicts`.
+pub(crate) fn write(
+    body: &mut Document,
+    key: &str,
+    value: Bson,
+    op: fn(&mut Document, &str, Bson) -> WriteOutcome,
+) {
+    if key.is_empty() || key.contains('\0') {
+        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if op(body, key, value) == WriteOutcome::Replaced {
+        COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Walks `key`'s segments, creating documents as needed, and returns the parent document of the

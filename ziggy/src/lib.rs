@@ -62,6 +62,8 @@ mod body;
 pub mod channel;
 mod channel_rule;
 mod context;
+mod emit;
+mod encode;
 pub mod event;
 mod future;
 mod id;
@@ -71,23 +73,30 @@ pub mod log_bridge;
 mod panic_message;
 mod registry;
 mod sampling;
+mod sink;
+mod stack;
 mod stats;
+mod switch;
 pub mod testing;
 mod timer;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
 mod transport;
+mod write;
 
-pub use context::{Context, ContextGuard, MAX_ID_LEN, add, append, current_id, enabled, set};
+pub use context::{Context, MAX_ID_LEN};
 pub use event::Event;
 pub use future::{InContext, Instrument, in_context};
 pub use id::new_id;
 pub use registry::{ChannelEntry, DeclaredChannel, InstrumentedFn, channels};
+pub use stack::ContextGuard;
 pub use stats::{Stats, stats};
+pub use switch::enabled;
 pub use timer::{TimerGuard, timeit};
 pub use transport::{
     ConfigureError, TransportConfig, configure, configure_with, endpoint_for, flush, shutdown,
 };
+pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
 
 /// Support for the macros' expansions; not a public API.
@@ -121,7 +130,7 @@ pub mod __private {
     /// Sets `body.error` of the innermost active context (the `Err` path of async fns).
     pub fn record_error_innermost(message: Option<String>) {
         if let Some(message) = message {
-            crate::context::record_error_innermost(message);
+            crate::write::record_error_innermost(message);
         }
     }
 

@@ -49,7 +49,7 @@ impl Log for ZiggyLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let channel = match crate::context::current_channel() {
+        let channel = match crate::stack::current_channel() {
             Some(parent) if parent.len() + 4 <= MAX_CHANNEL_LEN => format!("{parent}.log"),
             _ => "log".to_owned(),
         };
