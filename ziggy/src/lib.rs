@@ -51,8 +51,8 @@
 //! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
 //!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
 //!   `Display`.
-//! - **Unconfigured**: before [`configure`] (and outside [`testing`] captures) every call is a no-op
-//!   that neither allocates nor locks.
+//! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
+//!   every call is a no-op that neither allocates, locks nor serialises its value.
 //! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
 //!   and counts ([`stats`]); the caller never blocks on the network.
 

@@ -30,8 +30,8 @@ pub struct Stats {
     pub emitted: u64,
     /// Events handed to ZeroMQ by the sender thread.
     pub sent: u64,
-    /// Events dropped because the queue was full, the transport was not running (a context
-    /// opened while a test capture elsewhere kept ziggy on), or shutdown gave up on them.
+    /// Events dropped because the queue was full, the transport was not running (while a test
+    /// capture elsewhere kept ziggy on, or in a race with `shutdown`), or shutdown gave up on them.
     pub dropped: u64,
     /// Events waiting in the queue (or in the sender's hands) right now.
     pub queued: u64,

@@ -22,7 +22,7 @@ pub struct TimerGuard {
 /// ```
 #[inline]
 pub fn timeit(key: &'static str) -> TimerGuard {
-    let started = if crate::enabled() {
+    let started = if crate::switch::enabled() {
         crate::write::innermost_active_serial().map(|s| (s, Instant::now()))
     } else {
         None
@@ -53,6 +53,6 @@ impl Stopwatch {
     }
 
     pub(crate) fn record(self, key: &str) {
-        crate::set(key, self.0.elapsed().as_secs_f64());
+        crate::write::set(key, self.0.elapsed().as_secs_f64());
     }
 }

@@ -35,7 +35,9 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::channel::{MAX_CHANNEL_LEN, validate_channel_name};
 use crate::emit::emit;
 use crate::encode::{EventHeader, now_unix};
+use crate::id::new_id;
 use crate::sink::{self, SharedSink};
+use crate::switch::enabled;
 
 /// The layer; add it to a `tracing_subscriber::registry()`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -112,7 +114,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::enabled() {
+        if !enabled() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -127,7 +129,7 @@ where
                 (format!("{pc}.{own}"), pid, sink)
             }
             Some((_, pid, sink)) => (own.clone(), pid, sink),
-            None => (own, crate::new_id(), sink::scoped()),
+            None => (own, new_id(), sink::scoped()),
         };
         if validate_channel_name(&channel).is_err() {
             return;
@@ -152,7 +154,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if !crate::enabled() {
+        if !enabled() {
             return;
         }
         let parent = ctx.event_span(event).and_then(|span| {
@@ -163,7 +165,7 @@ where
         let (channel, id, sink) = match parent {
             Some((c, id, sink)) if c.len() + 4 <= MAX_CHANNEL_LEN => (format!("{c}.log"), id, sink),
             Some((_, id, sink)) => ("log".to_owned(), id, sink),
-            None => ("log".to_owned(), crate::new_id(), sink::scoped()),
+            None => ("log".to_owned(), new_id(), sink::scoped()),
         };
         let meta = event.metadata();
         let mut body = Document::new();
