@@ -19,21 +19,35 @@ pub(crate) enum WriteOutcome {
     Replaced,
 }
 
-/// Applies one write (`set`, `append` or `add`) the way every writer does, the tracing bridge
-/// included: a key that is empty or holds a NUL is refused and counted in `invalid`; a replaced
-/// value is counted in `conflicts`.
+/// The key rule every writer follows, the tracing bridge included: a key that is empty or holds
+/// a NUL is refused, and counted in `invalid`.
+#[inline]
+pub(crate) fn accept_key(key: &str) -> bool {
+    // A byte search (memchr) rather than a `char` pattern: this runs on every write.
+    let ok = !key.is_empty() && !key.as_bytes().contains(&0);
+    if !ok {
+        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Counts a write that replaced a conflicting value in `conflicts`.
+#[inline]
+pub(crate) fn count(outcome: WriteOutcome) {
+    if outcome == WriteOutcome::Replaced {
+        COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Applies one write (`set`, `append` or `add`) by the rules above.
 pub(crate) fn write(
     body: &mut Document,
     key: &str,
     value: Bson,
     op: fn(&mut Document, &str, Bson) -> WriteOutcome,
 ) {
-    if key.is_empty() || key.contains('\0') {
-        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if op(body, key, value) == WriteOutcome::Replaced {
-        COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+    if accept_key(key) {
+        count(op(body, key, value));
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn next_serial() -> u64 {
 
 /// Runs `f` on this thread's stack; `None` when the stack is unreachable (thread teardown, or a
 /// re-entrant call from inside a value's `Serialize` impl).
+#[inline]
 pub(crate) fn with_stack<R>(f: impl FnOnce(&mut Vec<Frame>) -> R) -> Option<R> {
     STACK
         .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
@@ -76,6 +77,7 @@ impl Frame {
 }
 
 /// Pushes `frame` onto this thread's stack; the guard closes it.
+#[inline]
 pub(crate) fn push(frame: Frame) -> ContextGuard {
     let serial = frame.serial;
     match with_stack(|s| s.push(frame)) {

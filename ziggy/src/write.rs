@@ -17,10 +17,18 @@ use crate::switch::enabled;
 
 /// Writes into the innermost open context of this thread, if it is active.
 fn write_innermost(key: &str, value: Bson, op: fn(&mut Document, &str, Bson) -> WriteOutcome) {
-    with_stack(|stack| match stack.last_mut() {
-        Some(f) if f.active => body::write(&mut f.body, key, value, op),
-        _ => {}
-    });
+    if !body::accept_key(key) {
+        return;
+    }
+    // Counted after the stack is released: the closure stays small enough to inline.
+    let outcome = with_stack(|stack| match stack.last_mut() {
+        Some(f) if f.active => Some(op(&mut f.body, key, value)),
+        _ => None,
+    })
+    .flatten();
+    if let Some(outcome) = outcome {
+        body::count(outcome);
+    }
 }
 
 /// Converts a value for the body; `None` (counted) when serde or bson refuses it.
@@ -144,13 +152,20 @@ pub(crate) fn innermost_active_serial() -> Option<u64> {
     with_stack(|s| s.last().filter(|f| f.active).map(|f| f.serial)).flatten()
 }
 
-/// Sets `key` on the frame with `serial`, if it is still open on this thread.
+/// Sets `key` on the frame with `serial`, if it is still open on this thread. The key is a
+/// timer's `&'static str`, written as given (no key check: it would cost every timer a scan).
 pub(crate) fn set_on(serial: u64, key: &str, value: Bson) {
-    with_stack(|stack| {
-        if let Some(f) = stack.iter_mut().rev().find(|f| f.serial == serial) {
-            body::write(&mut f.body, key, value, body::set);
-        }
-    });
+    let outcome = with_stack(|stack| {
+        stack
+            .iter_mut()
+            .rev()
+            .find(|f| f.serial == serial)
+            .map(|f| body::set(&mut f.body, key, value))
+    })
+    .flatten();
+    if let Some(outcome) = outcome {
+        body::count(outcome);
+    }
 }
 
 /// Sets `body.error` on the innermost active context (the macros' `Err` path in async fns).
