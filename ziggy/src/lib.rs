@@ -54,7 +54,7 @@
 //! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
 //!   every call is a no-op that neither allocates, locks nor serialises its value.
 //! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
-//!   and counts ([`stats`]); the caller never blocks on the network.
+//!   and counts ([`stats()`]); the caller never blocks on the network.
 
 #![warn(missing_docs)]
 
