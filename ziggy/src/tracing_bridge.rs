@@ -4,10 +4,11 @@
 //! Each span becomes one ziggy event, emitted when the span closes: its channel is the span's name
 //! (lower-cased, other characters as `_`) under its parent span's channel (`handle.query`), so a
 //! child shares its root's id like a ziggy sub-context; its fields (at creation and `record`ed
-//! later) form the body, with dotted field names nesting as in [`crate::set`]. Each `tracing` event becomes a `.log` sub-event of its span
-//! (`level`, `target`, `message`, its other fields, `location`), or a standalone `log` event
-//! outside spans. Spans live in the subscriber's registry, not on ziggy's thread stack, so they
-//! follow `tracing`'s own rules across `.await` and threads.
+//! later) form the body, dotted field names nesting as with [`crate::set`] (`user.id = 7` makes
+//! `{user: {id: 7}}`). Each `tracing` event becomes a `.log` sub-event of its span (`level`,
+//! `target`, `message`, its other fields, `location`), or a standalone `log` event outside spans.
+//! Spans live in the subscriber's registry, not on ziggy's thread stack, so they follow
+//! `tracing`'s own rules across `.await` and threads.
 //!
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt;
