@@ -119,10 +119,7 @@ fn two_tiers_lose_nothing_across_kill_9_of_master_then_local() {
     let mut master = start_master(&m, &logs);
     let mut local = start_local(&l, &m, &spool);
 
-    let config = ziggy::TransportConfig {
-        queue_capacity: 300_000,
-        ..Default::default()
-    };
+    let config = ziggy::TransportConfig::default().with_queue_capacity(300_000);
     ziggy::configure_with(&l.collect, config).unwrap();
     const THREADS: i64 = 4;
     const PER_THREAD: i64 = 50_000;

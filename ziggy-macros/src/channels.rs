@@ -126,7 +126,7 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
     let submits = channels.iter().map(|(name, _)| {
         quote! {
             ::ziggy::__private::inventory::submit! {
-                ::ziggy::__private::DeclaredChannel { name: #name, declared_in: ::core::module_path!() }
+                ::ziggy::__private::DeclaredChannel::__new(#name, ::core::module_path!())
             }
         }
     });

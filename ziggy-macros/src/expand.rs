@@ -229,13 +229,13 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
     let fn_name = sig.ident.unraw_str();
     let register = quote! {
         ::ziggy::__private::inventory::submit! {
-            ::ziggy::__private::InstrumentedFn {
-                channel: #channel,
-                function: ::core::concat!(::core::module_path!(), "::", #fn_name),
-                file: ::core::file!(),
-                line: ::core::line!(),
-                sample: #registered_sample,
-            }
+            ::ziggy::__private::InstrumentedFn::__new(
+                #channel,
+                ::core::concat!(::core::module_path!(), "::", #fn_name),
+                ::core::file!(),
+                ::core::line!(),
+                #registered_sample,
+            )
         }
     };
     let builder = quote! { ::ziggy::Context::new(#channel) #id #sample };

@@ -45,10 +45,7 @@ fn app_thread(c: &mut Criterion) {
     let (endpoint, _count) = sink();
     ziggy::configure_with(
         &endpoint,
-        ziggy::TransportConfig {
-            queue_capacity: 1 << 20,
-            ..Default::default()
-        },
+        ziggy::TransportConfig::default().with_queue_capacity(1 << 20),
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();

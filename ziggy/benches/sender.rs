@@ -48,10 +48,7 @@ fn main() {
         let (endpoint, count) = sink();
         ziggy::configure_with(
             &endpoint,
-            ziggy::TransportConfig {
-                queue_capacity: 1 << 20,
-                ..Default::default()
-            },
+            ziggy::TransportConfig::default().with_queue_capacity(1 << 20),
         )
         .unwrap();
         let cpu0 = thread_cpu("ziggy-sender");

@@ -6,13 +6,49 @@
 //! array, a non-number where `add` needs one) is replaced, and the replacement is counted in
 //! [`crate::Stats::conflicts`]. Instrumentation never panics and never returns an error.
 
+use std::sync::atomic::Ordering;
+
 use bson::{Bson, Document};
+
+use crate::stats::COUNTERS;
 
 /// What a write did to the body; `Replaced` means a conflicting value was overwritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteOutcome {
     Clean,
     Replaced,
+}
+
+/// The key rule every writer follows, the tracing bridge included: a key that is empty or holds
+/// a NUL is refused, and counted in `invalid`.
+#[inline]
+pub(crate) fn accept_key(key: &str) -> bool {
+    // A byte search (memchr) rather than a `char` pattern: this runs on every write.
+    let ok = !key.is_empty() && !key.as_bytes().contains(&0);
+    if !ok {
+        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Counts a write that replaced a conflicting value in `conflicts`.
+#[inline]
+pub(crate) fn count(outcome: WriteOutcome) {
+    if outcome == WriteOutcome::Replaced {
+        COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Applies one write (`set`, `append` or `add`) by the rules above.
+pub(crate) fn write(
+    body: &mut Document,
+    key: &str,
+    value: Bson,
+    op: fn(&mut Document, &str, Bson) -> WriteOutcome,
+) {
+    if accept_key(key) {
+        count(op(body, key, value));
+    }
 }
 
 /// Walks `key`'s segments, creating documents as needed, and returns the parent document of the

@@ -8,7 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::context::{Context, Frame, pop_segment, push_segment};
+use crate::context::Context;
+use crate::stack::{Frame, pop_segment, push_segment};
 
 pin_project_lite::pin_project! {
     /// A future running inside a ziggy context; the event is emitted when it completes (or, with
@@ -103,7 +104,7 @@ impl<F: Future> Future for InContext<F> {
         if let Some(context) = this.pending.take()
             && let Some(frame) = context.into_frame()
         {
-            *this.serial = frame.serial();
+            *this.serial = frame.serial;
             this.segment.push(frame);
         }
         if this.segment.is_empty() {

@@ -51,16 +51,18 @@
 //! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
 //!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
 //!   `Display`.
-//! - **Unconfigured**: before [`configure`] (and outside [`testing`] captures) every call is a no-op
-//!   that neither allocates nor locks.
+//! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
+//!   every call is a no-op that neither allocates, locks nor serialises its value.
 //! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
-//!   and counts ([`stats`]); the caller never blocks on the network.
+//!   and counts ([`stats()`]); the caller never blocks on the network.
 
 #![warn(missing_docs)]
 
 mod body;
 pub mod channel;
 mod context;
+mod emit;
+mod encode;
 pub mod event;
 mod future;
 mod id;
@@ -70,23 +72,30 @@ pub mod log_bridge;
 mod panic_message;
 mod registry;
 mod sampling;
+mod sink;
+mod stack;
 mod stats;
+mod switch;
 pub mod testing;
 mod timer;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
 mod transport;
+mod write;
 
-pub use context::{Context, ContextGuard, MAX_ID_LEN, add, append, current_id, enabled, set};
+pub use context::{Context, MAX_ID_LEN};
 pub use event::Event;
 pub use future::{InContext, Instrument, in_context};
 pub use id::new_id;
 pub use registry::{ChannelEntry, DeclaredChannel, InstrumentedFn, channels};
+pub use stack::ContextGuard;
 pub use stats::{Stats, stats};
+pub use switch::enabled;
 pub use timer::{TimerGuard, timeit};
 pub use transport::{
     ConfigureError, TransportConfig, configure, configure_with, endpoint_for, flush, shutdown,
 };
+pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
 
 /// Support for the macros' expansions; not a public API.
@@ -120,7 +129,7 @@ pub mod __private {
     /// Sets `body.error` of the innermost active context (the `Err` path of async fns).
     pub fn record_error_innermost(message: Option<String>) {
         if let Some(message) = message {
-            crate::context::record_error_innermost(message);
+            crate::write::record_error_innermost(message);
         }
     }
 

@@ -20,6 +20,8 @@
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::channel::MAX_CHANNEL_LEN;
+use crate::context::Context;
+use crate::write::set;
 
 /// Records `log` records at or above `level` as ziggy events.
 #[derive(Debug, Clone, Copy)]
@@ -42,26 +44,26 @@ impl ZiggyLogger {
 
 impl Log for ZiggyLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level && crate::enabled()
+        metadata.level() <= self.level && crate::switch::enabled()
     }
 
     fn log(&self, record: &Record<'_>) {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let channel = match crate::context::current_channel() {
+        let channel = match crate::stack::current_channel() {
             Some(parent) if parent.len() + 4 <= MAX_CHANNEL_LEN => format!("{parent}.log"),
             _ => "log".to_owned(),
         };
-        let _ctx = crate::Context::new(channel).enter();
-        crate::set("level", record.level().as_str());
-        crate::set("target", record.target());
-        crate::set("message", record.args().to_string());
+        let _ctx = Context::new(channel).enter();
+        set("level", record.level().as_str());
+        set("target", record.target());
+        set("message", record.args().to_string());
         if let Some(module) = record.module_path() {
-            crate::set("module", module);
+            set("module", module);
         }
         if let (Some(file), Some(line)) = (record.file(), record.line()) {
-            crate::set("location", format!("{file}:{line}"));
+            set("location", format!("{file}:{line}"));
         }
     }
 

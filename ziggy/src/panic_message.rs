@@ -30,8 +30,9 @@ pub(crate) fn install_hook() {
     });
 }
 
-/// The message of the panic unwinding this thread (left in place for outer contexts too).
-pub(crate) fn take() -> String {
+/// A copy of the message of the panic unwinding this thread. It stays in place: every context the
+/// panic unwinds reports it.
+pub(crate) fn current() -> String {
     LAST_PANIC
         .try_with(|p| p.borrow().clone())
         .ok()

@@ -1,28 +1,87 @@
 //! The catalogue of declared channels and instrumented functions, gathered with `inventory` from
 //! every crate linked into the program.
+//!
+//! Entries are built only by the macros' expansions (through a `#[doc(hidden)]` constructor);
+//! their fields are private so a program reads the catalogue but cannot forge it by accident.
 
 /// A channel declared by `ziggy::channels!`.
 #[derive(Debug)]
 pub struct DeclaredChannel {
+    name: &'static str,
+    declared_in: &'static str,
+}
+
+impl DeclaredChannel {
+    /// Used by `ziggy::channels!`'s expansion; not a public API.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, declared_in: &'static str) -> Self {
+        DeclaredChannel { name, declared_in }
+    }
+
     /// The full dotted name.
-    pub name: &'static str,
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// `module_path!()` of the declaring crate root.
-    pub declared_in: &'static str,
+    pub fn declared_in(&self) -> &'static str {
+        self.declared_in
+    }
 }
 
 /// A function annotated with `#[ziggy::context]`.
 #[derive(Debug)]
 pub struct InstrumentedFn {
+    channel: &'static str,
+    function: &'static str,
+    file: &'static str,
+    line: u32,
+    sample: Option<(&'static str, f64)>,
+}
+
+impl InstrumentedFn {
+    /// Used by `#[ziggy::context]`'s expansion; not a public API.
+    #[doc(hidden)]
+    pub const fn __new(
+        channel: &'static str,
+        function: &'static str,
+        file: &'static str,
+        line: u32,
+        sample: Option<(&'static str, f64)>,
+    ) -> Self {
+        InstrumentedFn {
+            channel,
+            function,
+            file,
+            line,
+            sample,
+        }
+    }
+
     /// The channel its context opens.
-    pub channel: &'static str,
+    pub fn channel(&self) -> &'static str {
+        self.channel
+    }
+
     /// `module::path::fn_name`.
-    pub function: &'static str,
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
     /// Source file.
-    pub file: &'static str,
+    pub fn file(&self) -> &'static str {
+        self.file
+    }
+
     /// Source line.
-    pub line: u32,
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
     /// `(target, rate)` when the context is sampled with a literal rate.
-    pub sample: Option<(&'static str, f64)>,
+    pub fn sample(&self) -> Option<(&'static str, f64)> {
+        self.sample
+    }
 }
 
 inventory::collect!(DeclaredChannel);
@@ -39,6 +98,16 @@ pub struct ChannelEntry {
     pub functions: Vec<&'static InstrumentedFn>,
 }
 
+impl ChannelEntry {
+    fn new(name: &'static str) -> Self {
+        ChannelEntry {
+            name,
+            declared_in: Vec::new(),
+            functions: Vec::new(),
+        }
+    }
+}
+
 /// Every declared channel and every instrumented function of the program, sorted by channel name.
 ///
 /// ```
@@ -51,22 +120,14 @@ pub fn channels() -> Vec<ChannelEntry> {
     for declared in inventory::iter::<DeclaredChannel> {
         entries
             .entry(declared.name)
-            .or_insert_with(|| ChannelEntry {
-                name: declared.name,
-                declared_in: Vec::new(),
-                functions: Vec::new(),
-            })
+            .or_insert_with(|| ChannelEntry::new(declared.name))
             .declared_in
             .push(declared.declared_in);
     }
     for f in inventory::iter::<InstrumentedFn> {
         entries
             .entry(f.channel)
-            .or_insert_with(|| ChannelEntry {
-                name: f.channel,
-                declared_in: Vec::new(),
-                functions: Vec::new(),
-            })
+            .or_insert_with(|| ChannelEntry::new(f.channel))
             .functions
             .push(f);
     }

@@ -24,13 +24,14 @@ pub(crate) static COUNTERS: Counters = Counters {
 ///
 /// Every event handed to the transport ends up in exactly one of `sent`, `dropped` or `queued`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Events closed and encoded (to the transport or a test capture).
     pub emitted: u64,
     /// Events handed to ZeroMQ by the sender thread.
     pub sent: u64,
-    /// Events dropped because the queue was full, the transport was not running, or shutdown
-    /// gave up on them.
+    /// Events dropped because the queue was full, the transport was not running (while a test
+    /// capture elsewhere kept ziggy on, or in a race with `shutdown`), or shutdown gave up on them.
     pub dropped: u64,
     /// Events waiting in the queue (or in the sender's hands) right now.
     pub queued: u64,

@@ -9,19 +9,20 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
-use crate::context::THREAD_CAPTURE;
 use crate::event::Event;
+use crate::sink::{self, SharedSink, Sink};
 
-/// Where captured events go.
+/// The sink a capture's contexts emit into.
 #[derive(Debug, Default)]
-pub struct CaptureSink {
+struct CaptureSink {
     events: Mutex<Vec<Vec<u8>>>,
 }
 
-impl CaptureSink {
-    pub(crate) fn push(&self, bytes: Vec<u8>) {
+impl Sink for CaptureSink {
+    fn accept(&self, event: Vec<u8>) {
+        // A poisoned lock means a test already panicked: losing its events is harmless.
         if let Ok(mut events) = self.events.lock() {
-            events.push(bytes);
+            events.push(event);
         }
     }
 }
@@ -52,7 +53,7 @@ impl Default for Capture {
 impl Capture {
     /// Opens a capture (and enables ziggy while it exists).
     pub fn new() -> Self {
-        crate::context::capture_started();
+        crate::switch::capture_started();
         Capture {
             sink: Arc::new(CaptureSink::default()),
         }
@@ -60,21 +61,14 @@ impl Capture {
 
     /// Runs `f` with contexts opened on this thread captured here.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        let previous = THREAD_CAPTURE.with(|c| c.replace(Some(self.sink.clone())));
-        struct Restore(Option<Arc<CaptureSink>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let _ = THREAD_CAPTURE.try_with(|c| *c.borrow_mut() = self.0.take());
-            }
-        }
-        let _restore = Restore(previous);
+        let _scope = sink::scope(self.shared());
         f()
     }
 
     /// Wraps a future so contexts it opens (on any executor thread) are captured here.
     pub fn wrap<F: Future>(&self, future: F) -> Captured<F> {
         Captured {
-            sink: self.sink.clone(),
+            sink: self.shared(),
             inner: Box::pin(future),
         }
     }
@@ -95,29 +89,37 @@ impl Capture {
             .map(|b| Event::from_slice(b).expect("the runtime encodes valid events"))
             .collect()
     }
+
+    fn shared(&self) -> SharedSink {
+        self.sink.clone()
+    }
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        crate::context::capture_ended();
+        crate::switch::capture_ended();
     }
 }
 
 /// A future whose contexts are captured (see [`Capture::wrap`]).
 pub struct Captured<F> {
-    sink: Arc<CaptureSink>,
+    sink: SharedSink,
     inner: Pin<Box<F>>,
+}
+
+impl<F> std::fmt::Debug for Captured<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Captured").finish_non_exhaustive()
+    }
 }
 
 impl<F: Future> Future for Captured<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let sink = self.sink.clone();
-        let previous = THREAD_CAPTURE.with(|c| c.replace(Some(sink)));
-        let result = self.inner.as_mut().poll(cx);
-        THREAD_CAPTURE.with(|c| *c.borrow_mut() = previous);
-        result
+        // The guard restores the previous sink even if the inner future panics.
+        let _scope = sink::scope(self.sink.clone());
+        self.inner.as_mut().poll(cx)
     }
 }
 

@@ -22,8 +22,8 @@ pub struct TimerGuard {
 /// ```
 #[inline]
 pub fn timeit(key: &'static str) -> TimerGuard {
-    let started = if crate::enabled() {
-        crate::context::innermost_active_serial().map(|s| (s, Instant::now()))
+    let started = if crate::switch::enabled() {
+        crate::write::innermost_active_serial().map(|s| (s, Instant::now()))
     } else {
         None
     };
@@ -38,7 +38,7 @@ impl Drop for TimerGuard {
     fn drop(&mut self) {
         if let Some((serial, at)) = self.started {
             let secs = at.elapsed().as_secs_f64();
-            crate::context::set_on(serial, self.key, bson::Bson::Double(secs));
+            crate::write::set_on(serial, self.key, bson::Bson::Double(secs));
         }
     }
 }
@@ -53,6 +53,6 @@ impl Stopwatch {
     }
 
     pub(crate) fn record(self, key: &str) {
-        crate::set(key, self.0.elapsed().as_secs_f64());
+        crate::write::set(key, self.0.elapsed().as_secs_f64());
     }
 }

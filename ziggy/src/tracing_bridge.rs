@@ -4,10 +4,11 @@
 //! Each span becomes one ziggy event, emitted when the span closes: its channel is the span's name
 //! (lower-cased, other characters as `_`) under its parent span's channel (`handle.query`), so a
 //! child shares its root's id like a ziggy sub-context; its fields (at creation and `record`ed
-//! later) form the body. Each `tracing` event becomes a `.log` sub-event of its span
-//! (`level`, `target`, `message`, its other fields, `location`), or a standalone `log` event
-//! outside spans. Spans live in the subscriber's registry, not on ziggy's thread stack, so they
-//! follow `tracing`'s own rules across `.await` and threads.
+//! later) form the body, dotted field names nesting as with [`crate::set`] (`user.id = 7` makes
+//! `{user: {id: 7}}`). Each `tracing` event becomes a `.log` sub-event of its span (`level`,
+//! `target`, `message`, its other fields, `location`), or a standalone `log` event outside spans.
+//! Spans live in the subscriber's registry, not on ziggy's thread stack, so they follow
+//! `tracing`'s own rules across `.await` and threads.
 //!
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt;
@@ -25,8 +26,6 @@
 //! assert_eq!(events[0].body.get_i64("rows").unwrap(), 3);
 //! ```
 
-use std::sync::Arc;
-
 use bson::{Bson, Document};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -35,8 +34,11 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::channel::{MAX_CHANNEL_LEN, validate_channel_name};
-use crate::context::{EventHeader, THREAD_CAPTURE, emit, now_unix};
-use crate::testing::CaptureSink;
+use crate::emit::emit;
+use crate::encode::{EventHeader, now_unix};
+use crate::id::new_id;
+use crate::sink::{self, SharedSink};
+use crate::switch::enabled;
 
 /// The layer; add it to a `tracing_subscriber::registry()`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,7 +58,8 @@ struct SpanEvent {
     id: String,
     start: f64,
     body: Document,
-    sink: Option<Arc<CaptureSink>>,
+    /// Where the event goes; `None` for the transport.
+    sink: Option<SharedSink>,
 }
 
 /// `Handle Request` → `handle_request`: the channel segment for a span name.
@@ -77,8 +80,9 @@ fn segment(name: &str) -> String {
 struct BodyVisitor<'a>(&'a mut Document);
 
 impl BodyVisitor<'_> {
+    /// Dotted names nest (`user.id` → `{user: {id: …}}`), by the rule of `ziggy::set`.
     fn put(&mut self, field: &Field, value: Bson) {
-        self.0.insert(field.name(), value);
+        crate::body::write(self.0, field.name(), value, crate::body::set);
     }
 }
 
@@ -106,19 +110,12 @@ impl Visit for BodyVisitor<'_> {
     }
 }
 
-fn current_sink() -> Option<Arc<CaptureSink>> {
-    THREAD_CAPTURE
-        .try_with(|c| c.borrow().clone())
-        .ok()
-        .flatten()
-}
-
 impl<S> Layer<S> for ZiggyLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::enabled() {
+        if !enabled() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -133,7 +130,7 @@ where
                 (format!("{pc}.{own}"), pid, sink)
             }
             Some((_, pid, sink)) => (own.clone(), pid, sink),
-            None => (own, crate::new_id(), current_sink()),
+            None => (own, new_id(), sink::scoped()),
         };
         if validate_channel_name(&channel).is_err() {
             return;
@@ -158,7 +155,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if !crate::enabled() {
+        if !enabled() {
             return;
         }
         let parent = ctx.event_span(event).and_then(|span| {
@@ -169,7 +166,7 @@ where
         let (channel, id, sink) = match parent {
             Some((c, id, sink)) if c.len() + 4 <= MAX_CHANNEL_LEN => (format!("{c}.log"), id, sink),
             Some((_, id, sink)) => ("log".to_owned(), id, sink),
-            None => ("log".to_owned(), crate::new_id(), current_sink()),
+            None => ("log".to_owned(), new_id(), sink::scoped()),
         };
         let meta = event.metadata();
         let mut body = Document::new();
@@ -187,7 +184,7 @@ where
             end: now,
             sample_rate: None,
         };
-        emit(&header, &body, sink.as_ref());
+        emit(&header, &body, sink.as_deref());
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -202,6 +199,46 @@ where
             end: now_unix(),
             sample_rate: None,
         };
-        emit(&header, &data.body, data.sink.as_ref());
+        emit(&header, &data.body, data.sink.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn dotted_field_names_nest_like_set() {
+        let subscriber = tracing_subscriber::registry().with(ZiggyLayer::new());
+        let events = crate::testing::capture(|| {
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("handle", user.id = 7_i64, user.name = "ann");
+                let _entered = span.enter();
+                tracing::info!(http.status = 200_i64, "done");
+                // Through `set`, for comparison: the same key makes the same shape.
+                let _ctx = crate::Context::new("request").enter();
+                crate::set("user.id", 7_i64);
+            });
+        });
+        let by = |channel: &str| {
+            events
+                .iter()
+                .find(|e| e.channel == channel)
+                .unwrap_or_else(|| panic!("no {channel} event"))
+        };
+        assert_eq!(
+            by("handle").body,
+            doc! { "user": { "id": 7_i64, "name": "ann" } }
+        );
+        assert_eq!(
+            by("handle.log").body.get_document("http").unwrap(),
+            &doc! { "status": 200_i64 }
+        );
+        assert_eq!(
+            by("request").body.get_document("user").unwrap().get("id"),
+            by("handle").body.get_document("user").unwrap().get("id")
+        );
     }
 }

@@ -14,15 +14,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::encode::{self, now_unix};
+use crate::sink::Sink;
 use crate::stats::COUNTERS;
+use crate::switch;
 
-/// Settings of [`configure_with`].
+/// Settings of [`configure_with`]: start from `default()` and change what you need, with the
+/// `with_*` methods (the struct may gain fields, so it cannot be built as a literal).
 ///
 /// ```no_run
-/// let config = ziggy::TransportConfig { queue_capacity: 10_000, ..Default::default() };
+/// let config = ziggy::TransportConfig::default().with_queue_capacity(10_000);
 /// ziggy::configure_with("127.0.0.1:3514", config).unwrap();
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TransportConfig {
     /// Events the queue holds before new ones are dropped (default 100,000).
     pub queue_capacity: usize,
@@ -51,6 +56,38 @@ impl Default for TransportConfig {
     }
 }
 
+impl TransportConfig {
+    /// Sets [`queue_capacity`](Self::queue_capacity).
+    pub fn with_queue_capacity(mut self, events: usize) -> Self {
+        self.queue_capacity = events;
+        self
+    }
+
+    /// Sets [`max_batch_bytes`](Self::max_batch_bytes).
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// Sets [`send_hwm`](Self::send_hwm).
+    pub fn with_send_hwm(mut self, frames: i32) -> Self {
+        self.send_hwm = frames;
+        self
+    }
+
+    /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets [`drop_report_interval`](Self::drop_report_interval).
+    pub fn with_drop_report_interval(mut self, interval: Duration) -> Self {
+        self.drop_report_interval = interval;
+        self
+    }
+}
+
 /// Why the transport could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
@@ -68,26 +105,6 @@ pub enum ConfigureError {
 }
 
 type Queue = Arc<ArrayQueue<Vec<u8>>>;
-
-/// Emptied event buffers that the sender hands back for the next events, so that in steady state
-/// an event costs no allocation on the app thread and no free on the sender thread.
-static SPARE: std::sync::LazyLock<ArrayQueue<Vec<u8>>> =
-    std::sync::LazyLock::new(|| ArrayQueue::new(SPARE_BUFFERS));
-const SPARE_BUFFERS: usize = 4096;
-/// Larger buffers (a rare big event) are freed rather than kept.
-const SPARE_MAX_CAPACITY: usize = 4096;
-
-/// An empty buffer to encode an event into: a recycled one if there is one.
-pub(crate) fn event_buffer() -> Vec<u8> {
-    SPARE.pop().unwrap_or_else(|| Vec::with_capacity(256))
-}
-
-fn recycle(mut buffer: Vec<u8>) {
-    if buffer.capacity() <= SPARE_MAX_CAPACITY {
-        buffer.clear();
-        let _ = SPARE.push(buffer);
-    }
-}
 
 struct Running {
     queue: Queue,
@@ -176,12 +193,21 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
         shutdown_timeout: config.shutdown_timeout,
     });
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    crate::context::set_configured(true);
+    switch::set_configured(true);
     Ok(())
 }
 
+/// The transport as a sink: where events go unless a test capture takes them.
+pub(crate) struct ZmqSink;
+
+impl Sink for ZmqSink {
+    fn accept(&self, event: Vec<u8>) {
+        submit(event);
+    }
+}
+
 /// Queues one encoded event; never blocks.
-pub(crate) fn submit(bytes: Vec<u8>) {
+fn submit(bytes: Vec<u8>) {
     let generation = GENERATION.load(Ordering::Acquire);
     let sent = QUEUE.try_with(|cell| {
         let mut cached = cell.borrow_mut();
@@ -215,7 +241,7 @@ impl DropReports {
             interval,
             last_check: Instant::now(),
             reported: COUNTERS.dropped.load(Ordering::Relaxed),
-            since: crate::context::now_unix(),
+            since: now_unix(),
         }
     }
 
@@ -229,13 +255,12 @@ impl DropReports {
         if total == self.reported {
             return false;
         }
-        let now = crate::context::now_unix();
+        let now = now_unix();
         let body = bson::doc! {
             "dropped": (total - self.reported) as i64,
             "dropped_total": total as i64,
         };
-        let Some(event) = crate::context::encode_own_event("ziggy.dropped", self.since, now, &body)
-        else {
+        let Some(event) = encode::own_event("ziggy.dropped", self.since, now, &body) else {
             return false;
         };
         frame.extend_from_slice(&event);
@@ -262,7 +287,7 @@ fn sender_loop(
             // Batch whatever is queued, up to the frame size.
             while let Some(event) = queue.pop() {
                 frame.extend_from_slice(&event);
-                recycle(event);
+                encode::recycle(event);
                 in_frame += 1;
                 if frame.len() >= max_batch {
                     break;
@@ -334,12 +359,17 @@ pub fn flush(timeout: Duration) -> bool {
 }
 
 /// Flushes (up to the configured shutdown timeout), stops the sender thread and closes the socket.
-/// Events emitted afterwards are dropped and counted until `configure` is called again.
+/// Afterwards ziggy is off again, as before `configure` (unless a test capture is open): calls are
+/// no-ops that serialise nothing, until `configure` is called again.
 ///
 /// ```
 /// ziggy::shutdown(); // harmless when nothing was configured
+/// assert!(!ziggy::enabled());
 /// ```
 pub fn shutdown() {
+    // Off first, so no new context opens (nor any value is serialised) for an event that could
+    // only be dropped.
+    switch::set_configured(false);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     if let Some(running) = running {

@@ -374,15 +374,15 @@ fn catalogue_lists_declared_channels_and_instrumented_fns() {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
     let sql = catalogue.iter().find(|c| c.name == "request.sql").unwrap();
-    let fns: Vec<_> = sql.functions.iter().map(|f| f.function).collect();
+    let fns: Vec<_> = sql.functions.iter().map(|f| f.function()).collect();
     assert!(fns.iter().any(|f| f.ends_with("::query")), "{fns:?}");
     assert!(fns.iter().any(|f| f.ends_with("::async_query")), "{fns:?}");
     let memcache = catalogue
         .iter()
         .find(|c| c.name == "request.memcache")
         .unwrap();
-    assert_eq!(memcache.functions[0].sample, Some(("request", 0.25)));
-    assert!(memcache.functions[0].file.ends_with("macros.rs"));
+    assert_eq!(memcache.functions[0].sample(), Some(("request", 0.25)));
+    assert!(memcache.functions[0].file().ends_with("macros.rs"));
 }
 
 #[test]

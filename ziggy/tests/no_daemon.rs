@@ -12,11 +12,9 @@ fn a_million_events_without_a_peer_return_promptly_and_are_accounted() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let config = ziggy::TransportConfig {
-        queue_capacity: 10_000,
-        drop_report_interval: Duration::from_millis(200),
-        ..Default::default()
-    };
+    let config = ziggy::TransportConfig::default()
+        .with_queue_capacity(10_000)
+        .with_drop_report_interval(Duration::from_millis(200));
     ziggy::configure_with(&format!("127.0.0.1:{port}"), config).unwrap();
 
     let started = Instant::now();

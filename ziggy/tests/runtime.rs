@@ -429,3 +429,22 @@ fn ids_from_a_seeded_rng_repeat() {
     let b = capture(|| drop(Context::new("x").enter()));
     assert_eq!(a[0].id[8..], b[0].id[8..]);
 }
+
+#[test]
+fn a_panicking_captured_future_restores_the_outer_capture() {
+    let outer = Capture::new();
+    let inner = Capture::new();
+    outer.run(|| {
+        let mut fut = Box::pin(inner.wrap(async { panic!("inside the wrapped future") }));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = fut.as_mut().poll(&mut cx);
+        }));
+        assert!(polled.is_err());
+        // Opened after the panic: it belongs to `outer` again, not to `inner`.
+        drop(Context::new("after").enter());
+    });
+    let outer_channels: Vec<_> = outer.events().into_iter().map(|e| e.channel).collect();
+    assert_eq!(outer_channels, ["after"]);
+    assert!(inner.events().is_empty());
+}

@@ -24,10 +24,10 @@ fn main() {
         println!("{}", channel.name);
         for f in &channel.functions {
             let sample = f
-                .sample
+                .sample()
                 .map(|(t, r)| format!("  sample ({t}, {r})"))
                 .unwrap_or_default();
-            println!("    {}  {}:{}{sample}", f.function, f.file, f.line);
+            println!("    {}  {}:{}{sample}", f.function(), f.file(), f.line());
         }
     }
 }

@@ -30,10 +30,7 @@ fn main() {
                 (&a[2], a[3].parse().unwrap(), a[4].parse().unwrap());
             ziggy::configure_with(
                 addr,
-                ziggy::TransportConfig {
-                    queue_capacity: 1 << 20,
-                    ..Default::default()
-                },
+                ziggy::TransportConfig::default().with_queue_capacity(1 << 20),
             )
             .unwrap();
             let started = Instant::now();

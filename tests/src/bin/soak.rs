@@ -120,10 +120,7 @@ fn app(collect: &str, app_id: i64, stop_file: &Path) {
     ziggy::channels! { soak }
     ziggy::configure_with(
         collect,
-        ziggy::TransportConfig {
-            queue_capacity: 200_000,
-            ..Default::default()
-        },
+        ziggy::TransportConfig::default().with_queue_capacity(200_000),
     )
     .unwrap();
     let mut seq = 0i64;

@@ -1,0 +1,178 @@
+//! Writes into the innermost open context: [`set`], [`append`], [`add`], and the lookups the
+//! timer and the macros need.
+//!
+//! Each public write is an `#[inline]` check of the switch over an `#[inline(never)]` slow path,
+//! so while ziggy is off a write is one relaxed load and a branch. The value is serialised only
+//! once an active context is known to be there to receive it.
+
+use std::sync::atomic::Ordering;
+
+use bson::{Bson, Document};
+use serde::Serialize;
+
+use crate::body::{self, WriteOutcome};
+use crate::stack::with_stack;
+use crate::stats::COUNTERS;
+use crate::switch::enabled;
+
+/// Writes into the innermost open context of this thread, if it is active.
+fn write_innermost(key: &str, value: Bson, op: fn(&mut Document, &str, Bson) -> WriteOutcome) {
+    if !body::accept_key(key) {
+        return;
+    }
+    // Counted after the stack is released: the closure stays small enough to inline.
+    let outcome = with_stack(|stack| match stack.last_mut() {
+        Some(f) if f.active => Some(op(&mut f.body, key, value)),
+        _ => None,
+    })
+    .flatten();
+    if let Some(outcome) = outcome {
+        body::count(outcome);
+    }
+}
+
+/// Converts a value for the body; `None` (counted) when serde or bson refuses it.
+fn to_bson<V: Serialize>(value: &V) -> Option<Bson> {
+    match bson::serialize_to_bson(value) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn has_open_context() -> bool {
+    with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
+}
+
+/// Sets `key` (dotted keys nest) in the innermost open context. Outside a context: nothing.
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     ziggy::set("response.status", 200);
+///     ziggy::set("user.agent", "curl/8");
+/// });
+/// assert_eq!(events[0].body.get_document("response").unwrap().get_i32("status").ok(), Some(200));
+/// ```
+#[inline]
+pub fn set<V: Serialize>(key: &str, value: V) {
+    if enabled() {
+        set_slow(key, &value);
+    }
+}
+
+#[inline(never)]
+fn set_slow<V: Serialize>(key: &str, value: &V) {
+    if !has_open_context() {
+        return;
+    }
+    if let Some(v) = to_bson(value) {
+        write_innermost(key, v, body::set);
+    }
+}
+
+/// Appends `value` to the array at `key`, creating it.
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     ziggy::append("tags", "a");
+///     ziggy::append("tags", "b");
+/// });
+/// assert_eq!(events[0].body.get_array("tags").unwrap().len(), 2);
+/// ```
+#[inline]
+pub fn append<V: Serialize>(key: &str, value: V) {
+    if enabled() {
+        append_slow(key, &value);
+    }
+}
+
+#[inline(never)]
+fn append_slow<V: Serialize>(key: &str, value: &V) {
+    if !has_open_context() {
+        return;
+    }
+    if let Some(v) = to_bson(value) {
+        write_innermost(key, v, body::append);
+    }
+}
+
+/// Adds a number to the counter at `key` (missing counts as zero; ints stay ints, floats floats).
+///
+/// ```
+/// let events = ziggy::testing::capture(|| {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     ziggy::add("cache.hits", 1);
+///     ziggy::add("cache.hits", 2);
+/// });
+/// assert_eq!(events[0].body.get_document("cache").unwrap().get_i32("hits").ok(), Some(3));
+/// ```
+#[inline]
+pub fn add<N: Serialize>(key: &str, number: N) {
+    if enabled() {
+        add_slow(key, &number);
+    }
+}
+
+#[inline(never)]
+fn add_slow<N: Serialize>(key: &str, number: &N) {
+    if !has_open_context() {
+        return;
+    }
+    match to_bson(number) {
+        Some(v) if body::is_number(&v) => write_innermost(key, v, body::add),
+        Some(_) => {
+            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {}
+    }
+}
+
+/// The id of the innermost open context on this thread, if any.
+///
+/// ```
+/// ziggy::testing::capture(|| {
+///     assert_eq!(ziggy::current_id(), None);
+///     let _ctx = ziggy::Context::new("request").id("abc").enter();
+///     assert_eq!(ziggy::current_id().as_deref(), Some("abc"));
+/// });
+/// ```
+pub fn current_id() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    with_stack(|s| s.last().filter(|f| f.active).map(|f| f.id.clone())).flatten()
+}
+
+/// Serial of the innermost active frame (the target of a timer started now).
+pub(crate) fn innermost_active_serial() -> Option<u64> {
+    with_stack(|s| s.last().filter(|f| f.active).map(|f| f.serial)).flatten()
+}
+
+/// Sets `key` on the frame with `serial`, if it is still open on this thread. The key is a
+/// timer's `&'static str`, written as given (no key check: it would cost every timer a scan).
+pub(crate) fn set_on(serial: u64, key: &str, value: Bson) {
+    let outcome = with_stack(|stack| {
+        stack
+            .iter_mut()
+            .rev()
+            .find(|f| f.serial == serial)
+            .map(|f| body::set(&mut f.body, key, value))
+    })
+    .flatten();
+    if let Some(outcome) = outcome {
+        body::count(outcome);
+    }
+}
+
+/// Sets `body.error` on the innermost active context (the macros' `Err` path in async fns).
+pub(crate) fn record_error_innermost(message: String) {
+    with_stack(|stack| {
+        if let Some(f) = stack.last_mut().filter(|f| f.active) {
+            f.body.insert("error", message);
+        }
+    });
+}
