@@ -40,6 +40,8 @@ pub(crate) fn count(outcome: WriteOutcome) {
 }
 
 /// Applies one write (`set`, `append` or `add`) by the rules above.
+// Only the tracing bridge calls it directly.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn write(
     body: &mut Document,
     key: &str,

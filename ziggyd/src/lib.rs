@@ -41,11 +41,11 @@ pub mod daemon;
 pub mod files;
 pub mod forward;
 pub mod gate;
-pub mod ledger;
 pub mod lock;
 pub mod ratelog;
 pub mod receive;
 pub mod spool;
+pub mod state_file;
 pub mod stats;
 pub mod tail;
 

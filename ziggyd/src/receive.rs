@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use ziggy_proto::forward::valid_sender_id;
 
-use crate::ledger;
+use crate::state_file;
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
 /// refused (`NAK1 seq_jump`). A sender's batches start at most one window (8 batches of 2,000
@@ -63,7 +63,7 @@ impl SenderLedger {
     pub fn open(log_path: &std::path::Path) -> std::io::Result<SenderLedger> {
         let path = log_path.join(".ziggyd-forward-ledger");
         let mut senders = HashMap::new();
-        for line in ledger::read(&path)?.unwrap_or_default().lines() {
+        for line in state_file::read(&path)?.unwrap_or_default().lines() {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (id, mark, intent, rest) = match parts.as_slice() {
                 [id, mark, intent, rest @ ..] => (*id, *mark, *intent, rest),
@@ -148,7 +148,7 @@ impl SenderLedger {
                 s.last_seen
             );
         }
-        ledger::write_atomic(&self.path, text.as_bytes())
+        state_file::write_atomic(&self.path, text.as_bytes())
     }
 }
 

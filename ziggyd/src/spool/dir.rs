@@ -6,8 +6,8 @@ use std::io::{Error, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::ledger;
 use crate::lock::{DirLock, LockError};
+use crate::state_file;
 
 /// A state file as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn valid_id(id: &str) -> bool {
 
 /// Reads `sender-id`: the id on its first line, then an optional `base N` line.
 pub(super) fn read_identity(path: &Path) -> std::io::Result<Found<Identity>> {
-    let Some(bytes) = ledger::read_bytes(path)? else {
+    let Some(bytes) = state_file::read_bytes(path)? else {
         return Ok(Found::Missing);
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -186,7 +186,7 @@ pub(super) fn read_identity(path: &Path) -> std::io::Result<Found<Identity>> {
 
 /// Writes `sender-id` atomically.
 pub(super) fn write_identity(path: &Path, identity: &Identity) -> std::io::Result<()> {
-    ledger::write_atomic(
+    state_file::write_atomic(
         path,
         format!("{}\nbase {}\n", identity.id, identity.base).as_bytes(),
     )
@@ -194,7 +194,7 @@ pub(super) fn write_identity(path: &Path, identity: &Identity) -> std::io::Resul
 
 /// Reads `ledger`: `acked N`, the highest local seq the upstream confirmed.
 pub(super) fn read_ledger(path: &Path) -> std::io::Result<Found<u64>> {
-    let Some(bytes) = ledger::read_bytes(path)? else {
+    let Some(bytes) = state_file::read_bytes(path)? else {
         return Ok(Found::Missing);
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -213,7 +213,7 @@ pub(super) fn read_ledger(path: &Path) -> std::io::Result<Found<u64>> {
 
 /// Writes `ledger` atomically.
 pub(super) fn write_ledger(path: &Path, acked: u64) -> std::io::Result<()> {
-    ledger::write_atomic(path, format!("acked {acked}\n").as_bytes())
+    state_file::write_atomic(path, format!("acked {acked}\n").as_bytes())
 }
 
 /// The start of a damaged file's text, for a log line.
