@@ -10,28 +10,6 @@ use std::time::{Duration, Instant};
 use common::minibson::Value;
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Tier {
-    collect: String,
-    control: String,
-}
-
-impl Tier {
-    fn new() -> Tier {
-        Tier {
-            collect: format!("127.0.0.1:{}", free_port()),
-            control: format!("127.0.0.1:{}", free_port()),
-        }
-    }
-}
-
 fn start_master(t: &Tier, logs: &Path) -> Proc {
     start_ziggyd_at(
         &t.collect,

@@ -15,14 +15,6 @@ use common::*;
 
 const DAY: &str = "20231114";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `n` events `{t, i}` on `channel`, of about `pad` bytes each, in frames of 100.
 fn push(collect: &str, channel: &str, t: i64, n: i64, pad: usize) {
     let ctx = zmq::Context::new();

@@ -129,16 +129,6 @@ impl Flow {
     }
 }
 
-/// A spool write error in words an operator acts on.
-fn describe_write_error(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) => "disk full",
-        Some(libc::EDQUOT) => "disk quota exceeded",
-        Some(libc::EFBIG) => "file size limit reached",
-        _ => "write failed",
-    }
-}
-
 /// Asks the upstream's control endpoint for its forward port on a thread of its own: an
 /// unreachable upstream costs a 300 ms timeout per try, which must not stall spooling (a stalled
 /// forwarder fills the sink queue and stops the collector).
@@ -376,10 +366,10 @@ impl Forwarder {
         let (dir, every) = (self.spool.dir().display(), self.config.sync_interval);
         log.log("spool-write", || {
             format!(
-                "{}: cannot write the spool in {dir} ({e}); {events} events ({bytes} bytes) wait \
-                 in memory and the write is retried every {every:?}; past {} MiB no more input \
-                 is taken (the applications' queues fill and count their drops)",
-                describe_write_error(&e),
+                "cannot write the spool in {dir}: {}; {events} events ({bytes} bytes) wait in \
+                 memory and the write is retried every {every:?}; past {} MiB no more input is \
+                 taken (the applications' queues fill and count their drops)",
+                crate::files::describe_io_error(&e),
                 crate::spool::PENDING_BOUND >> 20
             )
         });

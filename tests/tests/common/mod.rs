@@ -163,6 +163,30 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A free TCP port on loopback (for a daemon that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fixed free ports, so a daemon can be restarted where its peer looks for it.
+pub struct Tier {
+    pub collect: String,
+    pub control: String,
+}
+
+impl Tier {
+    pub fn new() -> Tier {
+        Tier {
+            collect: format!("127.0.0.1:{}", free_port()),
+            control: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+}
+
 /// A fresh temporary directory (removed at drop).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
