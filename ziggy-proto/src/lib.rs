@@ -9,6 +9,7 @@
 //! - [`validate`]: what makes an event valid, on its raw bytes;
 //! - [`forward`]: the forward protocol's messages;
 //! - [`endpoint`]: addresses as operators type them, resolved for ZeroMQ;
+//! - `status` (feature `status`): the control protocol's STATUS reply as a type;
 //! - `client` (feature `client`): the control protocol's client.
 //!
 //! Without the `client` feature the crate has no dependency but `thiserror`, so the proc-macro
@@ -23,6 +24,8 @@ pub mod day;
 pub mod endpoint;
 pub mod forward;
 pub mod framing;
+#[cfg(feature = "status")]
+pub mod status;
 pub mod validate;
 pub mod walk;
 

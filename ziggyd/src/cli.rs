@@ -386,7 +386,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     if verbose {
         eprintln!(
             "ziggyd: stopped; {}",
-            crate::format_status_line(&stats.status_document())
+            crate::format_status_line(&stats.status())
         );
     }
     match result {
@@ -401,10 +401,16 @@ fn status(control: &str, json: bool, timeout: Duration) -> ExitCode {
             if json {
                 let value = bson::Bson::Document(doc).into_relaxed_extjson();
                 println!("{value}");
+                ExitCode::from(EXIT_OK)
             } else {
-                print!("{}", crate::format_status_table(&doc));
+                match crate::status::Status::from_document(&doc) {
+                    Ok(status) => {
+                        print!("{}", crate::format_status_table(&status));
+                        ExitCode::from(EXIT_OK)
+                    }
+                    Err(e) => fail(EXIT_FAILURE, &format!("{control}: {e}")),
+                }
             }
-            ExitCode::from(EXIT_OK)
         }
         Err(e) => fail(EXIT_FAILURE, &e.to_string()),
     }

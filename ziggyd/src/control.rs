@@ -79,10 +79,10 @@ impl Control {
         };
         match cmd.as_str() {
             "STATUS" => {
-                let mut status = self.stats.status_document();
-                status.insert("collect", self.collect_endpoint.as_str());
-                status.insert("stream", self.stream_endpoint.as_str());
-                status
+                let mut status = self.stats.status();
+                status.collect = self.collect_endpoint.clone();
+                status.stream = self.stream_endpoint.clone();
+                status.to_document()
             }
             "SOCK_STREAM" => port_reply(self.stream_port),
             "SOCK_COLLECT" => port_reply(self.collect_port),

@@ -549,7 +549,10 @@ impl FileWriter {
         let mut held = 0u64;
         for f in self.files.values().flat_map(|d| d.values()) {
             if let Some(reason) = &f.failing {
-                failing.push((f.path.display().to_string(), reason.clone()));
+                failing.push(crate::stats::WriteFailing {
+                    path: f.path.display().to_string(),
+                    reason: reason.clone(),
+                });
                 held += f.pending.entries.len() as u64;
             }
         }

@@ -52,35 +52,22 @@ pub mod tail;
 pub use config::DaemonConfig;
 pub use daemon::{Daemon, StartError};
 /// The format modules, from `ziggy-proto` (the daemon's own names for them).
-pub use ziggy_proto::{client, endpoint, validate, walk as bson_walk};
+pub use ziggy_proto::{client, endpoint, status, validate, walk as bson_walk};
 
-use bson::{Bson, Document};
+use bson::Bson;
+use ziggy_proto::status::Status;
 
 /// One line summing up a STATUS reply.
-pub fn format_status_line(status: &Document) -> String {
-    format!(
-        "{} events in, {} written, {} invalid, {} files open",
-        int(status, "events_in"),
-        int(status, "events_written"),
-        int(status, "invalid_total"),
-        int(status, "files_open")
-    )
-}
-
-fn int(doc: &Document, key: &str) -> i64 {
-    match doc.get(key) {
-        Some(Bson::Int64(v)) => *v,
-        Some(Bson::Int32(v)) => *v as i64,
-        Some(Bson::Double(v)) => *v as i64,
-        _ => 0,
-    }
+pub fn format_status_line(status: &Status) -> String {
+    status.summary_line()
 }
 
 /// A readable table of a STATUS reply: every field, scalars first, then each section.
-pub fn format_status_table(status: &Document) -> String {
+pub fn format_status_table(status: &Status) -> String {
     use std::fmt::Write;
+    let status = status.to_document();
     let mut out = String::new();
-    for (key, value) in status {
+    for (key, value) in &status {
         let shown = match (key.as_str(), value) {
             (_, Bson::Document(_)) => continue,
             ("lag", Bson::Null) => "no events yet".to_owned(),
@@ -89,7 +76,7 @@ pub fn format_status_table(status: &Document) -> String {
         };
         let _ = writeln!(out, "{key:<20} {shown}");
     }
-    for (section, value) in status {
+    for (section, value) in &status {
         let Bson::Document(doc) = value else {
             continue;
         };

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bson::{Document, doc};
+use bson::Document;
+use ziggy_proto::status::{Connections, ForwardStatus, Status};
 
 use crate::validate::InvalidReason;
 
@@ -43,7 +44,16 @@ pub struct DaemonStats {
     pub forward_conns: ConnectionStats,
     detail: Mutex<Detail>,
     /// Log files that cannot be written now, with the reason.
-    write_failing: Mutex<Vec<(String, String)>>,
+    write_failing: Mutex<Vec<WriteFailing>>,
+}
+
+/// A log file that cannot be written now, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteFailing {
+    /// The file.
+    pub path: String,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// Paths listed in STATUS's `write_failing` at most (the count says how many there are).
@@ -63,13 +73,12 @@ pub struct ConnectionStats {
 }
 
 impl ConnectionStats {
-    fn document(&self) -> Document {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-        doc! {
-            "connections": g(&self.connections),
-            "disconnects": g(&self.disconnects),
-            "cut_oversized": g(&self.cut_oversized),
-        }
+    fn status(&self) -> Connections {
+        let mut status = Connections::default();
+        status.connections = self.connections.load(Ordering::Relaxed);
+        status.disconnects = self.disconnects.load(Ordering::Relaxed);
+        status.cut_oversized = self.cut_oversized.load(Ordering::Relaxed);
+        status
     }
 }
 
@@ -120,18 +129,13 @@ impl Tally {
         self.keys.values().sum::<u64>() + self.other
     }
 
-    /// The STATUS form: one field per key, and [`OTHER_KEY`] when some keys did not fit.
-    pub fn document(&self) -> Document {
-        let mut doc: Document = self
-            .keys
-            .iter()
-            .map(|(k, v)| (k.clone(), bson::Bson::Int64(*v as i64)))
-            .collect();
+    /// The STATUS form: one entry per key, and [`OTHER_KEY`] when some keys did not fit.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = self.keys.clone();
         if self.other > 0 {
-            let n = self.other + self.keys.get(OTHER_KEY).copied().unwrap_or(0);
-            doc.insert(OTHER_KEY, n as i64);
+            *counts.entry(OTHER_KEY.to_owned()).or_default() += self.other;
         }
-        doc
+        counts
     }
 }
 
@@ -302,7 +306,7 @@ impl DaemonStats {
     }
 
     /// Replaces the list of log files that cannot be written now.
-    pub fn set_write_failing(&self, failing: Vec<(String, String)>) {
+    pub fn set_write_failing(&self, failing: Vec<WriteFailing>) {
         *self.write_failing.lock().unwrap_or_else(|e| e.into_inner()) = failing;
     }
 
@@ -314,104 +318,97 @@ impl DaemonStats {
             .unwrap_or(0)
     }
 
-    /// The STATUS reply.
-    pub fn status_document(&self) -> Document {
+    /// The STATUS reply (without the endpoints, which the control thread adds).
+    pub fn status(&self) -> Status {
         let d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
-        let mut invalid = Document::new();
-        for reason in InvalidReason::ALL {
-            invalid.insert(
-                reason.as_str(),
-                *d.invalid.get(reason.as_str()).unwrap_or(&0) as i64,
-            );
-        }
-        let now = ziggy_now();
-        let mut status = doc! {
-            "uptime": self.started.elapsed().as_secs_f64(),
-            "events_in": self.events_in.load(Ordering::Relaxed) as i64,
-            "frames_in": self.frames_in.load(Ordering::Relaxed) as i64,
-            "events_written": self.events_written.load(Ordering::Relaxed) as i64,
-            "write_errors": self.write_errors.load(Ordering::Relaxed) as i64,
-            "files_open": self.files_open.load(Ordering::Relaxed) as i64,
-            "torn_tails_cut": self.torn_tails_cut.load(Ordering::Relaxed) as i64,
-            "events_held": self.events_held.load(Ordering::Relaxed) as i64,
-            "damaged_files": self.damaged_files.load(Ordering::Relaxed) as i64,
-            "events_lost_write": self.events_lost_write.load(Ordering::Relaxed) as i64,
-            "invalid_total": d.invalid.values().sum::<u64>() as i64,
-            "invalid": invalid,
-            "channels": d.channels.document(),
-            "hosts": d.hosts.document(),
-            "collect_in": self.collect_conns.document(),
-        };
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut status = Status::default();
+        status.uptime = self.started.elapsed().as_secs_f64();
+        status.events_in = g(&self.events_in);
+        status.frames_in = g(&self.frames_in);
+        status.events_written = g(&self.events_written);
+        status.write_errors = g(&self.write_errors);
+        status.files_open = g(&self.files_open);
+        status.torn_tails_cut = g(&self.torn_tails_cut);
+        status.events_held = g(&self.events_held);
+        status.damaged_files = g(&self.damaged_files);
+        status.events_lost_write = g(&self.events_lost_write);
+        status.invalid_total = d.invalid.values().sum();
+        status.invalid = InvalidReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.as_str().to_owned(),
+                    *d.invalid.get(r.as_str()).unwrap_or(&0),
+                )
+            })
+            .collect();
+        status.channels = d.channels.counts();
+        status.hosts = d.hosts.counts();
+        status.collect_in = self.collect_conns.status();
         {
             let failing = self.write_failing.lock().unwrap_or_else(|e| e.into_inner());
-            let listed: Document = failing
+            status.write_failing_paths = failing.len() as u64;
+            status.write_failing = failing
                 .iter()
                 .take(WRITE_FAILING_LISTED)
-                .map(|(path, reason)| (path.clone(), bson::Bson::String(reason.clone())))
+                .map(|f| (f.path.clone(), f.reason.clone()))
                 .collect();
-            status.insert("write_failing_paths", failing.len() as i64);
-            status.insert("write_failing", listed);
         }
         let f = &self.forward;
         if f.enabled.load(Ordering::Relaxed) {
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-            status.insert(
-                "forward",
-                doc! {
-                    "connected": f.connected.load(Ordering::Relaxed),
-                    "spool_events": g(&f.spool_events),
-                    "spooled_seq": g(&f.spooled_seq),
-                    "spool_bytes": g(&f.spool_bytes),
-                    "oldest_unconfirmed_age": g(&f.oldest_unconfirmed_ms) as f64 / 1000.0,
-                    "forwarded": g(&f.forwarded),
-                    "confirmed": g(&f.confirmed),
-                    "resent": g(&f.resent),
-                    "dropped": g(&f.dropped),
-                    "spool_corrupt": g(&f.spool_corrupt),
-                    "spool_cut_bytes": g(&f.spool_cut_bytes),
-                    "spool_lost": g(&f.spool_lost),
-                    "spool_write_errors": g(&f.spool_write_errors),
-                    "spool_pending": g(&f.spool_pending),
-                    "spool_pending_bytes": g(&f.spool_pending_bytes),
-                    "refused": g(&f.refused),
-                    "epochs": g(&f.epochs),
-                    "acks_beyond_sent": g(&f.acks_beyond_sent),
-                    "spooled": g(&f.spooled),
-                    "handshake_failures": g(&f.handshake_failures),
-                    "refused_events": g(&f.refused_events),
-                },
-            );
+            let mut forward = ForwardStatus::default();
+            forward.connected = f.connected.load(Ordering::Relaxed);
+            forward.spool_events = g(&f.spool_events);
+            forward.spooled_seq = g(&f.spooled_seq);
+            forward.spool_bytes = g(&f.spool_bytes);
+            forward.oldest_unconfirmed_age = g(&f.oldest_unconfirmed_ms) as f64 / 1000.0;
+            forward.forwarded = g(&f.forwarded);
+            forward.confirmed = g(&f.confirmed);
+            forward.resent = g(&f.resent);
+            forward.dropped = g(&f.dropped);
+            forward.spool_corrupt = g(&f.spool_corrupt);
+            forward.spool_cut_bytes = g(&f.spool_cut_bytes);
+            forward.spool_lost = g(&f.spool_lost);
+            forward.spool_write_errors = g(&f.spool_write_errors);
+            forward.spool_pending = g(&f.spool_pending);
+            forward.spool_pending_bytes = g(&f.spool_pending_bytes);
+            forward.refused = g(&f.refused);
+            forward.epochs = g(&f.epochs);
+            forward.acks_beyond_sent = g(&f.acks_beyond_sent);
+            forward.spooled = g(&f.spooled);
+            forward.handshake_failures = g(&f.handshake_failures);
+            forward.refused_events = g(&f.refused_events);
+            status.forward = Some(forward);
         }
         let fi = &self.forward_in;
-        let mut forward_in = doc! {
-                "batches": fi.batches.load(Ordering::Relaxed) as i64,
-                "events": fi.events.load(Ordering::Relaxed) as i64,
-                "deduplicated": fi.deduplicated.load(Ordering::Relaxed) as i64,
-                "possible_duplicates": fi.possible_duplicates.load(Ordering::Relaxed) as i64,
-                "refused_write": fi.refused_write.load(Ordering::Relaxed) as i64,
-                "refused_seq_jump": fi.refused_seq_jump.load(Ordering::Relaxed) as i64,
-                "refused_sender_key": fi.refused_sender_key.load(Ordering::Relaxed) as i64,
-                "refused_bad_seq": fi.refused_bad_seq.load(Ordering::Relaxed) as i64,
-                "refused_malformed": fi.refused_malformed.load(Ordering::Relaxed) as i64,
-                "ledger_failing": fi.ledger_failing.load(Ordering::Relaxed),
-                "senders_evicted": fi.senders_evicted.load(Ordering::Relaxed) as i64,
-                "auth_accepted": fi.auth_accepted.load(Ordering::Relaxed) as i64,
-                "auth_rejected": fi.auth_rejected.load(Ordering::Relaxed) as i64,
-                "handshake_failures": fi.handshake_failures.load(Ordering::Relaxed) as i64,
-        };
-        forward_in.extend(self.forward_conns.document());
-        status.insert("forward_in", forward_in);
-        match d.last_event_end {
-            Some(end) => {
-                status.insert("last_event", end);
-                status.insert("lag", (now - end).max(0.0));
-            }
-            None => {
-                status.insert("last_event", bson::Bson::Null);
-                status.insert("lag", bson::Bson::Null);
-            }
-        }
+        let fs = &mut status.forward_in;
+        fs.batches = g(&fi.batches);
+        fs.events = g(&fi.events);
+        fs.deduplicated = g(&fi.deduplicated);
+        fs.possible_duplicates = g(&fi.possible_duplicates);
+        fs.refused_write = g(&fi.refused_write);
+        fs.refused_seq_jump = g(&fi.refused_seq_jump);
+        fs.refused_sender_key = g(&fi.refused_sender_key);
+        fs.refused_bad_seq = g(&fi.refused_bad_seq);
+        fs.refused_malformed = g(&fi.refused_malformed);
+        fs.ledger_failing = fi.ledger_failing.load(Ordering::Relaxed);
+        fs.senders_evicted = g(&fi.senders_evicted);
+        fs.auth_accepted = g(&fi.auth_accepted);
+        fs.auth_rejected = g(&fi.auth_rejected);
+        fs.handshake_failures = g(&fi.handshake_failures);
+        let conns = self.forward_conns.status();
+        fs.connections = conns.connections;
+        fs.disconnects = conns.disconnects;
+        fs.cut_oversized = conns.cut_oversized;
+        status.last_event = d.last_event_end;
+        status.lag = d.last_event_end.map(|end| (ziggy_now() - end).max(0.0));
         status
+    }
+
+    /// The STATUS reply in its wire form (without the endpoints).
+    pub fn status_document(&self) -> Document {
+        self.status().to_document()
     }
 }
 
@@ -433,10 +430,10 @@ mod tests {
             t.add(&format!("h{i}"), 2);
         }
         t.add("h0", 1); // a key already kept still counts as itself
-        let doc = t.document();
-        assert_eq!(doc.len(), MAX_KEYS + 1);
-        assert_eq!(doc.get_i64(OTHER_KEY).unwrap(), 1000);
-        assert_eq!(doc.get_i64("h0").unwrap(), 3);
+        let counts = t.counts();
+        assert_eq!(counts.len(), MAX_KEYS + 1);
+        assert_eq!(counts[OTHER_KEY], 1000);
+        assert_eq!(counts["h0"], 3);
         assert_eq!(t.total(), 2 * (MAX_KEYS as u64 + 500) + 1);
 
         // Merging full tallies keeps the bound and every count.
@@ -448,7 +445,7 @@ mod tests {
         }
         b.add("spill", 5);
         a.merge(b);
-        assert_eq!(a.document().len(), MAX_KEYS + 1);
+        assert_eq!(a.counts().len(), MAX_KEYS + 1);
         assert_eq!(a.total(), 2 * MAX_KEYS as u64 + 5);
     }
 

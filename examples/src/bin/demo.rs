@@ -81,11 +81,7 @@ fn main() {
     // Wait until the daemon has written what it received, then stop it (which flushes files).
     let expected = sent.sent as i64;
     for _ in 0..100 {
-        let written = daemon
-            .stats()
-            .status_document()
-            .get_i64("events_written")
-            .unwrap_or(0);
+        let written = daemon.stats().status().events_written as i64;
         if written >= expected {
             break;
         }
