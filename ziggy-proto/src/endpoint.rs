@@ -108,6 +108,22 @@ impl Endpoint {
         }
     }
 
+    /// The form a connecting socket takes without a lookup here: ZeroMQ resolves a host name itself
+    /// when it connects, and again on every reconnect, so a name that does not resolve yet (a
+    /// daemon's host still starting) is not an error. IPv6 is turned on for an IPv6 address.
+    pub fn for_connect(&self) -> Resolved {
+        match self {
+            Endpoint::Other(o) => Resolved {
+                endpoint: o.clone(),
+                ipv6: false,
+            },
+            Endpoint::Tcp { host, port } => Resolved {
+                endpoint: format!("tcp://{self}"),
+                ipv6: host.contains(':') && *port > 0,
+            },
+        }
+    }
+
     /// Resolves the host into an IP address (IPv4 first) and formats it for ZeroMQ; port 0
     /// becomes `*` (a free port), which only binding understands.
     pub fn resolve(&self) -> Result<Resolved, EndpointError> {
@@ -217,6 +233,20 @@ mod tests {
         assert!(e(":3514").contains("not HOST:PORT"));
         assert!(e("no-such-host.invalid:3514").contains("cannot resolve"));
         assert!(e("udp://x:1").contains("not HOST:PORT"));
+    }
+
+    #[test]
+    fn connecting_forms_resolve_nothing_here() {
+        let c = |a: &str| Endpoint::parse(a).unwrap().for_connect();
+        assert_eq!(c("127.0.0.1:3514").endpoint, "tcp://127.0.0.1:3514");
+        assert_eq!(
+            c("no-such-host.invalid:3514").endpoint,
+            "tcp://no-such-host.invalid:3514"
+        );
+        assert_eq!(c("tcp://[::1]:3514").endpoint, "tcp://[::1]:3514");
+        assert!(c("[::1]:3514").ipv6);
+        assert!(!c("localhost:3514").ipv6);
+        assert_eq!(c("ipc:///run/ziggy").endpoint, "ipc:///run/ziggy");
     }
 
     #[test]

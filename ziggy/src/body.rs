@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use bson::{Bson, Document};
 
-use crate::stats::COUNTERS;
+use crate::counters::COUNTERS;
 
 /// What a write did to the body; `Replaced` means a conflicting value was overwritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use bson::Document;
 
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
+use crate::counters::COUNTERS;
 use crate::encode::now_unix;
 use crate::sink::{self, SharedSink};
 use crate::stack::{self, ContextGuard, Frame, with_stack};
-use crate::stats::COUNTERS;
 use crate::switch::enabled;
 
 /// Longest user-given id accepted; a longer one is replaced by a fresh id.

@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 
 use bson::Document;
 
+use crate::counters::COUNTERS;
 use crate::encode::{self, EventHeader};
 use crate::sink::Sink;
-use crate::stats::COUNTERS;
 use crate::transport::ZmqSink;
 
 /// Encodes an event and hands it to `sink`, or to the transport when `None`.

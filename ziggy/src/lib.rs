@@ -61,6 +61,7 @@
 mod body;
 pub mod channel;
 mod context;
+mod counters;
 mod emit;
 mod encode;
 pub mod event;
@@ -74,7 +75,6 @@ mod registry;
 mod sampling;
 mod sink;
 mod stack;
-mod stats;
 mod switch;
 pub mod testing;
 mod timer;
@@ -84,17 +84,15 @@ mod transport;
 mod write;
 
 pub use context::{Context, MAX_ID_LEN};
+pub use counters::{Stats, stats};
 pub use event::Event;
 pub use future::{InContext, Instrument, in_context};
 pub use id::new_id;
 pub use registry::{ChannelEntry, DeclaredChannel, InstrumentedFn, channels};
 pub use stack::ContextGuard;
-pub use stats::{Stats, stats};
 pub use switch::enabled;
 pub use timer::{TimerGuard, timeit};
-pub use transport::{
-    ConfigureError, TransportConfig, configure, configure_with, endpoint_for, flush, shutdown,
-};
+pub use transport::{ConfigureError, TransportConfig, configure, configure_with, flush, shutdown};
 pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::counters::COUNTERS;
 use crate::encode::{self, now_unix};
 use crate::sink::Sink;
-use crate::stats::COUNTERS;
 use crate::switch;
 
 /// Settings of [`configure_with`]: start from `default()` and change what you need, with the
@@ -123,23 +123,12 @@ thread_local! {
     static QUEUE: RefCell<(u64, Option<Queue>)> = const { RefCell::new((0, None)) };
 }
 
-/// Turns `host:port` into `tcp://host:port`; endpoints pass through.
-///
-/// ```
-/// assert_eq!(ziggy::endpoint_for("127.0.0.1:3514").unwrap(), "tcp://127.0.0.1:3514");
-/// assert_eq!(ziggy::endpoint_for("ipc:///run/ziggy").unwrap(), "ipc:///run/ziggy");
-/// assert!(ziggy::endpoint_for("no-port").is_err());
-/// ```
-pub fn endpoint_for(addr: &str) -> Result<String, ConfigureError> {
-    if addr.starts_with("tcp://") || addr.starts_with("ipc://") || addr.starts_with("inproc://") {
-        return Ok(addr.to_owned());
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-            Ok(format!("tcp://{addr}"))
-        }
-        _ => Err(ConfigureError::BadAddress(addr.to_owned())),
-    }
+/// What the socket connects to: `HOST:PORT`, `[V6]:PORT`, or a `tcp://`, `ipc://` or `inproc://`
+/// endpoint, parsed by the one address rule (`ziggy_proto::endpoint`).
+fn endpoint_for(addr: &str) -> Result<ziggy_proto::endpoint::Resolved, ConfigureError> {
+    ziggy_proto::endpoint::Endpoint::parse(addr)
+        .map(|e| e.for_connect())
+        .map_err(|_| ConfigureError::BadAddress(addr.to_owned()))
 }
 
 /// Sends events to the daemon at `addr` with the default settings (see [`configure_with`]).
@@ -155,7 +144,8 @@ pub fn configure(addr: &str) -> Result<(), ConfigureError> {
 
 /// Starts (or restarts, after flushing the previous one) the sender thread for `addr`.
 pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), ConfigureError> {
-    let endpoint = endpoint_for(addr)?;
+    let resolved = endpoint_for(addr)?;
+    let endpoint = resolved.endpoint;
     // A context per transport, terminated by `shutdown`: termination is what makes ZeroMQ honour
     // the linger and deliver what it still holds (a never-terminated global context loses it at
     // process exit).
@@ -168,6 +158,7 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
             s.set_sndhwm(config.send_hwm)?;
             s.set_linger(config.shutdown_timeout.as_millis().min(i32::MAX as u128) as i32)?;
             s.set_sndtimeo(0)?;
+            s.set_ipv6(resolved.ipv6)?;
             s.connect(&endpoint)?;
             Ok(s)
         })
@@ -385,5 +376,23 @@ pub fn shutdown() {
         COUNTERS.queued.fetch_sub(late, Ordering::Relaxed);
         // Blocks until ZeroMQ delivered what it holds, at most the linger (the shutdown timeout).
         drop(running.context);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_operators_type_them() {
+        let e = |a: &str| endpoint_for(a).map(|r| r.endpoint);
+        assert_eq!(e("127.0.0.1:3514").unwrap(), "tcp://127.0.0.1:3514");
+        assert_eq!(e("localhost:3514").unwrap(), "tcp://localhost:3514");
+        assert_eq!(e("ipc:///run/ziggy").unwrap(), "ipc:///run/ziggy");
+        assert!(endpoint_for("[::1]:3514").unwrap().ipv6);
+        assert!(matches!(
+            endpoint_for("no-port"),
+            Err(ConfigureError::BadAddress(a)) if a == "no-port"
+        ));
     }
 }

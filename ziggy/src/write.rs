@@ -11,8 +11,8 @@ use bson::{Bson, Document};
 use serde::Serialize;
 
 use crate::body::{self, WriteOutcome};
+use crate::counters::COUNTERS;
 use crate::stack::with_stack;
-use crate::stats::COUNTERS;
 use crate::switch::enabled;
 
 /// Writes into the innermost open context of this thread, if it is active.
