@@ -110,6 +110,9 @@ impl ChannelEntry {
 
 /// Every declared channel and every instrumented function of the program, sorted by channel name.
 ///
+/// This is the catalogue, a function called at run time; `ziggy::channels! { .. }` (same name, the
+/// macro namespace) is how a crate declares its channels at compile time.
+///
 /// ```
 /// for channel in ziggy::channels() {
 ///     println!("{} ({} functions)", channel.name, channel.functions.len());

@@ -13,6 +13,9 @@ pub struct TimerGuard {
 
 /// Starts a timer recording into the innermost open context; outside a context it does nothing.
 ///
+/// The guard form, timing until it is dropped; `#[ziggy::timeit]` (same name, the attribute
+/// namespace) times a whole function.
+///
 /// ```
 /// let events = ziggy::testing::capture(|| {
 ///     let _ctx = ziggy::Context::new("request").enter();
