@@ -8,6 +8,7 @@
 //! - [`walk`]: the structural BSON check and element walk (no decoding);
 //! - [`validate`]: what makes an event valid, on its raw bytes;
 //! - [`forward`]: the forward protocol's messages;
+//! - [`jetstream`]: the messages on a NATS JetStream stream between publishers and writers;
 //! - [`endpoint`]: addresses as operators type them, resolved for ZeroMQ;
 //! - `status` (feature `status`): the control protocol's STATUS reply as a type;
 //! - `client` (feature `client`): the control protocol's client.
@@ -24,6 +25,7 @@ pub mod day;
 pub mod endpoint;
 pub mod forward;
 pub mod framing;
+pub mod jetstream;
 #[cfg(feature = "status")]
 pub mod status;
 pub mod validate;
