@@ -66,7 +66,11 @@ pub fn stream_description(partitions: u32) -> String {
 /// The partition count in a stream's description.
 pub fn partitions_in_description(description: &str) -> Option<u32> {
     let n = description.split("partitions=").nth(1)?;
-    let n: u32 = n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let n: u32 = n
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     (1..=MAX_PARTITIONS).contains(&n).then_some(n)
 }
 
@@ -159,16 +163,28 @@ mod tests {
     #[test]
     fn payloads_round_trip_and_refuse_what_cannot_be_right() {
         let payload = encode([(3, &DOC[..]), (7, &DOC[..])]);
-        assert_eq!(decode(&payload, 1, 9).unwrap(), [(3, &DOC[..]), (7, &DOC[..])]);
-        assert!(matches!(decode(&payload, 4, 9), Err(PayloadError::Seq { seq: 3, .. })));
-        assert!(matches!(decode(&payload, 1, 6), Err(PayloadError::Seq { seq: 7, .. })));
+        assert_eq!(
+            decode(&payload, 1, 9).unwrap(),
+            [(3, &DOC[..]), (7, &DOC[..])]
+        );
+        assert!(matches!(
+            decode(&payload, 4, 9),
+            Err(PayloadError::Seq { seq: 3, .. })
+        ));
+        assert!(matches!(
+            decode(&payload, 1, 6),
+            Err(PayloadError::Seq { seq: 7, .. })
+        ));
         let backwards = encode([(7, &DOC[..]), (3, &DOC[..])]);
         assert!(decode(&backwards, 1, 9).is_err());
         assert!(matches!(
             decode(&payload[..payload.len() - 1], 1, 9),
             Err(PayloadError::Frame(FrameError::Truncated { .. }))
         ));
-        assert!(matches!(decode(&payload[..6], 1, 9), Err(PayloadError::CutSeq(4))));
+        assert!(matches!(
+            decode(&payload[..6], 1, 9),
+            Err(PayloadError::CutSeq(4))
+        ));
         assert_eq!(decode(b"XXXX", 1, 1), Err(PayloadError::Tag));
         assert_eq!(decode(PAYLOAD_TAG, 1, 1).unwrap(), []);
     }
@@ -181,7 +197,10 @@ mod tests {
             .map(|c| partition_of(c, 4))
             .collect();
         assert!(p.len() > 1);
-        assert_eq!(partition_of("request.sql", 8), partition_of("request.sql", 8));
+        assert_eq!(
+            partition_of("request.sql", 8),
+            partition_of("request.sql", 8)
+        );
     }
 
     #[test]

@@ -122,24 +122,15 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
         return vec![Err(InvalidReason::EmptyFrame)];
     }
     let mut items = Vec::new();
-    let mut rest = frame;
-    while !rest.is_empty() {
-        if rest.len() < 5 {
-            items.push(Err(InvalidReason::MalformedBson));
-            break;
+    for document in crate::framing::documents(frame) {
+        match document {
+            Ok((_, event)) if event.len() > limits.max_event_bytes => {
+                items.push(Err(InvalidReason::EventTooLarge))
+            }
+            Ok((_, event)) => items.push(validate_event(event)),
+            // Framing ends at its first error: what follows cannot be delimited.
+            Err(_) => items.push(Err(InvalidReason::MalformedBson)),
         }
-        let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        if len < 5 || len as usize > rest.len() {
-            items.push(Err(InvalidReason::MalformedBson));
-            break;
-        }
-        let (event, tail) = rest.split_at(len as usize);
-        rest = tail;
-        if event.len() > limits.max_event_bytes {
-            items.push(Err(InvalidReason::EventTooLarge));
-            continue;
-        }
-        items.push(validate_event(event));
     }
     items
 }
