@@ -41,6 +41,8 @@ pub mod daemon;
 pub mod files;
 pub mod forward;
 pub mod gate;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 pub mod lock;
 pub mod ratelog;
 pub mod receive;

@@ -34,7 +34,7 @@ pub enum LockError {
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct DirLock {
-    /// The locked directory (the lock lives as long as this handle).
+    /// The locked directory or file (the lock lives as long as this handle).
     _dir: File,
     path: PathBuf,
 }
@@ -80,6 +80,67 @@ impl DirLock {
             _dir: dir_handle,
             path,
         })
+    }
+
+    /// Locks `dir` shared with other holders of a shared lock (writers of different partitions of
+    /// a JetStream stream), so a daemon that wants it alone (`acquire`) is refused, and it is
+    /// refused while such a daemon holds it. No pid is written: several may hold it.
+    pub fn acquire_shared(dir: &Path, name: &str) -> Result<DirLock, LockError> {
+        let path = dir.join(name);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let dir_handle = File::open(dir).map_err(io)?;
+        match dir_handle.try_lock_shared() {
+            Ok(()) => Ok(DirLock {
+                _dir: dir_handle,
+                path,
+            }),
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+                    .map_or("pid unknown".to_owned(), |pid| format!("pid {pid}"));
+                Err(LockError::Held { path, holder })
+            }
+            Err(TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// Locks the file `dir/name` itself (created mode 0600) and writes this process's pid into
+    /// it: one holder per name within a directory several daemons share.
+    pub fn acquire_file(dir: &Path, name: &str) -> Result<DirLock, LockError> {
+        let path = dir.join(name);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".to_owned(),
+                };
+                return Err(LockError::Held { path, holder });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DirLock { _dir: file, path })
     }
 
     /// The lock file.

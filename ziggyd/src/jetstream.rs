@@ -1,0 +1,272 @@
+//! NATS JetStream between host daemons and file writers (feature `jetstream`).
+//!
+//! A forwarding daemon started with `--publish nats://…` hands its spool batches to a
+//! [`publish::JetStreamLink`] instead of a master's forward socket; writer daemons
+//! (`--consume nats://…`) take them off the stream with [`consume`] and write the same files a
+//! master writes. The messages are `ziggy_proto::jetstream`'s; the stream is created by whichever
+//! daemon comes first, with [`JetStreamConfig::stream_config`].
+//!
+//! Each side runs its NATS client on its own thread with a single-threaded tokio runtime: the rest
+//! of the daemon stays synchronous and never waits on the network.
+
+pub mod consume;
+mod coverage;
+pub mod publish;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use ziggy_proto::jetstream::{
+    DEFAULT_PREFIX, DEFAULT_STREAM, MAX_PARTITIONS, partitions_in_description, stream_description,
+};
+
+/// Why the JetStream side cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    /// The `nats://` address list is malformed.
+    #[error(
+        "{0:?} is not a NATS address list: expected nats://HOST:PORT[,HOST:PORT...] (or several \
+         nats:// URLs separated by commas)"
+    )]
+    Address(String),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Setting(String),
+    /// The stream exists but was not made by ziggyd.
+    #[error(
+        "stream {stream} exists but its description {description:?} does not name its \
+         partitions: it was not created by ziggyd (choose another --nats-stream)"
+    )]
+    ForeignStream {
+        /// The stream's name.
+        stream: String,
+        /// What its description says.
+        description: String,
+    },
+    /// The NATS client failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// Where the stream is and how it is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamConfig {
+    /// Server URLs (`nats://host:port`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// The stream's name.
+    pub stream: String,
+    /// Subjects are `<prefix>.p<partition>`.
+    pub prefix: String,
+    /// Partitions of a stream this daemon creates (an existing stream keeps its own).
+    pub partitions: u32,
+    /// Replicas of a stream this daemon creates.
+    pub replicas: usize,
+    /// How long JetStream remembers message ids to drop a repeated publish.
+    pub duplicate_window: Duration,
+    /// Most bytes the stream holds (events not yet written by a writer); publishes beyond it are
+    /// refused and the events wait in the publishers' spools.
+    pub max_bytes: i64,
+}
+
+impl JetStreamConfig {
+    /// A configuration for `urls` (`nats://h:p,h:p` or `nats://h:p,nats://h:p`), with the
+    /// defaults: stream `ZIGGY`, 1 partition, replicas = servers listed (at most 3), duplicate
+    /// window 1 hour, 10 GiB.
+    pub fn from_urls(urls: &str) -> Result<JetStreamConfig, JetStreamError> {
+        let servers = parse_servers(urls)?;
+        Ok(JetStreamConfig {
+            replicas: servers.len().min(3),
+            servers,
+            stream: DEFAULT_STREAM.to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            partitions: 1,
+            duplicate_window: Duration::from_secs(3600),
+            max_bytes: 10 << 30,
+        })
+    }
+
+    /// Checks the settings a user may give.
+    pub fn check(&self) -> Result<(), JetStreamError> {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(JetStreamError::Setting(format!(
+                "--nats-partitions {} is out of range: 1 to {MAX_PARTITIONS}",
+                self.partitions
+            )));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(JetStreamError::Setting(format!(
+                "--nats-replicas {} is out of range: JetStream allows 1 to 5",
+                self.replicas
+            )));
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&self.stream) {
+            return Err(JetStreamError::Setting(format!(
+                "--nats-stream {:?}: use letters, digits, - and _",
+                self.stream
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stream this daemon creates when it is missing: file storage, work-queue retention (a
+    /// message leaves the stream once its writer has acknowledged it), new publishes refused when
+    /// full (so nothing is discarded: the events wait in the publishers' spools), no age limit.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            description: Some(stream_description(self.partitions)),
+            subjects: vec![format!("{}.>", self.prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::WorkQueue,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            max_bytes: self.max_bytes,
+            ..Default::default()
+        }
+    }
+}
+
+/// Splits `nats://h:p,h:p` (or `nats://h:p,nats://h:p`) into server URLs.
+pub fn parse_servers(urls: &str) -> Result<Vec<String>, JetStreamError> {
+    let bad = || JetStreamError::Address(urls.to_owned());
+    let rest = urls.strip_prefix("nats://").ok_or_else(bad)?;
+    let mut servers = Vec::new();
+    for part in rest.split(',') {
+        let part = part.strip_prefix("nats://").unwrap_or(part);
+        let (host, port) = part.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || host.contains(['/', ' ']) || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        servers.push(format!("nats://{part}"));
+    }
+    Ok(servers)
+}
+
+/// Counters of the JetStream side, in STATUS `jetstream`.
+#[derive(Debug, Default)]
+pub struct JetStreamStats {
+    /// Connected to a server now.
+    pub connected: AtomicBool,
+    /// Messages published and not yet acknowledged.
+    pub in_flight: AtomicU64,
+    /// Messages the stream acknowledged.
+    pub acked: AtomicU64,
+    /// Of those, acknowledged as a repeat of a message it has (not stored twice).
+    pub duplicates: AtomicU64,
+    /// Publishes that failed (the batch goes again).
+    pub failed: AtomicU64,
+    /// Messages a writer took off the stream.
+    pub consumed: AtomicU64,
+    /// Events a writer wrote from them.
+    pub events_written: AtomicU64,
+    /// Events a writer had already written (a publisher's resend or a redelivery), not written
+    /// again.
+    pub deduplicated: AtomicU64,
+    /// Events written again because a crash came between their fsync and the record of it.
+    pub possible_duplicates: AtomicU64,
+    /// Messages a writer could not read (not ziggyd's format): acknowledged and dropped.
+    pub malformed: AtomicU64,
+    /// Events in readable messages that are not valid events: left out.
+    pub invalid_events: AtomicU64,
+    /// Messages waiting in the writer's consumers (from the last consumer info).
+    pub pending: AtomicU64,
+}
+
+impl JetStreamStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A current-thread tokio runtime for one JetStream thread.
+fn runtime() -> Result<tokio::runtime::Runtime, JetStreamError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JetStreamError::Nats(format!("cannot start the NATS runtime: {e}")))
+}
+
+/// Connects, retrying in the background forever (a daemon starts whether the cluster is up or
+/// not), with `connected` kept current.
+async fn connect(
+    config: &JetStreamConfig,
+    name: &str,
+    stats: &std::sync::Arc<JetStreamStats>,
+) -> Result<async_nats::Client, JetStreamError> {
+    let flag = stats.clone();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100 * attempts as u64).min(2_000))
+        })
+        .event_callback(move |event| {
+            let flag = flag.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => flag.connected.store(true, Ordering::Relaxed),
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        flag.connected.store(false, Ordering::Relaxed)
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .connect(config.servers.clone())
+        .await
+        .map_err(|e| JetStreamError::Nats(e.to_string()))
+}
+
+/// Finds the stream, creating it as configured when missing, and returns its partition count.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<u32, JetStreamError> {
+    let mut stream = js
+        .get_or_create_stream(config.stream_config())
+        .await
+        .map_err(|e| JetStreamError::Nats(format!("stream {}: {e}", config.stream)))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| JetStreamError::Nats(format!("stream {}: {e}", config.stream)))?;
+    let description = info.config.description.clone().unwrap_or_default();
+    partitions_in_description(&description).ok_or(JetStreamError::ForeignStream {
+        stream: config.stream.clone(),
+        description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_as_operators_type_them() {
+        let s = parse_servers("nats://127.0.0.1:4222,127.0.0.1:4223").unwrap();
+        assert_eq!(s, ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]);
+        let s = parse_servers("nats://a:1,nats://b:2").unwrap();
+        assert_eq!(s, ["nats://a:1", "nats://b:2"]);
+        for bad in [
+            "127.0.0.1:4222",
+            "nats://",
+            "nats://h",
+            "nats://h:x",
+            "nats://h:1,",
+        ] {
+            assert!(parse_servers(bad).is_err(), "{bad}");
+        }
+        let config = JetStreamConfig::from_urls("nats://a:1,b:2,c:3,d:4").unwrap();
+        assert_eq!(config.replicas, 3);
+        config.check().unwrap();
+    }
+}
