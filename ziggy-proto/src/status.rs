@@ -57,6 +57,9 @@ pub struct Status {
     pub forward: Option<ForwardStatus>,
     /// The receiving side of forwarding (batches from other daemons).
     pub forward_in: ForwardInStatus,
+    /// The NATS JetStream link, present on a daemon that publishes to or consumes from a stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<JetStreamStatus>,
     /// The latest `end` of any event received (seconds since the epoch), null before the first.
     pub last_event: Option<f64>,
     /// Now minus `last_event`, in seconds, null before the first event.
@@ -181,6 +184,42 @@ pub struct ForwardInStatus {
     pub disconnects: u64,
     /// Connections of the forward socket cut for an oversized frame (see [`Connections`]).
     pub cut_oversized: u64,
+}
+
+/// The NATS JetStream side of a publishing daemon (`--publish nats://…`) or a writer
+/// (`--consume nats://…`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct JetStreamStatus {
+    /// Connected to a server now.
+    pub connected: bool,
+    /// The server connected to (`host:port`), empty when none.
+    pub server: String,
+    /// The stream.
+    pub stream: String,
+    /// Publishes not yet acknowledged.
+    pub in_flight: u64,
+    /// Messages the stream acknowledged.
+    pub acked: u64,
+    /// Of those, acknowledged as a repeat of a message it already had (not stored twice).
+    pub duplicates: u64,
+    /// Publishes that failed; their batches go again after the forwarder's backoff.
+    pub failed: u64,
+    /// Messages a writer took off the stream.
+    pub consumed: u64,
+    /// Events a writer wrote from them.
+    pub events_written: u64,
+    /// Events a writer had written already (a publisher's resend, a redelivery), not written again.
+    pub deduplicated: u64,
+    /// Events written again because a crash came between their fsync and the record of it.
+    pub possible_duplicates: u64,
+    /// Messages a writer could not read as ziggyd batches: acknowledged and dropped.
+    pub malformed: u64,
+    /// Invalid events inside readable messages: left out.
+    pub invalid_events: u64,
+    /// Messages waiting for this writer in its consumers (its lag behind the stream).
+    pub pending: u64,
 }
 
 /// A STATUS reply that is not one.

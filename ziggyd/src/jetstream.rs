@@ -152,6 +152,10 @@ pub fn parse_servers(urls: &str) -> Result<Vec<String>, JetStreamError> {
 /// Counters of the JetStream side, in STATUS `jetstream`.
 #[derive(Debug, Default)]
 pub struct JetStreamStats {
+    /// The stream's name.
+    pub stream: String,
+    /// The server connected to, if any.
+    pub server: std::sync::Mutex<String>,
     /// Connected to a server now.
     pub connected: AtomicBool,
     /// Messages published and not yet acknowledged.
@@ -180,8 +184,41 @@ pub struct JetStreamStats {
 }
 
 impl JetStreamStats {
+    /// Counters for the stream `stream`.
+    pub fn new(stream: &str) -> JetStreamStats {
+        JetStreamStats {
+            stream: stream.to_owned(),
+            ..Default::default()
+        }
+    }
+
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The STATUS section.
+    pub fn status(&self) -> ziggy_proto::status::JetStreamStatus {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = ziggy_proto::status::JetStreamStatus::default();
+        s.connected = self.connected.load(Ordering::Relaxed);
+        s.server = if s.connected {
+            self.server.lock().map(|s| s.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        s.stream = self.stream.clone();
+        s.in_flight = g(&self.in_flight);
+        s.acked = g(&self.acked);
+        s.duplicates = g(&self.duplicates);
+        s.failed = g(&self.failed);
+        s.consumed = g(&self.consumed);
+        s.events_written = g(&self.events_written);
+        s.deduplicated = g(&self.deduplicated);
+        s.possible_duplicates = g(&self.possible_duplicates);
+        s.malformed = g(&self.malformed);
+        s.invalid_events = g(&self.invalid_events);
+        s.pending = g(&self.pending);
+        s
     }
 }
 
@@ -224,6 +261,18 @@ async fn connect(
         .connect(config.servers.clone())
         .await
         .map_err(|e| JetStreamError::Nats(e.to_string()))
+}
+
+/// Records which server the client is connected to, for STATUS.
+fn note_server(client: &async_nats::Client, stats: &JetStreamStats) {
+    if let Some(info) = client.try_server_info() {
+        let text = format!("{} ({}:{})", info.server_name, info.host, info.port);
+        if let Ok(mut server) = stats.server.lock()
+            && *server != text
+        {
+            *server = text;
+        }
+    }
 }
 
 /// Finds the stream, creating it as configured when missing, and returns its partition count.

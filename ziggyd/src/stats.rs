@@ -42,6 +42,9 @@ pub struct DaemonStats {
     pub collect_conns: ConnectionStats,
     /// Connections of the forward socket (in STATUS `forward_in`).
     pub forward_conns: ConnectionStats,
+    /// The NATS JetStream side, when the daemon publishes to or consumes from a stream.
+    #[cfg(feature = "jetstream")]
+    pub jetstream: std::sync::OnceLock<std::sync::Arc<crate::jetstream::JetStreamStats>>,
     detail: Mutex<Detail>,
     /// Log files that cannot be written now, with the reason.
     write_failing: Mutex<Vec<WriteFailing>>,
@@ -284,6 +287,8 @@ impl Default for DaemonStats {
             forward_in: ForwardInStats::default(),
             collect_conns: ConnectionStats::default(),
             forward_conns: ConnectionStats::default(),
+            #[cfg(feature = "jetstream")]
+            jetstream: std::sync::OnceLock::new(),
             detail: Mutex::default(),
         }
     }
@@ -401,6 +406,10 @@ impl DaemonStats {
         fs.connections = conns.connections;
         fs.disconnects = conns.disconnects;
         fs.cut_oversized = conns.cut_oversized;
+        #[cfg(feature = "jetstream")]
+        if let Some(js) = self.jetstream.get() {
+            status.jetstream = Some(js.status());
+        }
         status.last_event = d.last_event_end;
         status.lag = d.last_event_end.map(|end| (ziggy_now() - end).max(0.0));
         status

@@ -23,7 +23,9 @@ use ziggy_proto::jetstream::{RANGE_HEADER, SENDER_HEADER, decode, parse_range, s
 use ziggy_proto::validate::validate_event;
 
 use super::coverage::{self, Coverage};
-use super::{JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, runtime};
+use super::{
+    JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, note_server, runtime,
+};
 use crate::batch::{Batch, ForwardMark, WriteOutcome};
 use crate::files::FileWriter;
 use crate::lock::DirLock;
@@ -75,7 +77,7 @@ pub fn run(
         let client = connect(&config.jetstream, "ziggyd-writer", &stats).await?;
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
-            .build(client);
+            .build(client.clone());
         // The stream may not be reachable yet: wait for it.
         let count = loop {
             match ensure_stream(&js, &config.jetstream).await {
@@ -115,6 +117,7 @@ pub fn run(
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 files.tick(Duration::from_secs(60));
                 last_tick = Instant::now();
+                note_server(&client, &stats);
                 let mut pending = 0;
                 for partition in &mut partitions {
                     if let Ok(info) = partition.consumer.info().await {

@@ -24,7 +24,9 @@ use ziggy_proto::jetstream::{
 };
 use ziggy_proto::validate::validate_event;
 
-use super::{JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, runtime};
+use super::{
+    JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, note_server, runtime,
+};
 
 /// A batch as the link's thread receives it.
 struct OwnedBatch {
@@ -144,7 +146,7 @@ async fn publish_loop(
     };
     let js = async_nats::jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
-        .build(client);
+        .build(client.clone());
     let mut partitions = None;
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut generation = 0u64;
@@ -153,6 +155,7 @@ async fn publish_loop(
         tokio::select! {
             batch = batches.recv() => {
                 let Some(batch) = batch else { break };
+                note_server(&client, &stats);
                 if partitions.is_none() {
                     match ensure_stream(&js, &config).await {
                         Ok(n) => partitions = Some(n),
