@@ -46,3 +46,16 @@ impl Batch {
             .map(|(c, d, r)| (c.as_str(), *d, &self.frame[r.clone()]))
     }
 }
+
+/// Where a valid event sits in `container` (the frame it arrived in), with its channel and day.
+pub(crate) fn locate(
+    meta: &crate::validate::EventMeta<'_>,
+    container: &[u8],
+) -> (String, Day, Range<usize>) {
+    let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
+    (
+        meta.channel.to_owned(),
+        Day::from_unix(meta.start),
+        start..start + meta.bytes.len(),
+    )
+}

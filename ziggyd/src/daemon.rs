@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::collect::{Collector, ForwardIn};
+use crate::collect::Collector;
 use crate::config::{DaemonConfig, endpoint_port};
 use crate::connections::{Side, Watch};
 use crate::control::Control;
@@ -14,7 +14,7 @@ use crate::files::FileWriter;
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::gate::{AllowList, Gate};
 use crate::lock::{DirLock, LockError};
-use crate::receive::SenderLedger;
+use crate::receive::{ForwardIn, SenderLedger};
 use crate::spool::{Spool, SpoolConfig};
 use crate::stats::DaemonStats;
 
@@ -216,7 +216,7 @@ impl Daemon {
             ));
         }
 
-        let mut router = None;
+        let mut forward_in = None;
         let mut forward_port = Err(
             "this daemon writes no files: start it with --log-path to accept forwarding".to_owned(),
         );
@@ -295,12 +295,7 @@ impl Daemon {
             forward_port = endpoint_port(&endpoint)
                 .ok_or_else(|| "the forward socket is not on a TCP port".to_owned());
             let ledger = SenderLedger::open(dir).map_err(log_err)?;
-            router = Some(ForwardIn {
-                socket,
-                ledger,
-                durable: outcomes_rx,
-                pending: 0,
-            });
+            forward_in = Some(ForwardIn::new(socket, ledger, outcomes_rx));
         }
 
         if let Some(forward) = &config.forward {
@@ -365,7 +360,7 @@ impl Daemon {
             limits: config.limits,
             log_interval: config.log_interval,
             shutdown: shutdown.clone(),
-            router,
+            forward_in,
         };
         threads.push(spawn("ziggyd-collect", Box::new(move || collector.run())));
         // The context lives as long as its sockets; they own references to it.
