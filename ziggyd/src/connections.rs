@@ -54,21 +54,15 @@ use std::time::{Duration, Instant};
 
 use zmq::SocketEvent;
 
-use crate::gate::recv_monitor_event;
 use crate::ratelog::RateLimitedLog;
+use crate::sockets::{self, MonitorEvent};
 use crate::stats::{ConnectionStats, DaemonStats};
 
 /// The monitor events a [`Watch`] needs (and [`crate::gate::Gate`] adds none to them).
 pub const EVENTS: i32 = SocketEvent::ACCEPTED as i32
     | SocketEvent::DISCONNECTED as i32
-    | SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
-    | SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-    | SocketEvent::HANDSHAKE_FAILED_AUTH as i32
+    | sockets::HANDSHAKE_FAILURES
     | SocketEvent::MONITOR_STOPPED as i32;
-
-/// Monitor messages (two per event) that may wait for the reader. libzmq sends them blocking
-/// from its I/O thread, so a full queue would stall all intake; this is ~10 MB at most.
-pub(crate) const MONITOR_QUEUE: i32 = 100_000;
 
 /// Events read in one turn (a bound on work per wake-up and on the look-ahead buffer); past it,
 /// the connections accepted in that turn get no copy.
@@ -94,19 +88,14 @@ fn copy_budget() -> usize {
         .min(MAX_COPIES)
 }
 
-/// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) and returns the
-/// reader. Call it before binding `socket`, so that no connection goes unseen.
+/// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) for a [`Watch`]
+/// and returns the reader. Call it before binding `socket`, so that no connection goes unseen.
 pub fn monitor(
     ctx: &zmq::Context,
     socket: &zmq::Socket,
     endpoint: &str,
 ) -> zmq::Result<zmq::Socket> {
-    let reader = ctx.socket(zmq::PAIR)?;
-    reader.set_linger(0)?;
-    reader.set_rcvhwm(MONITOR_QUEUE)?;
-    socket.monitor(endpoint, EVENTS)?;
-    reader.connect(endpoint)?;
-    Ok(reader)
+    sockets::monitor(ctx, socket, endpoint, EVENTS)
 }
 
 /// Which watched socket.
@@ -213,7 +202,7 @@ impl Watch {
             let stopped = self
                 .pump(&monitor)
                 .iter()
-                .any(|&(event, _)| event == SocketEvent::MONITOR_STOPPED as u16);
+                .any(|e| e.is(SocketEvent::MONITOR_STOPPED));
             if stopped {
                 break;
             }
@@ -228,13 +217,14 @@ impl Watch {
 
     /// Reads the waiting monitor events (at most a turn's worth), handles those about
     /// connections, and returns them all (the gate handles handshake failures and the stop).
-    pub fn pump(&mut self, monitor: &zmq::Socket) -> Vec<(u16, u32)> {
+    pub fn pump(&mut self, monitor: &zmq::Socket) -> Vec<MonitorEvent> {
         let mut events = Vec::new();
         let mut drained = read_events(monitor, &mut events);
         let mut i = 0;
         while i < events.len() {
-            let (event, value) = events[i];
-            if event == SocketEvent::ACCEPTED as u16 {
+            let event = events[i];
+            let value = event.value;
+            if event.is(SocketEvent::ACCEPTED) {
                 let mut peer = Peer::default();
                 if drained && !ends_later(&events, i) {
                     peer = self.inspect(value);
@@ -252,7 +242,7 @@ impl Watch {
                 self.counters()
                     .connections
                     .store(self.open.len() as u64, Ordering::Relaxed);
-            } else if event == SocketEvent::DISCONNECTED as u16 {
+            } else if event.is(SocketEvent::DISCONNECTED) {
                 let peer = self.open.remove(&value).unwrap_or_default();
                 self.copies -= usize::from(peer.copy.is_some());
                 let end = if std::mem::take(&mut self.handshake_failed) {
@@ -262,10 +252,7 @@ impl Watch {
                 };
                 drop(peer.copy); // ends the connection, if libzmq has closed it already
                 self.ended(peer.addr, end);
-            } else if event == SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u16
-                || event == SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u16
-                || event == SocketEvent::HANDSHAKE_FAILED_AUTH as u16
-            {
+            } else if event.is_handshake_failure() {
                 // libzmq reports it just before the DISCONNECTED of the same connection.
                 self.handshake_failed = true;
             }
@@ -345,17 +332,17 @@ impl Watch {
 }
 
 /// Whether a `DISCONNECTED` for the descriptor of the `ACCEPTED` event at `i` follows it.
-fn ends_later(events: &[(u16, u32)], i: usize) -> bool {
-    let fd = events[i].1;
+fn ends_later(events: &[MonitorEvent], i: usize) -> bool {
+    let fd = events[i].value;
     events[i + 1..]
         .iter()
-        .any(|&(e, v)| e == SocketEvent::DISCONNECTED as u16 && v == fd)
+        .any(|e| e.is(SocketEvent::DISCONNECTED) && e.value == fd)
 }
 
 /// Appends waiting events, up to a turn's worth in `events`; true if none was left waiting.
-fn read_events(monitor: &zmq::Socket, events: &mut Vec<(u16, u32)>) -> bool {
+fn read_events(monitor: &zmq::Socket, events: &mut Vec<MonitorEvent>) -> bool {
     while events.len() < EVENTS_PER_TURN {
-        match recv_monitor_event(monitor) {
+        match sockets::recv_event(monitor) {
             Some(event) => events.push(event),
             None => return true,
         }

@@ -324,18 +324,18 @@ impl Daemon {
             f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
             let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
             sinks.push(tx);
-            let forwarder = Forwarder {
+            let forwarder = Forwarder::new(
                 spool,
-                batches: rx,
-                config: ForwardConfig {
+                rx,
+                ForwardConfig {
                     upstream_control: forward.upstream_control.clone(),
                     sync_interval: forward.sync_interval,
                     ack_timeout: forward.ack_timeout,
                     curve: forward.curve.clone(),
                 },
-                stats: stats.clone(),
-                shutdown: shutdown.clone(),
-            };
+                stats.clone(),
+                shutdown.clone(),
+            );
             threads.push(spawn("ziggyd-forward", Box::new(move || forwarder.run())));
         }
 

@@ -18,23 +18,13 @@ use std::time::{Duration, Instant};
 use crate::connections::Watch;
 use crate::curve::{self, KeyError};
 use crate::ratelog::RateLimitedLog;
+use crate::sockets;
 use crate::stats::DaemonStats;
 
 /// The ZAP domain the forward socket declares.
 pub const FORWARD_ZAP_DOMAIN: &str = "ziggyd-forward";
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 const MONITOR_ENDPOINT: &str = "inproc://ziggyd-forward-monitor";
-
-/// One event from a ZeroMQ socket monitor (`zmq_socket_monitor`'s first frame: event number
-/// u16, value u32, native byte order), if one is waiting.
-pub(crate) fn recv_monitor_event(monitor: &zmq::Socket) -> Option<(u16, u32)> {
-    let parts = monitor.recv_multipart(zmq::DONTWAIT).ok()?;
-    let frame = parts.first().filter(|p| p.len() >= 6)?;
-    Some((
-        u16::from_ne_bytes([frame[0], frame[1]]),
-        u32::from_ne_bytes([frame[2], frame[3], frame[4], frame[5]]),
-    ))
-}
 
 /// The public keys allowed to forward, read from a directory of key files.
 #[derive(Debug)]
@@ -149,9 +139,7 @@ impl Gate {
         let zap = ctx.socket(zmq::REP)?;
         zap.set_linger(0)?;
         zap.bind(ZAP_ENDPOINT)?;
-        let monitor = ctx.socket(zmq::PAIR)?;
-        monitor.set_linger(0)?;
-        monitor.set_rcvhwm(crate::connections::MONITOR_QUEUE)?;
+        let monitor = sockets::monitor_reader(ctx)?;
         Ok(Gate {
             zap,
             monitor,
@@ -168,8 +156,12 @@ impl Gate {
         socket.set_curve_server(true)?;
         socket.set_curve_secretkey(&keys.secret)?;
         socket.set_zap_domain(FORWARD_ZAP_DOMAIN)?;
-        socket.monitor(MONITOR_ENDPOINT, crate::connections::EVENTS)?;
-        self.monitor.connect(MONITOR_ENDPOINT)
+        sockets::attach(
+            socket,
+            &self.monitor,
+            MONITOR_ENDPOINT,
+            crate::connections::EVENTS,
+        )
     }
 
     /// Tells the connection watch the forward socket's port, once bound.
@@ -280,13 +272,13 @@ impl Gate {
     /// Counts the waiting monitor events; true when the monitored socket has closed.
     fn monitor_event(&mut self, log: &mut RateLimitedLog) -> bool {
         let mut stopped = false;
-        for (event, _) in self.watch.pump(&self.monitor) {
-            if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
+        for event in self.watch.pump(&self.monitor) {
+            if event.is(zmq::SocketEvent::MONITOR_STOPPED) {
                 stopped = true;
             }
             // Refused keys are counted by `answer` (ZAP); these failed before ZAP was asked.
-            if event != zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u16
-                && event != zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u16
+            if !event.is(zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL)
+                && !event.is(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL)
             {
                 continue;
             }

@@ -44,6 +44,7 @@ pub mod gate;
 pub mod lock;
 pub mod ratelog;
 pub mod receive;
+mod sockets;
 pub mod spool;
 pub mod state_file;
 pub mod stats;
