@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::client::control_request;
 use crate::config::{CurveClient, CurveServer, DaemonConfig};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, OpenFileLimit};
 use crate::validate::Limits;
 
 /// Exit code: the daemon ran and stopped cleanly, or the command succeeded.
@@ -321,10 +321,12 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     };
     let verbose = config.verbose;
     match crate::daemon::raise_open_file_limit() {
-        Ok((before, after)) if verbose && after != before => {
+        Ok(OpenFileLimit { before, after }) if verbose && after != before => {
             eprintln!("ziggyd: open-file limit raised from {before} to {after}")
         }
-        Ok((now, _)) if verbose => eprintln!("ziggyd: open-file limit {now} (the hard limit)"),
+        Ok(OpenFileLimit { before: now, .. }) if verbose => {
+            eprintln!("ziggyd: open-file limit {now} (the hard limit)")
+        }
         Err(e) if verbose => eprintln!("ziggyd: cannot raise the open-file limit: {e}"),
         _ => {}
     }
@@ -368,11 +370,14 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     std::thread::Builder::new()
         .name("ziggyd-watchdog".into())
         .spawn(move || {
-            while death().is_none() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let died = loop {
+                match death() {
+                    Some(died) => break died,
+                    None => std::thread::sleep(Duration::from_millis(100)),
+                }
+            };
             std::thread::sleep(DEATH_GRACE);
-            eprintln!("ziggyd: {}; exiting", death().unwrap_or_default());
+            eprintln!("ziggyd: {died}; exiting");
             std::process::exit(EXIT_FAILURE.into());
         })
         .expect("spawning the watchdog thread");

@@ -8,34 +8,98 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use ziggy_proto::day::Day;
-
 use crate::batch::{Batch, locate};
+use crate::config::DaemonConfig;
+use crate::connections::{Side, Watch, Watcher};
 use crate::ratelog::RateLimitedLog;
 use crate::receive::ForwardIn;
+use crate::runtime::Shared;
+use crate::sockets::{self, BindError, Bound};
 use crate::stats::{BatchCounts, DaemonStats};
+use crate::stream::LiveStream;
 use crate::validate::{Limits, split_frame};
 
 /// Frames drained per wake-up before counts are merged and the shutdown flag is looked at.
 const DRAIN_PER_WAKEUP: usize = 4096;
 /// Counters reach STATUS at least every this many frames.
 const MERGE_EVERY_FRAMES: usize = 64;
+/// Frames the collect socket queues before pushing back on senders.
+const COLLECT_HWM_FRAMES: i32 = 64;
+
+/// The collect socket (PULL), bound with its limits, and the watch of its connections.
+pub struct CollectSocket {
+    /// The socket and where it is bound.
+    pub bound: Bound,
+    /// The watch of its connections, to run on a thread of its own.
+    pub watcher: Watcher,
+}
+
+impl CollectSocket {
+    /// Binds the collect socket at `config.collect`, watched from before the bind so that no
+    /// connection goes unseen.
+    pub fn build(shared: &Shared, config: &DaemonConfig) -> Result<CollectSocket, BindError> {
+        let watch = Watch::of(Side::Collect, config, shared.stats.clone());
+        let mut watcher = None;
+        let bound = sockets::bind(&shared.ctx, zmq::PULL, "collect", &config.collect, |s| {
+            // Memory is bounded by frames, not events: a frame may hold 64 KiB of events, so a
+            // deep receive queue would be hundreds of MiB. Past this, back-pressure reaches the
+            // senders.
+            s.set_rcvhwm(COLLECT_HWM_FRAMES)?;
+            s.set_maxmsgsize(config.max_message_bytes())?;
+            watcher = Some(Watcher::attach(
+                &shared.ctx,
+                s,
+                "inproc://ziggyd-collect-connections",
+                watch,
+                shared.shutdown.clone(),
+            )?);
+            Ok(())
+        })?;
+        let watcher = watcher
+            .expect("attached before binding")
+            .on_port(bound.port());
+        Ok(CollectSocket { bound, watcher })
+    }
+}
 
 /// The collector's sockets and where its output goes.
 pub struct Collector {
-    pub(crate) pull: zmq::Socket,
-    pub(crate) pull_endpoint: String,
-    pub(crate) stream: zmq::Socket,
-    pub(crate) sinks: Vec<Sender<Arc<Batch>>>,
-    pub(crate) stats: Arc<DaemonStats>,
-    pub(crate) limits: Limits,
-    pub(crate) log_interval: Duration,
-    pub(crate) shutdown: Arc<AtomicBool>,
+    pull: zmq::Socket,
+    pull_endpoint: String,
+    stream: LiveStream,
+    sinks: Vec<Sender<Arc<Batch>>>,
+    stats: Arc<DaemonStats>,
+    limits: Limits,
+    log_interval: Duration,
+    shutdown: Arc<AtomicBool>,
     /// Forwarding daemons' batches arrive here (ROUTER), when this daemon writes files.
-    pub(crate) forward_in: Option<ForwardIn>,
+    forward_in: Option<ForwardIn>,
 }
 
 impl Collector {
+    /// The collector of `collect`, publishing on `stream` and handing batches to `sinks`; with
+    /// `forward_in`, it also serves forwarding daemons.
+    pub fn new(
+        shared: &Shared,
+        config: &DaemonConfig,
+        collect: Bound,
+        stream: LiveStream,
+        sinks: Vec<Sender<Arc<Batch>>>,
+        forward_in: Option<ForwardIn>,
+    ) -> Collector {
+        Collector {
+            pull: collect.socket,
+            pull_endpoint: collect.endpoint,
+            stream,
+            sinks,
+            stats: shared.stats.clone(),
+            limits: config.limits,
+            log_interval: config.log_interval,
+            shutdown: shared.shutdown.clone(),
+            forward_in,
+        }
+    }
+
     /// Runs until shutdown is requested, then drains what was already received and returns.
     pub fn run(mut self) {
         let mut log = RateLimitedLog::new(self.log_interval);
@@ -88,7 +152,7 @@ impl Collector {
         };
         for accepted in forward_in.receive(self.limits, &self.stats, log) {
             self.stats.merge(accepted.counts);
-            publish(&self.stream, &accepted.batch);
+            self.stream.publish_batch(&accepted.batch);
             self.hand_to_sinks(accepted.batch);
         }
     }
@@ -128,7 +192,12 @@ impl Collector {
         let mut events = Vec::new();
         for item in split_frame(&frame, self.limits) {
             match item {
-                Ok(meta) => events.push(accept(&self.stream, &meta, &frame, counts)),
+                Ok(meta) => {
+                    // Published at once; the sinks get the whole frame's events.
+                    self.stream.publish(meta.channel, meta.bytes);
+                    counts.event(meta.channel, meta.host, meta.end);
+                    events.push(locate(&meta, &frame));
+                }
                 Err(reason) => {
                     *counts.invalid.entry(reason).or_default() += 1;
                     log.log(reason.as_str(), || {
@@ -145,28 +214,5 @@ impl Collector {
             events,
             durable: None,
         }));
-    }
-}
-
-/// Takes in one valid event: counts it, publishes it on the live stream, and returns where it sits
-/// in `container` (the frame it arrived in) for the sinks.
-fn accept(
-    stream: &zmq::Socket,
-    meta: &crate::validate::EventMeta<'_>,
-    container: &[u8],
-    counts: &mut BatchCounts,
-) -> (String, Day, std::ops::Range<usize>) {
-    // PUB never blocks: a slow subscriber loses messages, collection goes on.
-    let _ = stream.send(meta.channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
-    let _ = stream.send(meta.bytes, zmq::DONTWAIT);
-    counts.event(meta.channel, meta.host, meta.end);
-    locate(meta, container)
-}
-
-/// Publishes a batch's events on the live stream.
-fn publish(stream: &zmq::Socket, batch: &Batch) {
-    for (channel, _, bytes) in batch.iter() {
-        let _ = stream.send(channel.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
-        let _ = stream.send(bytes, zmq::DONTWAIT);
     }
 }

@@ -162,6 +162,13 @@ impl Default for DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// The hard cap on a frame at the accepting sockets (`ZMQ_MAXMSGSIZE`): 4 × the frame
+    /// limit. ZeroMQ copies it into a socket's listener at bind time, and drops the connection
+    /// of a frame over it without a word (see `connections`).
+    pub(crate) fn max_message_bytes(&self) -> i64 {
+        (self.limits.max_frame_bytes as i64).saturating_mul(4)
+    }
+
     /// A config on free loopback ports, for tests and embedding.
     pub fn ephemeral() -> Self {
         DaemonConfig {

@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use zmq::SocketEvent;
 
+use crate::config::DaemonConfig;
 use crate::ratelog::RateLimitedLog;
 use crate::sockets::{self, MonitorEvent};
 use crate::stats::{ConnectionStats, DaemonStats};
@@ -86,16 +87,6 @@ fn copy_budget() -> usize {
     usize::try_from(limit.rlim_cur / 4)
         .unwrap_or(MAX_COPIES)
         .min(MAX_COPIES)
-}
-
-/// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) for a [`Watch`]
-/// and returns the reader. Call it before binding `socket`, so that no connection goes unseen.
-pub fn monitor(
-    ctx: &zmq::Context,
-    socket: &zmq::Socket,
-    endpoint: &str,
-) -> zmq::Result<zmq::Socket> {
-    sockets::monitor(ctx, socket, endpoint, EVENTS)
 }
 
 /// Which watched socket.
@@ -177,6 +168,17 @@ impl Watch {
         }
     }
 
+    /// A watch of `side` for a daemon with `config`.
+    pub fn of(side: Side, config: &DaemonConfig, stats: Arc<DaemonStats>) -> Watch {
+        Watch::new(
+            side,
+            stats,
+            config.max_message_bytes(),
+            config.verbose,
+            config.log_interval,
+        )
+    }
+
     /// The TCP port the socket is bound to: a copied descriptor whose local port differs is not
     /// one of its connections, and is dropped.
     pub fn on_port(mut self, port: Option<u16>) -> Watch {
@@ -188,30 +190,6 @@ impl Watch {
         match self.side {
             Side::Collect => &self.stats.collect_conns,
             Side::Forward => &self.stats.forward_conns,
-        }
-    }
-
-    /// Serves the monitor until its socket is closed (`MONITOR_STOPPED`), or 2 s after shutdown
-    /// at the latest.
-    pub fn run(mut self, monitor: zmq::Socket, shutdown: Arc<AtomicBool>) {
-        let mut stopping_since: Option<Instant> = None;
-        loop {
-            if monitor.poll(zmq::POLLIN, 200).is_err() {
-                break;
-            }
-            let stopped = self
-                .pump(&monitor)
-                .iter()
-                .any(|e| e.is(SocketEvent::MONITOR_STOPPED));
-            if stopped {
-                break;
-            }
-            if shutdown.load(Ordering::Acquire) {
-                let since = *stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(2) {
-                    break;
-                }
-            }
         }
     }
 
@@ -327,6 +305,62 @@ impl Watch {
                 format!("{side}: the connection from {peer} ended after a failed handshake")
             }),
             End::PeerClosed | End::HandshakeFailed => {}
+        }
+    }
+}
+
+/// A [`Watch`] with the reader of its socket's monitor, served on a thread of its own.
+pub struct Watcher {
+    watch: Watch,
+    monitor: zmq::Socket,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    /// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) for `watch`.
+    /// Call it before binding `socket`, so that no connection goes unseen.
+    pub fn attach(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        endpoint: &str,
+        watch: Watch,
+        shutdown: Arc<AtomicBool>,
+    ) -> zmq::Result<Watcher> {
+        Ok(Watcher {
+            watch,
+            monitor: sockets::monitor(ctx, socket, endpoint, EVENTS)?,
+            shutdown,
+        })
+    }
+
+    /// The TCP port the socket is bound to (see [`Watch::on_port`]).
+    pub fn on_port(mut self, port: Option<u16>) -> Watcher {
+        self.watch = self.watch.on_port(port);
+        self
+    }
+
+    /// Serves the monitor until its socket is closed (`MONITOR_STOPPED`), or 2 s after shutdown
+    /// at the latest.
+    pub fn run(mut self) {
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if self.monitor.poll(zmq::POLLIN, 200).is_err() {
+                break;
+            }
+            let stopped = self
+                .watch
+                .pump(&self.monitor)
+                .iter()
+                .any(|e| e.is(SocketEvent::MONITOR_STOPPED));
+            if stopped {
+                break;
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
         }
     }
 }
@@ -447,7 +481,7 @@ mod tests {
         let ctx = zmq::Context::new();
         let pull = ctx.socket(zmq::PULL).unwrap();
         pull.set_maxmsgsize(cap).unwrap();
-        let monitor = monitor(&ctx, &pull, "inproc://test-monitor").unwrap();
+        let monitor = sockets::monitor(&ctx, &pull, "inproc://test-monitor", EVENTS).unwrap();
         pull.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = pull.get_last_endpoint().unwrap().unwrap();
         let port = crate::config::endpoint_port(&endpoint);

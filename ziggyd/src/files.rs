@@ -30,7 +30,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ziggy_proto::day::{Day, log_file_path};
 
 use crate::batch::{Batch, WriteOutcome};
+use crate::config::DaemonConfig;
+use crate::lock::{DirLock, LockError};
 use crate::ratelog::RateLimitedLog;
+use crate::runtime::Shared;
 use crate::stats::DaemonStats;
 
 /// Batches written together before one fsync of the files they touched (group commit).
@@ -136,6 +139,32 @@ pub fn describe_io_error(e: &std::io::Error) -> String {
     }
 }
 
+/// Why the file writer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogPathError {
+    /// The log directory cannot be created or read.
+    #[error("cannot use log path {path}: {source}")]
+    Io {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another daemon uses the same directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+}
+
+impl LogPathError {
+    /// An I/O error on the log directory `dir`.
+    pub fn io(dir: &Path, source: std::io::Error) -> LogPathError {
+        LogPathError::Io {
+            path: dir.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Writes batches to per-channel, per-day files under one directory.
 pub struct FileWriter {
     dir: PathBuf,
@@ -151,10 +180,36 @@ pub struct FileWriter {
     /// Bumped by SIGHUP: every file is closed and reopened at its next write.
     reopen: Option<Arc<AtomicU64>>,
     reopen_seen: u64,
+    /// Files are flushed at least this often.
+    flush_interval: Duration,
+    /// A file with no write for this long is closed.
+    idle_close: Duration,
+    /// Held while the writer lives: one daemon per log path.
+    _lock: Option<DirLock>,
 }
 
 impl FileWriter {
-    /// A writer under `dir` (created if missing).
+    /// The writer of a daemon with `--log-path` `dir`: creates and locks the directory, reports
+    /// forwarded batches on `outcomes`, and reopens its files on SIGHUP.
+    pub fn build(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &Path,
+        outcomes: Sender<WriteOutcome>,
+    ) -> Result<FileWriter, LogPathError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogPathError::io(dir, e))?;
+        let lock = DirLock::acquire(dir, ".ziggyd-lock")?;
+        let mut writer = FileWriter::new(dir, shared.stats.clone())
+            .map_err(|e| LogPathError::io(dir, e))?
+            .with_outcomes(outcomes)
+            .with_reopen(shared.reopen.clone());
+        writer.flush_interval = config.flush_interval;
+        writer.idle_close = config.idle_close;
+        writer._lock = Some(lock);
+        Ok(writer)
+    }
+
+    /// A writer under `dir` (created if missing), neither locked nor reporting.
     pub fn new(dir: &Path, stats: Arc<DaemonStats>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(FileWriter {
@@ -168,6 +223,9 @@ impl FileWriter {
             open: 0,
             reopen: None,
             reopen_seen: 0,
+            flush_interval: Duration::from_secs(1),
+            idle_close: Duration::from_secs(60),
+            _lock: None,
         })
     }
 
@@ -622,13 +680,9 @@ impl FileWriter {
         }
     }
 
-    /// Runs until the batch channel closes: write, and tick every `flush_interval`.
-    pub fn run(
-        mut self,
-        batches: Receiver<Arc<Batch>>,
-        flush_interval: Duration,
-        idle_close: Duration,
-    ) {
+    /// Runs until the batch channel closes: write, and tick every flush interval.
+    pub fn run(mut self, batches: Receiver<Arc<Batch>>) {
+        let (flush_interval, idle_close) = (self.flush_interval, self.idle_close);
         let mut next_tick = Instant::now() + flush_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());

@@ -1,22 +1,22 @@
 //! The forwarder of a local daemon (`--publish`): spool every valid event, send batches upstream,
 //! drop them from the spool only when the upstream confirms they are durable there.
 //!
-//! Spooling ([`spooling`]): events are appended to the spool's memory and written + fsynced every
-//! `sync_interval`; only synced events are sent. A failed write (disk full, file size limit) is
+//! Spooling (`forward/spooling`): events are appended to the spool's memory and written +
+//! fsynced every `sync_interval`; only synced events are sent. A failed write (disk full, file size limit) is
 //! counted (`spool_write_errors`), logged at most every 10 s ("disk full" when it is), and
 //! retried every `sync_interval` whether or not new input comes; while more than
 //! [`crate::spool::PENDING_BOUND`] bytes wait, no input is taken, so the collector blocks and
 //! ZeroMQ's high-water marks push back to the applications (which count their drops): nothing
 //! is dropped here unseen.
 //!
-//! Sending ([`link`]): the upstream's forward endpoint is learnt from its control endpoint
+//! Sending (`forward/link`): the upstream's forward endpoint is learnt from its control endpoint
 //! (`SOCK_FORWARD`); at most `WINDOW` batches are in flight. After a silence of `ack_timeout` the
 //! connection is dropped, the endpoint asked again (a restarted upstream has a new port) and
 //! everything unconfirmed is resent from the spool. RAM stays flat however long the upstream is
 //! away: the backlog lives on disk.
 //!
-//! Answers ([`answers`]): `ACK1 seq` confirms everything up to `seq`; a seq beyond what was sent
-//! confirms only what was sent (counted in `acks_beyond_sent`). `NAK1 mark reason` refuses a
+//! Answers (`forward/answers`): `ACK1 seq` confirms everything up to `seq`; a seq beyond what was
+//! sent confirms only what was sent (counted in `acks_beyond_sent`). `NAK1 mark reason` refuses a
 //! batch (`refused`): `write_failed: …` (the upstream cannot write) keeps everything spooled,
 //! pauses 1 s, doubling up to 30 s until the next ACK, then resends from the confirmed mark on
 //! the same connection; `seq_jump` or `sender_key` (the upstream will not take this sender id's
@@ -35,8 +35,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::batch::Batch;
+use crate::config::ForwardTo;
 use crate::ratelog::RateLimitedLog;
-use crate::spool::Spool;
+use crate::runtime::Shared;
+use crate::spool::{Recovery, Spool, SpoolConfig};
 use crate::stats::DaemonStats;
 
 use answers::Flow;
@@ -62,11 +64,23 @@ pub struct ForwardConfig {
     pub curve: Option<crate::config::CurveClient>,
 }
 
+/// Why the forwarder cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The spool directory cannot be opened (or is another daemon's).
+    #[error("cannot use spool directory {path}: {source}")]
+    Open {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 /// The forwarder thread's state: the spool and its intake, the link upstream, and the flow of
 /// batches over it.
 pub struct Forwarder {
     spool: Spool,
-    batches: Receiver<Arc<Batch>>,
     config: ForwardConfig,
     stats: Arc<DaemonStats>,
     shutdown: Arc<AtomicBool>,
@@ -82,10 +96,48 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder of what arrives on `batches`, through `spool`, to the upstream of `config`.
+    /// The forwarder of a daemon with `--publish`: opens the spool (recovering what a crash or
+    /// damage left, and telling the operator), with its gauges in STATUS from the start.
+    pub fn build(shared: &Shared, forward: &ForwardTo) -> Result<Forwarder, SpoolError> {
+        let spool_config = SpoolConfig {
+            dir: forward.spool_dir.clone(),
+            segment_bytes: forward.segment_bytes,
+            max_bytes: forward.spool_max_bytes,
+        };
+        let (spool, recovery) = Spool::open(spool_config).map_err(|source| SpoolError::Open {
+            path: forward.spool_dir.display().to_string(),
+            source,
+        })?;
+        report_recovery(&forward.spool_dir, &recovery);
+        // Gauges are right from the first STATUS, before the forwarder's first turn.
+        let f = &shared.stats.forward;
+        f.enabled.store(true, Ordering::Relaxed);
+        f.spool_corrupt.store(recovery.corrupt, Ordering::Relaxed);
+        f.spool_cut_bytes
+            .store(recovery.bytes_cut, Ordering::Relaxed);
+        f.spool_lost.store(recovery.lost, Ordering::Relaxed);
+        f.epochs
+            .store(recovery.epoch.is_some() as u64, Ordering::Relaxed);
+        f.spool_events.store(spool.depth(), Ordering::Relaxed);
+        f.spooled_seq.store(spool.synced_seq(), Ordering::Relaxed);
+        f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+        let config = ForwardConfig {
+            upstream_control: forward.upstream_control.clone(),
+            sync_interval: forward.sync_interval,
+            ack_timeout: forward.ack_timeout,
+            curve: forward.curve.clone(),
+        };
+        Ok(Forwarder::new(
+            spool,
+            config,
+            shared.stats.clone(),
+            shared.shutdown.clone(),
+        ))
+    }
+
+    /// A forwarder through `spool` to the upstream of `config`.
     pub fn new(
         spool: Spool,
-        batches: Receiver<Arc<Batch>>,
         config: ForwardConfig,
         stats: Arc<DaemonStats>,
         shutdown: Arc<AtomicBool>,
@@ -94,7 +146,6 @@ impl Forwarder {
             flow: Flow::new(&spool),
             discovery: Discovery::new(config.upstream_control.clone()),
             spool,
-            batches,
             config,
             stats,
             shutdown,
@@ -106,12 +157,13 @@ impl Forwarder {
         }
     }
 
-    /// Runs until the collector is gone (after shutdown); leaves the spool synced.
-    pub fn run(mut self) {
+    /// Forwards what arrives on `batches` until the collector is gone (after shutdown); leaves
+    /// the spool synced.
+    pub fn run(mut self, batches: Receiver<Arc<Batch>>) {
         self.stats.forward.enabled.store(true, Ordering::Relaxed);
         loop {
             let shutting_down = self.shutdown.load(Ordering::Acquire);
-            let collector_gone = self.take_in(shutting_down);
+            let collector_gone = self.take_in(&batches, shutting_down);
             self.sync_when_due(collector_gone);
             if collector_gone && shutting_down {
                 break;
@@ -219,5 +271,39 @@ impl Forwarder {
         f.spool_pending_bytes
             .store(self.spool.pending_bytes() as u64, Ordering::Relaxed);
         f.dropped.store(self.spool.dropped, Ordering::Relaxed);
+    }
+}
+
+/// Tells the operator what opening the spool found: damage cut out, events lost, a new sender id.
+fn report_recovery(dir: &std::path::Path, recovery: &Recovery) {
+    let dir = dir.display();
+    for d in &recovery.damage {
+        let lost = if d.lost > 0 {
+            format!("{} unconfirmed event(s) lost", d.lost)
+        } else {
+            "no unconfirmed event known lost".to_owned()
+        };
+        eprintln!(
+            "ziggyd: spool {dir}: {}: damaged bytes {}..{} ({} bytes) cut out; {lost}",
+            d.segment.file_name().unwrap_or_default().to_string_lossy(),
+            d.start,
+            d.end,
+            d.end - d.start
+        );
+    }
+    if recovery.corrupt > 0 {
+        eprintln!(
+            "ziggyd: spool {dir}: {} damaged place(s), {} bytes cut, {} events lost; {} records kept and will be forwarded",
+            recovery.corrupt, recovery.bytes_cut, recovery.lost, recovery.records
+        );
+    }
+    if let Some(epoch) = &recovery.epoch {
+        eprintln!(
+            "ziggyd: spool {dir}: new sender id {} (was {}): {}; {} unconfirmed events on disk go (again) under the new id, and none of the old id's sequence numbers is reused",
+            epoch.new_id,
+            epoch.old_id.as_deref().unwrap_or("unknown"),
+            epoch.reason,
+            epoch.resent
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! Collects events (ZeroMQ PULL), validates them on their raw bytes, writes them to
 //! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (PUB, `[type, event]`), and answers a
 //! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: [`collect`] →
-//! [`validate`] → ([`files`], [`spool`] → [`forward`], stream) with [`control`] and [`stats`]
-//! beside; [`daemon`] wires them.
+//! [`validate`] → ([`files`], [`spool`] → [`forward`], [`stream`]) with [`control`] and
+//! [`stats`] beside; on a master [`receive`] takes forwarded batches to [`files`]; [`daemon`]
+//! builds each part from the config and wires them.
 //!
 //! ## Forwarding protocol
 //! A daemon started with `--publish` spools every valid event ([`spool`]) and sends batches from
@@ -44,10 +45,12 @@ pub mod gate;
 pub mod lock;
 pub mod ratelog;
 pub mod receive;
+mod runtime;
 mod sockets;
 pub mod spool;
 pub mod state_file;
 pub mod stats;
+pub mod stream;
 pub mod tail;
 
 pub use config::DaemonConfig;

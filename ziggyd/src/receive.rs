@@ -19,20 +19,29 @@
 //! that many of the real sender's next events are taken for duplicates. With CURVE a sender id
 //! belongs to the key that first used it, and other keys are refused.
 
+mod admit;
 pub mod ledger;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Receiver;
 
 use ziggy_proto::forward::{self as protocol, Refusal, Reply};
 
 use crate::batch::{Batch, ForwardMark, WriteOutcome};
+use crate::config::DaemonConfig;
+use crate::connections::{Side, Watch, Watcher};
+use crate::control::NoForwardPort;
+use crate::files::LogPathError;
+use crate::gate::{CurveSetupError, Gate};
 use crate::ratelog::RateLimitedLog;
+use crate::runtime::{Shared, Worker};
+use crate::sockets::{self, BindError};
 use crate::stats::{BatchCounts, DaemonStats, ForwardInStats};
-use crate::validate::{InvalidReason, Item, Limits, split_frame};
+use crate::validate::{InvalidReason, Limits};
 
+use admit::{Admitted, Peer};
 pub use ledger::{MAX_SENDERS, SenderLedger, SenderState};
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
@@ -42,6 +51,32 @@ pub use ledger::{MAX_SENDERS, SenderLedger, SenderState};
 pub const MAX_SEQ_JUMP: u64 = 32_000;
 /// Messages taken from the ROUTER per turn (one ledger write covers them all).
 const MESSAGES_PER_TURN: usize = 256;
+
+/// Why the forward-in side cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardInError {
+    /// The forward socket could not be bound.
+    #[error(transparent)]
+    Socket(#[from] BindError),
+    /// CURVE could not be set up on it.
+    #[error(transparent)]
+    Curve(#[from] CurveSetupError),
+    /// The ledger cannot be read.
+    #[error(transparent)]
+    LogPath(#[from] LogPathError),
+}
+
+/// The forward-in side, built: the protocol for the collector's thread, the port to announce,
+/// and the thread guarding the socket (its connection watch, or with CURVE the gate, which
+/// watches too).
+pub struct ForwardInParts {
+    /// The protocol's state.
+    pub forward_in: ForwardIn,
+    /// The port `SOCK_FORWARD` announces.
+    pub port: Result<u16, NoForwardPort>,
+    /// The guarding thread, to spawn.
+    pub guard: Worker,
+}
 
 /// The receiving side of forwarding, owned by the collector (ZeroMQ sockets are single-threaded).
 pub struct ForwardIn {
@@ -61,21 +96,6 @@ pub(crate) struct Accepted {
     pub(crate) counts: BatchCounts,
 }
 
-/// Why a batch is refused: the `NAK1` reason, and the STATUS counter it counts in.
-struct Refused {
-    reason: String,
-    counter: fn(&ForwardInStats) -> &AtomicU64,
-}
-
-impl Refused {
-    fn new(reason: impl Into<String>, counter: fn(&ForwardInStats) -> &AtomicU64) -> Refused {
-        Refused {
-            reason: reason.into(),
-            counter,
-        }
-    }
-}
-
 /// One turn of [`ForwardIn::receive`].
 struct Turn<'s> {
     /// Unix seconds, for the senders' `last_seen`.
@@ -87,15 +107,61 @@ struct Turn<'s> {
     before: Vec<(String, SenderState)>,
 }
 
-/// A batch that passed the checks: its split events and the seq of its last one.
-struct Admitted<'a> {
-    items: Vec<Item<'a>>,
-    last_seq: u64,
-    /// What this daemon had from the sender before it: everything up to here is a duplicate.
-    reached: u64,
-}
-
 impl ForwardIn {
+    /// The forward-in side of a daemon writing files under `dir`: binds the ROUTER at
+    /// `config.forward_listen` (behind the CURVE gate when configured) and opens the ledger; the
+    /// file writer reports on `durable`.
+    pub fn build(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &std::path::Path,
+        durable: Receiver<WriteOutcome>,
+    ) -> Result<ForwardInParts, ForwardInError> {
+        let (ctx, addr) = (&shared.ctx, &config.forward_listen);
+        // A forwarded batch is a frame like any other: the same hard cap on its size.
+        let cap = config.max_message_bytes();
+        let watch = Watch::of(Side::Forward, config, shared.stats.clone());
+        let (bound, guard) = match &config.forward_curve {
+            None => {
+                let mut watcher = None;
+                let bound = sockets::bind(ctx, zmq::ROUTER, "forward", addr, |s| {
+                    s.set_maxmsgsize(cap)?;
+                    watcher = Some(Watcher::attach(
+                        ctx,
+                        s,
+                        "inproc://ziggyd-forward-connections",
+                        watch,
+                        shared.shutdown.clone(),
+                    )?);
+                    Ok(())
+                })?;
+                let watcher = watcher
+                    .expect("attached before binding")
+                    .on_port(bound.port());
+                (
+                    bound,
+                    Worker::new("ziggyd-fwd-conns", move || watcher.run()),
+                )
+            }
+            Some(curve) => {
+                let gate = Gate::build(shared, curve, watch)?;
+                let bound = sockets::bind(ctx, zmq::ROUTER, "forward", addr, |s| {
+                    s.set_maxmsgsize(cap)?;
+                    gate.secure(s, &curve.keys)
+                })?;
+                let gate = gate.on_port(bound.port());
+                (bound, Worker::new("ziggyd-gate", move || gate.run()))
+            }
+        };
+        let port = bound.port().ok_or(NoForwardPort::NotTcp);
+        let ledger = SenderLedger::open(dir).map_err(|e| LogPathError::io(dir, e))?;
+        Ok(ForwardInParts {
+            forward_in: ForwardIn::new(bound.socket, ledger, durable),
+            port,
+            guard,
+        })
+    }
+
     /// Serves `socket` (bound ROUTER) with `ledger`; the file writer reports on `durable`.
     pub(crate) fn new(
         socket: zmq::Socket,
@@ -257,116 +323,6 @@ impl ForwardIn {
         })
     }
 
-    /// The checks a batch must pass before anything of it is taken, in order: its size, its
-    /// framing, its numbering, the owner of its sender id, how far it jumps, and no earlier
-    /// refusal of that sender waiting to be resent. Claims an unowned sender id for `peer`.
-    fn admit<'a>(
-        &self,
-        batch: &protocol::Batch<'a>,
-        peer: &Peer,
-        state: &mut SenderState,
-        limits: Limits,
-        log: &mut RateLimitedLog,
-    ) -> Result<Admitted<'a>, Refused> {
-        let (sender, first_seq, payload) = (batch.sender, batch.first_seq, batch.payload);
-        // A batch is numbered one seq per document: one that does not split into whole
-        // documents cannot be numbered, and one over the frame limit cannot be split.
-        if payload.len() > limits.max_frame_bytes {
-            let max = limits.max_frame_bytes;
-            log.log("too_large", || {
-                format!(
-                    "refused a batch of {} bytes from sender {sender}: this daemon takes \
-                     frames up to {max} bytes (--max-frame-bytes); it sends smaller ones",
-                    payload.len()
-                )
-            });
-            return Err(Refused::new(
-                format!("too_large: this daemon takes batches up to {max} bytes"),
-                |f| &f.refused_malformed,
-            ));
-        }
-        if !protocol::frames_whole(payload) {
-            log.log("malformed_batch", || {
-                format!("refused a batch from sender {sender}: not whole BSON documents")
-            });
-            return Err(Refused::new(
-                "malformed: the batch is not whole BSON documents",
-                |f| &f.refused_malformed,
-            ));
-        }
-        let items = split_frame(payload, limits);
-        let Some(last_seq) = protocol::last_seq(first_seq, items.len()) else {
-            log.log("bad_seq", || {
-                format!(
-                    "refused a batch of sender {sender}: first seq {first_seq} with {} \
-                     events cannot be numbered",
-                    items.len()
-                )
-            });
-            return Err(Refused::new(
-                "seq_jump: these numbers cannot be right",
-                |f| &f.refused_bad_seq,
-            ));
-        };
-        let owner = peer.owner();
-        match &state.key {
-            Some(first) if *first != owner => {
-                log.log("sender_key", || {
-                    format!(
-                        "refused a batch claiming sender id {sender}: that id belongs to \
-                         {first}, this peer is {owner}"
-                    )
-                });
-                return Err(Refused::new(
-                    "sender_key: this sender id belongs to another peer",
-                    |f| &f.refused_sender_key,
-                ));
-            }
-            Some(_) => {}
-            None => state.key = Some(owner),
-        }
-        let known = self.ledger.contains(sender);
-        let reached = state.mark.max(state.intent);
-        // A new sender id numbers from 1; a known one goes on from where it is (a small gap
-        // is damage cut out of its spool; a large one is not its numbering).
-        let jump = if known {
-            first_seq > reached.saturating_add(MAX_SEQ_JUMP)
-        } else {
-            first_seq != 1
-        };
-        if jump {
-            log.log("seq_jump", || {
-                format!(
-                    "refused a batch of sender {sender} starting at seq {first_seq}: this \
-                     daemon has that sender up to {reached}{}; the sender starts a new \
-                     sender id",
-                    if known {
-                        ""
-                    } else {
-                        " (a new sender id starts at 1)"
-                    }
-                )
-            });
-            return Err(Refused::new(
-                format!("seq_jump: have up to {reached}"),
-                |f| &f.refused_seq_jump,
-            ));
-        }
-        // While a refused batch waits to be resent, nothing after it is taken: it could
-        // only be written twice, or confirm past the hole.
-        if let Some(hole) = state.hole.filter(|h| first_seq > *h) {
-            return Err(Refused::new(
-                format!("write_failed: waiting for seq {hole}, refused earlier, to be sent again"),
-                |f| &f.refused_write,
-            ));
-        }
-        Ok(Admitted {
-            items,
-            last_seq,
-            reached,
-        })
-    }
-
     /// The ledger could not record this turn's intents: without a durable intent a crash could
     /// double-write silently, so the batches are refused (their senders keep them and resend)
     /// and the senders' states rolled back.
@@ -451,23 +407,6 @@ impl ForwardIn {
                     &format!("write_failed: {reason}"),
                 ),
             }
-        }
-    }
-}
-
-/// Who sent a message: its CURVE key (the `User-Id` the ZAP handler set) and its address.
-struct Peer {
-    key: Option<String>,
-    address: Option<String>,
-}
-
-impl Peer {
-    /// Who owns a sender id this peer uses first: its CURVE key, or without CURVE its address.
-    fn owner(&self) -> String {
-        match (&self.key, &self.address) {
-            (Some(key), _) => format!("key:{key}"),
-            (None, Some(address)) => format!("ip:{address}"),
-            (None, None) => "local".to_owned(),
         }
     }
 }

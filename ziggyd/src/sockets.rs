@@ -1,10 +1,87 @@
-//! ZeroMQ sockets as the daemon sets them up, shared by the server side (collect, control, the
-//! forward-in ROUTER, the connection watches, the CURVE gate) and the forwarder's link: socket
-//! monitors and the events they report.
+//! ZeroMQ sockets as the daemon sets them up, shared by the server side (collect, control,
+//! stream, the forward-in ROUTER, the connection watches, the CURVE gate) and the forwarder's
+//! link: binding with options, socket monitors and the events they report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use zmq::SocketEvent;
+
+use crate::endpoint::{Endpoint, EndpointError};
+
+/// Why a socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A socket could not bind its address.
+    #[error("cannot bind the {what} socket to {endpoint}: {source}")]
+    Bind {
+        /// Which socket (collect, control, stream, forward).
+        what: &'static str,
+        /// The endpoint tried.
+        endpoint: String,
+        /// ZeroMQ's error.
+        source: zmq::Error,
+    },
+    /// An address is malformed or its host name does not resolve.
+    #[error("the {what} address: {source}")]
+    Address {
+        /// Which socket.
+        what: &'static str,
+        /// What is wrong with it.
+        source: EndpointError,
+    },
+}
+
+/// A bound socket and where it is bound.
+pub struct Bound {
+    /// The socket.
+    pub socket: zmq::Socket,
+    /// The endpoint it is bound to, with the real port when port 0 was asked for.
+    pub endpoint: String,
+}
+
+impl Bound {
+    /// The TCP port it is bound to (`None` for ipc and inproc).
+    pub fn port(&self) -> Option<u16> {
+        crate::config::endpoint_port(&self.endpoint)
+    }
+}
+
+/// Binds a `kind` socket (`what` names it in errors) to `addr` after `prepare` has set its
+/// options: ZeroMQ applies options to accepted connections only if they were set before the
+/// bind.
+pub fn bind(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    what: &'static str,
+    addr: &str,
+    prepare: impl FnOnce(&zmq::Socket) -> zmq::Result<()>,
+) -> Result<Bound, BindError> {
+    let resolved = Endpoint::parse(addr)
+        .and_then(|e| e.resolve())
+        .map_err(|source| BindError::Address { what, source })?;
+    let endpoint = resolved.endpoint;
+    let err = |source| BindError::Bind {
+        what,
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let socket = ctx.socket(kind).map_err(err)?;
+    socket.set_linger(1000).map_err(err)?;
+    if resolved.ipv6 {
+        socket.set_ipv6(true).map_err(err)?;
+    }
+    prepare(&socket).map_err(err)?;
+    socket.bind(&endpoint).map_err(err)?;
+    let bound = socket
+        .get_last_endpoint()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(endpoint.clone());
+    Ok(Bound {
+        socket,
+        endpoint: bound,
+    })
+}
 
 /// Monitor messages (two per event) that may wait for the reader. libzmq sends them blocking
 /// from its I/O thread, so a full queue would stall all intake; this is ~10 MB at most.

@@ -2,12 +2,14 @@
 //! fsynced every sync interval (and retried on that timer when a write fails).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::Forwarder;
+use crate::batch::Batch;
 use crate::spool::Spool;
 
 /// Longest wait for input in one turn (confirmations and timers are looked at in between).
@@ -81,7 +83,7 @@ impl Forwarder {
     /// Back-pressure: while too much waits for the disk, batches stay in the channel (the
     /// collector blocks, ZeroMQ pushes back to the apps). At shutdown everything is taken in, so
     /// that the collector can finish.
-    pub(super) fn take_in(&mut self, shutting_down: bool) -> bool {
+    pub(super) fn take_in(&mut self, batches: &Receiver<Arc<Batch>>, shutting_down: bool) -> bool {
         let idle = self.link.as_ref().is_none_or(|l| !l.awaiting_answers());
         let until_sync = if self.spool.pending_events() > 0 {
             self.config
@@ -99,12 +101,12 @@ impl Forwarder {
         }
         for i in 0..BATCHES_PER_TURN {
             let next = if i == 0 && idle {
-                self.batches.recv_timeout(until_sync).map_err(|e| match e {
+                batches.recv_timeout(until_sync).map_err(|e| match e {
                     RecvTimeoutError::Timeout => TryRecvError::Empty,
                     RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
                 })
             } else {
-                self.batches.try_recv()
+                batches.try_recv()
             };
             let batch = match next {
                 Ok(batch) => batch,
