@@ -185,12 +185,17 @@ pub fn main_with(cli: Cli) -> ExitCode {
 }
 
 fn keygen(name: &std::path::Path) -> ExitCode {
-    let written = crate::curve::generate()
-        .and_then(|pair| crate::curve::write_keypair(name, &pair).map(|paths| (pair, paths)));
-    match written {
-        Ok((pair, (secret, public))) => {
-            println!("secret key: {} (keep it on this host)", secret.display());
-            println!("public key: {}", public.display());
+    let pair = match crate::curve::generate() {
+        Ok(pair) => pair,
+        Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
+    };
+    match crate::curve::write_keypair(name, &pair) {
+        Ok(files) => {
+            println!(
+                "secret key: {} (keep it on this host)",
+                files.secret.display()
+            );
+            println!("public key: {}", files.public.display());
             println!("{}", crate::curve::z85(&pair.public));
             ExitCode::from(EXIT_OK)
         }
@@ -198,55 +203,66 @@ fn keygen(name: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The CURVE settings the flags ask for: as a master, as a forwarding daemon, or both.
+#[derive(Debug, Default)]
+struct CurveSettings {
+    server: Option<CurveServer>,
+    client: Option<CurveClient>,
+}
+
+/// Why the CURVE flags do not fit together.
+#[derive(Debug, thiserror::Error)]
+enum CurveFlagError {
+    /// A key file cannot be read.
+    #[error(transparent)]
+    Key(#[from] crate::curve::KeyError),
+    #[error(
+        "--curve-secret-key with --log-path needs --curve-allow DIR: the daemons allowed to \
+         forward here"
+    )]
+    AllowNeeded,
+    #[error(
+        "--curve-allow needs --log-path: only a daemon that writes files accepts forwarded events"
+    )]
+    AllowWithoutLogPath,
+    #[error(
+        "--curve-secret-key with --publish needs --curve-master-key FILE: the master's public key"
+    )]
+    MasterKeyNeeded,
+    #[error(
+        "--curve-secret-key needs --log-path with --curve-allow (a master) or --publish with \
+         --curve-master-key (a forwarding daemon)"
+    )]
+    NoRole,
+}
+
 /// The CURVE settings the flags ask for, checked against each other.
-fn curve_settings(cli: &Cli) -> Result<(Option<CurveServer>, Option<CurveClient>), String> {
+fn curve_settings(cli: &Cli) -> Result<CurveSettings, CurveFlagError> {
     let Some(secret) = &cli.curve_secret_key else {
-        return Ok((None, None));
+        return Ok(CurveSettings::default());
     };
-    let keys = crate::curve::read_secret_file(secret).map_err(|e| e.to_string())?;
+    let keys = crate::curve::read_secret_file(secret)?;
     let server = match (&cli.log_path, &cli.curve_allow) {
         (Some(_), Some(dir)) => Some(CurveServer {
             keys: keys.clone(),
             allow_dir: dir.clone(),
         }),
-        (Some(_), None) => {
-            return Err(
-                "--curve-secret-key with --log-path needs --curve-allow DIR: \
-                        the daemons allowed to forward here"
-                    .into(),
-            );
-        }
-        (None, Some(_)) => {
-            return Err(
-                "--curve-allow needs --log-path: only a daemon that writes files \
-                        accepts forwarded events"
-                    .into(),
-            );
-        }
+        (Some(_), None) => return Err(CurveFlagError::AllowNeeded),
+        (None, Some(_)) => return Err(CurveFlagError::AllowWithoutLogPath),
         (None, None) => None,
     };
     let client = match (&cli.publish, &cli.curve_master_key) {
         (Some(_), Some(master)) => Some(CurveClient {
             keys,
-            upstream_public: crate::curve::read_public_file(master).map_err(|e| e.to_string())?,
+            upstream_public: crate::curve::read_public_file(master)?,
         }),
-        (Some(_), None) => {
-            return Err(
-                "--curve-secret-key with --publish needs --curve-master-key FILE: \
-                        the master's public key"
-                    .into(),
-            );
-        }
+        (Some(_), None) => return Err(CurveFlagError::MasterKeyNeeded),
         _ => None,
     };
     if server.is_none() && client.is_none() {
-        return Err(
-            "--curve-secret-key needs --log-path with --curve-allow (a master) or \
-                    --publish with --curve-master-key (a forwarding daemon)"
-                .into(),
-        );
+        return Err(CurveFlagError::NoRole);
     }
-    Ok((server, client))
+    Ok(CurveSettings { server, client })
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -265,9 +281,9 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
             ),
         );
     }
-    let (curve_server, curve_client) = match curve_settings(&cli) {
+    let curve = match curve_settings(&cli) {
         Ok(settings) => settings,
-        Err(e) => return fail(EXIT_USAGE, &e),
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
     if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
         return fail(
@@ -287,10 +303,10 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
                 Ok(mut f) => {
                     f.spool_max_bytes = cli.spool_max_bytes;
                     f.segment_bytes = cli.spool_segment_bytes;
-                    f.curve = curve_client;
+                    f.curve = curve.client;
                     Some(f)
                 }
-                Err(e) => return fail(EXIT_USAGE, &e),
+                Err(e) => return fail(EXIT_USAGE, &e.to_string()),
             }
         }
         None => None,
@@ -316,7 +332,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         verbose: cli.verbose,
         forward,
         forward_listen,
-        forward_curve: curve_server,
+        forward_curve: curve.server,
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::batch::{Batch, locate};
+use crate::batch::{Batch, EventSpan};
 use crate::config::DaemonConfig;
 use crate::connections::{Side, Watch, Watcher};
 use crate::ratelog::RateLimitedLog;
@@ -196,7 +196,7 @@ impl Collector {
                     // Published at once; the sinks get the whole frame's events.
                     self.stream.publish(meta.channel, meta.bytes);
                     counts.event(meta.channel, meta.host, meta.end);
-                    events.push(locate(&meta, &frame));
+                    events.push(EventSpan::locate(&meta, &frame));
                 }
                 Err(reason) => {
                     *counts.invalid.entry(reason).or_default() += 1;

@@ -251,7 +251,7 @@ impl Watch {
         }
         // SAFETY: `copy` is a new descriptor that nothing else owns.
         let copy = unsafe { OwnedFd::from_raw_fd(copy) };
-        let (local, addr) = addresses(&copy);
+        let Addresses { local, peer: addr } = addresses(&copy);
         if self.port.is_some() && local.map(|a| a.port()) != self.port {
             return Peer::default(); // reused by something else (a file, another socket)
         }
@@ -384,11 +384,20 @@ fn read_events(monitor: &zmq::Socket, events: &mut Vec<MonitorEvent>) -> bool {
     false
 }
 
-/// The local and peer addresses of a TCP socket (`None` for other kinds, e.g. ipc).
-fn addresses(fd: &OwnedFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
+/// Both ends of a TCP connection (`None` for other kinds, e.g. ipc).
+struct Addresses {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+/// The addresses of the connection under `fd`.
+fn addresses(fd: &OwnedFd) -> Addresses {
     // SAFETY: the stream borrows `fd` and is never dropped, so it never closes it.
     let stream = std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd.as_raw_fd()) });
-    (stream.local_addr().ok(), stream.peer_addr().ok())
+    Addresses {
+        local: stream.local_addr().ok(),
+        peer: stream.peer_addr().ok(),
+    }
 }
 
 /// How the connection under `fd` ended, once libzmq dropped it: a peer that closed has sent its

@@ -2,9 +2,9 @@
 //! drop them from the spool only when the upstream confirms they are durable there.
 //!
 //! Spooling (`forward/spooling`): events are appended to the spool's memory and written +
-//! fsynced every `sync_interval`; only synced events are sent. A failed write (disk full, file size limit) is
-//! counted (`spool_write_errors`), logged at most every 10 s ("disk full" when it is), and
-//! retried every `sync_interval` whether or not new input comes; while more than
+//! fsynced every `sync_interval`; only synced events are sent. A failed write (disk full, file
+//! size limit) is counted (`spool_write_errors`), logged at most every 10 s ("disk full" when it
+//! is), and retried every `sync_interval` whether or not new input comes; while more than
 //! [`crate::spool::PENDING_BOUND`] bytes wait, no input is taken, so the collector blocks and
 //! ZeroMQ's high-water marks push back to the applications (which count their drops): nothing
 //! is dropped here unseen.

@@ -22,6 +22,7 @@
 mod admit;
 pub mod ledger;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -29,7 +30,7 @@ use crossbeam_channel::Receiver;
 
 use ziggy_proto::forward::{self as protocol, Refusal, Reply};
 
-use crate::batch::{Batch, ForwardMark, WriteOutcome};
+use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
 use crate::config::DaemonConfig;
 use crate::connections::{Side, Watch, Watcher};
 use crate::control::NoForwardPort;
@@ -104,7 +105,7 @@ struct Turn<'s> {
     fin: &'s ForwardInStats,
     /// Each sender's state before its first batch accepted in this turn, to undo the intents
     /// if the ledger cannot be written.
-    before: Vec<(String, SenderState)>,
+    before: HashMap<String, SenderState>,
 }
 
 impl ForwardIn {
@@ -202,11 +203,11 @@ impl ForwardIn {
             now: unix_secs(),
             limits,
             fin,
-            before: Vec::new(),
+            before: HashMap::new(),
         };
         let mut accepted: Vec<Accepted> = Vec::new();
         for _ in 0..MESSAGES_PER_TURN {
-            let Some((parts, peer)) = recv_with_peer(&self.socket) else {
+            let Some(Message { parts, peer }) = Message::recv(&self.socket) else {
                 break;
             };
             let Some((identity, rest)) = parts.split_first() else {
@@ -286,7 +287,7 @@ impl ForwardIn {
             match item {
                 Ok(meta) => {
                     counts.event(meta.channel, meta.host, meta.end);
-                    events.push(crate::batch::locate(&meta, batch.payload));
+                    events.push(EventSpan::locate(&meta, batch.payload));
                 }
                 Err(reason) => *counts.invalid.entry(reason).or_default() += 1,
             }
@@ -300,9 +301,9 @@ impl ForwardIn {
             }
             return None;
         };
-        if !turn.before.iter().any(|(s, _)| s == sender) {
+        if !turn.before.contains_key(sender) {
             turn.before
-                .push((sender.to_owned(), self.ledger.get(sender)));
+                .insert(sender.to_owned(), self.ledger.get(sender));
         }
         state.intent = last_seq;
         let evicted = self.ledger.set(sender, state);
@@ -329,7 +330,7 @@ impl ForwardIn {
     fn refuse_unrecorded(
         &mut self,
         accepted: &[Accepted],
-        before: Vec<(String, SenderState)>,
+        before: HashMap<String, SenderState>,
         error: &std::io::Error,
         fin: &ForwardInStats,
         log: &mut RateLimitedLog,
@@ -412,31 +413,39 @@ impl ForwardIn {
 }
 
 /// One multipart message and who sent it.
-fn recv_with_peer(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, Peer)> {
-    let mut parts = Vec::new();
-    let mut peer = Peer {
-        key: None,
-        address: None,
-    };
-    let mut flags = zmq::DONTWAIT;
-    loop {
-        let mut msg = socket.recv_msg(flags).ok()?;
-        if peer.key.is_none() {
-            peer.key = msg
-                .gets("User-Id")
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned);
+struct Message {
+    parts: Vec<Vec<u8>>,
+    peer: Peer,
+}
+
+impl Message {
+    /// The next message waiting on `socket`, if one is.
+    fn recv(socket: &zmq::Socket) -> Option<Message> {
+        let mut parts = Vec::new();
+        let mut peer = Peer {
+            key: None,
+            address: None,
+        };
+        let mut flags = zmq::DONTWAIT;
+        loop {
+            let mut msg = socket.recv_msg(flags).ok()?;
+            if peer.key.is_none() {
+                peer.key = msg
+                    .gets("User-Id")
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned);
+            }
+            if peer.address.is_none() {
+                peer.address = msg.gets("Peer-Address").map(str::to_owned);
+            }
+            let more = msg.get_more();
+            parts.push(msg.to_vec());
+            if !more {
+                return Some(Message { parts, peer });
+            }
+            // The rest of a multipart message is already here.
+            flags = 0;
         }
-        if peer.address.is_none() {
-            peer.address = msg.gets("Peer-Address").map(str::to_owned);
-        }
-        let more = msg.get_more();
-        parts.push(msg.to_vec());
-        if !more {
-            return Some((parts, peer));
-        }
-        // The rest of a multipart message is already here.
-        flags = 0;
     }
 }
 

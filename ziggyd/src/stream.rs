@@ -38,8 +38,8 @@ impl LiveStream {
 
     /// Publishes every event of a batch.
     pub fn publish_batch(&self, batch: &Batch) {
-        for (channel, _, bytes) in batch.iter() {
-            self.publish(channel, bytes);
+        for event in batch.iter() {
+            self.publish(event.channel, event.bytes);
         }
     }
 }

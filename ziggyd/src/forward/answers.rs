@@ -77,8 +77,15 @@ impl Flow {
 struct Answers {
     /// The highest seq confirmed.
     highest: Option<u64>,
-    /// The refusals, as `(mark, reason)`.
-    refusals: Vec<(u64, String)>,
+    /// The refusals.
+    refusals: Vec<Nak>,
+}
+
+/// One refusal: the upstream's confirmed mark, and why.
+#[derive(Debug)]
+struct Nak {
+    mark: u64,
+    reason: String,
 }
 
 impl Forwarder {
@@ -95,7 +102,7 @@ impl Forwarder {
         for parts in link.answers(wait) {
             match Reply::parse(&parts) {
                 Some(Reply::Ack { seq }) => answers.highest = answers.highest.max(Some(seq)),
-                Some(Reply::Nak { mark, reason }) => answers.refusals.push((mark, reason)),
+                Some(Reply::Nak { mark, reason }) => answers.refusals.push(Nak { mark, reason }),
                 None => {
                     self.log.log("reply", || {
                         "ignored an answer from the upstream that is neither ACK1 nor NAK1".into()
@@ -115,7 +122,7 @@ impl Forwarder {
                 ));
             }
         }
-        for (mark, reason) in answers.refusals {
+        for Nak { mark, reason } in answers.refusals {
             self.stats.forward.refused.fetch_add(1, Ordering::Relaxed);
             if Refusal::of(&reason).needs_new_sender_id() {
                 new_sender_id.get_or_insert(reason);

@@ -14,6 +14,7 @@ use ziggy_proto::forward as protocol;
 
 use super::Forwarder;
 use crate::sockets;
+use crate::spool::SpooledBatch;
 
 /// Batches in flight at most.
 pub(super) const WINDOW: usize = 8;
@@ -211,7 +212,11 @@ impl Forwarder {
                         break;
                     }
                 };
-            let (first, last, payload) = batch;
+            let SpooledBatch {
+                first,
+                last,
+                payload,
+            } = batch;
             let batch = protocol::Batch {
                 sender: self.spool.sender_id(),
                 first_seq: self.spool.wire_seq(first),

@@ -113,8 +113,8 @@ impl Forwarder {
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             };
-            for (_, _, bytes) in batch.iter() {
-                match self.spool.append(bytes) {
+            for event in batch.iter() {
+                match self.spool.append(event.bytes) {
                     Ok(seq) => self.intake.appended(seq),
                     Err(e) => self
                         .log
