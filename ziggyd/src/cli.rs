@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::control_request;
-use crate::config::{CurveClient, CurveServer, DaemonConfig};
-use crate::daemon::{Daemon, OpenFileLimit};
-use crate::validate::Limits;
+use ziggyd::client::control_request;
+use ziggyd::config::{CurveClient, CurveServer, DaemonConfig};
+use ziggyd::validate::Limits;
+use ziggyd::{Daemon, OpenFileLimit};
 
 /// Exit code: the daemon ran and stopped cleanly, or the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -164,7 +164,7 @@ pub enum Command {
 pub fn main_with(cli: Cli) -> ExitCode {
     let control = match &cli.control {
         Some(c) => c.clone(),
-        None => match crate::config::default_control(&cli.collect) {
+        None => match ziggyd::config::default_control(&cli.collect) {
             Ok(c) => c,
             Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
         },
@@ -185,18 +185,18 @@ pub fn main_with(cli: Cli) -> ExitCode {
 }
 
 fn keygen(name: &std::path::Path) -> ExitCode {
-    let pair = match crate::curve::generate() {
+    let pair = match ziggyd::curve::generate() {
         Ok(pair) => pair,
         Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
     };
-    match crate::curve::write_keypair(name, &pair) {
+    match ziggyd::curve::write_keypair(name, &pair) {
         Ok(files) => {
             println!(
                 "secret key: {} (keep it on this host)",
                 files.secret.display()
             );
             println!("public key: {}", files.public.display());
-            println!("{}", crate::curve::z85(&pair.public));
+            println!("{}", ziggyd::curve::z85(&pair.public));
             ExitCode::from(EXIT_OK)
         }
         Err(e) => fail(EXIT_FAILURE, &e.to_string()),
@@ -215,7 +215,7 @@ struct CurveSettings {
 enum CurveFlagError {
     /// A key file cannot be read.
     #[error(transparent)]
-    Key(#[from] crate::curve::KeyError),
+    Key(#[from] ziggyd::curve::KeyError),
     #[error(
         "--curve-secret-key with --log-path needs --curve-allow DIR: the daemons allowed to \
          forward here"
@@ -241,7 +241,7 @@ fn curve_settings(cli: &Cli) -> Result<CurveSettings, CurveFlagError> {
     let Some(secret) = &cli.curve_secret_key else {
         return Ok(CurveSettings::default());
     };
-    let keys = crate::curve::read_secret_file(secret)?;
+    let keys = ziggyd::curve::read_secret_file(secret)?;
     let server = match (&cli.log_path, &cli.curve_allow) {
         (Some(_), Some(dir)) => Some(CurveServer {
             keys: keys.clone(),
@@ -254,7 +254,7 @@ fn curve_settings(cli: &Cli) -> Result<CurveSettings, CurveFlagError> {
     let client = match (&cli.publish, &cli.curve_master_key) {
         (Some(_), Some(master)) => Some(CurveClient {
             keys,
-            upstream_public: crate::curve::read_public_file(master)?,
+            upstream_public: ziggyd::curve::read_public_file(master)?,
         }),
         (Some(_), None) => return Err(CurveFlagError::MasterKeyNeeded),
         _ => None,
@@ -297,8 +297,8 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
             let spool_dir = cli
                 .spool_dir
                 .clone()
-                .unwrap_or_else(|| crate::config::default_spool_dir(&cli.collect));
-            match crate::config::ForwardTo::new(publish, cli.publish_control.as_deref(), spool_dir)
+                .unwrap_or_else(|| ziggyd::config::default_spool_dir(&cli.collect));
+            match ziggyd::config::ForwardTo::new(publish, cli.publish_control.as_deref(), spool_dir)
             {
                 Ok(mut f) => {
                     f.spool_max_bytes = cli.spool_max_bytes;
@@ -313,7 +313,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     };
     let forward_listen = match cli.forward_listen.clone() {
         Some(f) => f,
-        None => match crate::config::default_forward_listen(&cli.collect) {
+        None => match ziggyd::config::default_forward_listen(&cli.collect) {
             Ok(f) => f,
             Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
         },
@@ -336,7 +336,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;
-    match crate::daemon::raise_open_file_limit() {
+    match ziggyd::raise_open_file_limit() {
         Ok(OpenFileLimit { before, after }) if verbose && after != before => {
             eprintln!("ziggyd: open-file limit raised from {before} to {after}")
         }
@@ -407,7 +407,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     if verbose {
         eprintln!(
             "ziggyd: stopped; {}",
-            crate::format_status_line(&stats.status_document())
+            ziggyd::format_status_line(&stats.status_document())
         );
     }
     match result {
@@ -423,7 +423,7 @@ fn status(control: &str, json: bool, timeout: Duration) -> ExitCode {
                 let value = bson::Bson::Document(doc).into_relaxed_extjson();
                 println!("{value}");
             } else {
-                print!("{}", crate::format_status_table(&doc));
+                print!("{}", ziggyd::format_status_table(&doc));
             }
             ExitCode::from(EXIT_OK)
         }

@@ -200,6 +200,6 @@ impl DaemonConfig {
 }
 
 /// The TCP port of a bound endpoint (`tcp://127.0.0.1:4567` → 4567).
-pub fn endpoint_port(endpoint: &str) -> Option<u16> {
+pub(crate) fn endpoint_port(endpoint: &str) -> Option<u16> {
     endpoint.rsplit_once(':')?.1.parse().ok()
 }

@@ -38,7 +38,7 @@ use crate::ratelog::RateLimitedLog;
 use crate::runtime::Shared;
 use crate::stats::DaemonStats;
 
-pub use error::{IoCause, LogPathError, WriteError, describe_io_error};
+pub use error::{LogPathError, WriteError, describe_io_error};
 use log_file::{FileKey, LogFile, Origin, Pending};
 
 /// Batches written together before one fsync of the files they touched (group commit).
@@ -130,6 +130,7 @@ impl FileWriter {
     }
 
     /// At most `max_open` files open at once (at least 1).
+    #[cfg(test)]
     pub fn with_max_open(mut self, max_open: usize) -> Self {
         self.max_open = max_open.max(1);
         self
@@ -144,6 +145,7 @@ impl FileWriter {
 
     /// Appends every event of the batch to its file; a forwarded batch is fsynced, then
     /// reported.
+    #[cfg(test)]
     pub fn write(&mut self, batch: &Batch) {
         self.write_group(&[batch]);
     }

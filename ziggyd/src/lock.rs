@@ -36,7 +36,6 @@ pub enum LockError {
 pub struct DirLock {
     /// The locked directory (the lock lives as long as this handle).
     _dir: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -76,15 +75,7 @@ impl DirLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(DirLock {
-            _dir: dir_handle,
-            path,
-        })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DirLock { _dir: dir_handle })
     }
 }
 

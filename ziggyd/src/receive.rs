@@ -43,7 +43,7 @@ use crate::stats::{BatchCounts, DaemonStats, ForwardInStats};
 use crate::validate::{InvalidReason, Limits};
 
 use admit::{Admitted, Peer};
-pub use ledger::{MAX_SENDERS, SenderLedger, SenderState};
+pub use ledger::{SenderLedger, SenderState};
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
 /// refused (`NAK1 seq_jump`). A sender's batches start at most one window (8 batches of 2,000
