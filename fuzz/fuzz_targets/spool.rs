@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ziggyd::spool::{Spool, SpoolConfig};
+use ziggyd::spool::{Spool, SpoolConfig, SpooledBatch};
 
 fuzz_target!(|segment: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
@@ -15,7 +15,7 @@ fuzz_target!(|segment: &[u8]| {
     };
     let (mut spool, recovery) = Spool::open(config).expect("damage is cut, never an error");
     let (mut from, mut read) = (1, 0u64);
-    while let Some((first, last, bytes)) = spool.read_batch(from, 7, 1 << 20).unwrap() {
+    while let Some(SpooledBatch { first, last, payload: bytes }) = spool.read_batch(from, 7, 1 << 20).unwrap() {
         assert!(first >= from && last >= first && !bytes.is_empty());
         read += last - first + 1;
         from = last + 1;

@@ -223,6 +223,9 @@ fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usiz
     Ok(got)
 }
 
+/// The smallest document: its 4-byte length and its terminating NUL.
+pub const MIN_DOCUMENT_BYTES: usize = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,15 +5,52 @@ use std::ops::Range;
 
 use ziggy_proto::day::Day;
 
+use crate::files::WriteError;
+use crate::validate::EventMeta;
+
 /// The valid events of one frame, by reference into the frame's bytes.
 #[derive(Debug)]
 pub struct Batch {
     /// The frame as received.
     pub frame: Vec<u8>,
-    /// `(channel, UTC day of start, byte range in frame)` per valid event, in order.
-    pub events: Vec<(String, Day, Range<usize>)>,
+    /// Where each valid event is in the frame, in order.
+    pub events: Vec<EventSpan>,
     /// For a batch forwarded by another daemon: the confirmation to send once it is durable.
     pub durable: Option<ForwardMark>,
+}
+
+/// Where one valid event sits in its frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpan {
+    /// Its channel.
+    pub channel: String,
+    /// The UTC day of its start (which file it goes to).
+    pub day: Day,
+    /// Its bytes in the frame.
+    pub range: Range<usize>,
+}
+
+impl EventSpan {
+    /// Where the valid event `meta` sits in `container` (the frame it arrived in).
+    pub fn locate(meta: &EventMeta<'_>, container: &[u8]) -> EventSpan {
+        let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
+        EventSpan {
+            channel: meta.channel.to_owned(),
+            day: Day::from_unix(meta.start),
+            range: start..start + meta.bytes.len(),
+        }
+    }
+}
+
+/// One event of a batch: its channel, its day and its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Its channel.
+    pub channel: &'a str,
+    /// The UTC day of its start.
+    pub day: Day,
+    /// Its bytes, exactly as received.
+    pub bytes: &'a [u8],
 }
 
 /// A forwarding daemon's batch, confirmed once its events are on disk (fsynced).
@@ -35,14 +72,16 @@ pub struct WriteOutcome {
     /// The batch.
     pub mark: ForwardMark,
     /// `Ok` when every event of it is written and fsynced; otherwise which path failed and why.
-    pub result: Result<(), String>,
+    pub result: Result<(), WriteError>,
 }
 
 impl Batch {
-    /// The bytes of each event with its channel and day number.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Day, &[u8])> {
-        self.events
-            .iter()
-            .map(|(c, d, r)| (c.as_str(), *d, &self.frame[r.clone()]))
+    /// Each event of the batch, in order.
+    pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
+        self.events.iter().map(|e| EventRef {
+            channel: &e.channel,
+            day: e.day,
+            bytes: &self.frame[e.range.clone()],
+        })
     }
 }

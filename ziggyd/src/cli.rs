@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::control_request;
-use crate::config::{CurveClient, CurveServer, DaemonConfig};
-use crate::daemon::Daemon;
-use crate::validate::Limits;
+use ziggyd::client::control_request;
+use ziggyd::config::{CurveClient, CurveServer, DaemonConfig};
+use ziggyd::validate::Limits;
+use ziggyd::{Daemon, OpenFileLimit};
 
 /// Exit code: the daemon ran and stopped cleanly, or the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -164,7 +164,7 @@ pub enum Command {
 pub fn main_with(cli: Cli) -> ExitCode {
     let control = match &cli.control {
         Some(c) => c.clone(),
-        None => match crate::config::default_control(&cli.collect) {
+        None => match ziggyd::config::default_control(&cli.collect) {
             Ok(c) => c,
             Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
         },
@@ -185,68 +185,84 @@ pub fn main_with(cli: Cli) -> ExitCode {
 }
 
 fn keygen(name: &std::path::Path) -> ExitCode {
-    let written = crate::curve::generate()
-        .and_then(|pair| crate::curve::write_keypair(name, &pair).map(|paths| (pair, paths)));
-    match written {
-        Ok((pair, (secret, public))) => {
-            println!("secret key: {} (keep it on this host)", secret.display());
-            println!("public key: {}", public.display());
-            println!("{}", crate::curve::z85(&pair.public));
+    let pair = match ziggyd::curve::generate() {
+        Ok(pair) => pair,
+        Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
+    };
+    match ziggyd::curve::write_keypair(name, &pair) {
+        Ok(files) => {
+            println!(
+                "secret key: {} (keep it on this host)",
+                files.secret.display()
+            );
+            println!("public key: {}", files.public.display());
+            println!("{}", ziggyd::curve::z85(&pair.public));
             ExitCode::from(EXIT_OK)
         }
         Err(e) => fail(EXIT_FAILURE, &e.to_string()),
     }
 }
 
+/// The CURVE settings the flags ask for: as a master, as a forwarding daemon, or both.
+#[derive(Debug, Default)]
+struct CurveSettings {
+    server: Option<CurveServer>,
+    client: Option<CurveClient>,
+}
+
+/// Why the CURVE flags do not fit together.
+#[derive(Debug, thiserror::Error)]
+enum CurveFlagError {
+    /// A key file cannot be read.
+    #[error(transparent)]
+    Key(#[from] ziggyd::curve::KeyError),
+    #[error(
+        "--curve-secret-key with --log-path needs --curve-allow DIR: the daemons allowed to \
+         forward here"
+    )]
+    AllowNeeded,
+    #[error(
+        "--curve-allow needs --log-path: only a daemon that writes files accepts forwarded events"
+    )]
+    AllowWithoutLogPath,
+    #[error(
+        "--curve-secret-key with --publish needs --curve-master-key FILE: the master's public key"
+    )]
+    MasterKeyNeeded,
+    #[error(
+        "--curve-secret-key needs --log-path with --curve-allow (a master) or --publish with \
+         --curve-master-key (a forwarding daemon)"
+    )]
+    NoRole,
+}
+
 /// The CURVE settings the flags ask for, checked against each other.
-fn curve_settings(cli: &Cli) -> Result<(Option<CurveServer>, Option<CurveClient>), String> {
+fn curve_settings(cli: &Cli) -> Result<CurveSettings, CurveFlagError> {
     let Some(secret) = &cli.curve_secret_key else {
-        return Ok((None, None));
+        return Ok(CurveSettings::default());
     };
-    let keys = crate::curve::read_secret_file(secret).map_err(|e| e.to_string())?;
+    let keys = ziggyd::curve::read_secret_file(secret)?;
     let server = match (&cli.log_path, &cli.curve_allow) {
         (Some(_), Some(dir)) => Some(CurveServer {
             keys: keys.clone(),
             allow_dir: dir.clone(),
         }),
-        (Some(_), None) => {
-            return Err(
-                "--curve-secret-key with --log-path needs --curve-allow DIR: \
-                        the daemons allowed to forward here"
-                    .into(),
-            );
-        }
-        (None, Some(_)) => {
-            return Err(
-                "--curve-allow needs --log-path: only a daemon that writes files \
-                        accepts forwarded events"
-                    .into(),
-            );
-        }
+        (Some(_), None) => return Err(CurveFlagError::AllowNeeded),
+        (None, Some(_)) => return Err(CurveFlagError::AllowWithoutLogPath),
         (None, None) => None,
     };
     let client = match (&cli.publish, &cli.curve_master_key) {
         (Some(_), Some(master)) => Some(CurveClient {
             keys,
-            upstream_public: crate::curve::read_public_file(master).map_err(|e| e.to_string())?,
+            upstream_public: ziggyd::curve::read_public_file(master)?,
         }),
-        (Some(_), None) => {
-            return Err(
-                "--curve-secret-key with --publish needs --curve-master-key FILE: \
-                        the master's public key"
-                    .into(),
-            );
-        }
+        (Some(_), None) => return Err(CurveFlagError::MasterKeyNeeded),
         _ => None,
     };
     if server.is_none() && client.is_none() {
-        return Err(
-            "--curve-secret-key needs --log-path with --curve-allow (a master) or \
-                    --publish with --curve-master-key (a forwarding daemon)"
-                .into(),
-        );
+        return Err(CurveFlagError::NoRole);
     }
-    Ok((server, client))
+    Ok(CurveSettings { server, client })
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -265,9 +281,9 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
             ),
         );
     }
-    let (curve_server, curve_client) = match curve_settings(&cli) {
+    let curve = match curve_settings(&cli) {
         Ok(settings) => settings,
-        Err(e) => return fail(EXIT_USAGE, &e),
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
     if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
         return fail(
@@ -281,23 +297,23 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
             let spool_dir = cli
                 .spool_dir
                 .clone()
-                .unwrap_or_else(|| crate::config::default_spool_dir(&cli.collect));
-            match crate::config::ForwardTo::new(publish, cli.publish_control.as_deref(), spool_dir)
+                .unwrap_or_else(|| ziggyd::config::default_spool_dir(&cli.collect));
+            match ziggyd::config::ForwardTo::new(publish, cli.publish_control.as_deref(), spool_dir)
             {
                 Ok(mut f) => {
                     f.spool_max_bytes = cli.spool_max_bytes;
                     f.segment_bytes = cli.spool_segment_bytes;
-                    f.curve = curve_client;
+                    f.curve = curve.client;
                     Some(f)
                 }
-                Err(e) => return fail(EXIT_USAGE, &e),
+                Err(e) => return fail(EXIT_USAGE, &e.to_string()),
             }
         }
         None => None,
     };
     let forward_listen = match cli.forward_listen.clone() {
         Some(f) => f,
-        None => match crate::config::default_forward_listen(&cli.collect) {
+        None => match ziggyd::config::default_forward_listen(&cli.collect) {
             Ok(f) => f,
             Err(e) => return fail(EXIT_USAGE, &format!("-H/--collect: {e}")),
         },
@@ -316,15 +332,17 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         verbose: cli.verbose,
         forward,
         forward_listen,
-        forward_curve: curve_server,
+        forward_curve: curve.server,
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;
-    match crate::daemon::raise_open_file_limit() {
-        Ok((before, after)) if verbose && after != before => {
+    match ziggyd::raise_open_file_limit() {
+        Ok(OpenFileLimit { before, after }) if verbose && after != before => {
             eprintln!("ziggyd: open-file limit raised from {before} to {after}")
         }
-        Ok((now, _)) if verbose => eprintln!("ziggyd: open-file limit {now} (the hard limit)"),
+        Ok(OpenFileLimit { before: now, .. }) if verbose => {
+            eprintln!("ziggyd: open-file limit {now} (the hard limit)")
+        }
         Err(e) if verbose => eprintln!("ziggyd: cannot raise the open-file limit: {e}"),
         _ => {}
     }
@@ -368,11 +386,14 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     std::thread::Builder::new()
         .name("ziggyd-watchdog".into())
         .spawn(move || {
-            while death().is_none() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let died = loop {
+                match death() {
+                    Some(died) => break died,
+                    None => std::thread::sleep(Duration::from_millis(100)),
+                }
+            };
             std::thread::sleep(DEATH_GRACE);
-            eprintln!("ziggyd: {}; exiting", death().unwrap_or_default());
+            eprintln!("ziggyd: {died}; exiting");
             std::process::exit(EXIT_FAILURE.into());
         })
         .expect("spawning the watchdog thread");
@@ -386,7 +407,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
     if verbose {
         eprintln!(
             "ziggyd: stopped; {}",
-            crate::format_status_line(&stats.status())
+            ziggyd::format_status_line(&stats.status())
         );
     }
     match result {
@@ -403,9 +424,9 @@ fn status(control: &str, json: bool, timeout: Duration) -> ExitCode {
                 println!("{value}");
                 ExitCode::from(EXIT_OK)
             } else {
-                match crate::status::Status::from_document(&doc) {
+                match ziggyd::status::Status::from_document(&doc) {
                     Ok(status) => {
-                        print!("{}", crate::format_status_table(&status));
+                        print!("{}", ziggyd::format_status_table(&status));
                         ExitCode::from(EXIT_OK)
                     }
                     Err(e) => fail(EXIT_FAILURE, &format!("{control}: {e}")),

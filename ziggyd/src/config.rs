@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::curve::KeyPair;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EndpointError};
 use crate::validate::Limits;
 
 /// Settings of one daemon.
@@ -75,6 +75,26 @@ pub struct ForwardTo {
     pub curve: Option<CurveClient>,
 }
 
+/// Why the forwarding flags do not name an upstream this daemon can reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardToError {
+    /// `--publish-control` is malformed or does not resolve.
+    #[error("--publish-control: {0}")]
+    Control(EndpointError),
+    /// `--publish` is malformed or does not resolve.
+    #[error("--publish: {0}")]
+    Publish(EndpointError),
+    /// `--publish` has no port to derive the control port from.
+    #[error("--publish {0:?} is not HOST:PORT")]
+    NotHostPort(String),
+    /// `--publish`'s port has no port below it.
+    #[error("--publish port 1 or 0 has no control port below it: give --publish-control")]
+    NoPortBelow,
+    /// The derived control address does not resolve.
+    #[error("the master's control address: {0}")]
+    UpstreamControl(EndpointError),
+}
+
 impl ForwardTo {
     /// Forwarding to the daemon collecting at `publish` (HOST:PORT), whose control endpoint is at
     /// `control` or, by the default layout, on the port below.
@@ -82,26 +102,26 @@ impl ForwardTo {
         publish: &str,
         control: Option<&str>,
         spool_dir: PathBuf,
-    ) -> Result<ForwardTo, String> {
+    ) -> Result<ForwardTo, ForwardToError> {
         let upstream_control = match control {
             Some(c) => {
-                crate::endpoint::resolve(c).map_err(|e| format!("--publish-control: {e}"))?;
+                crate::endpoint::resolve(c).map_err(ForwardToError::Control)?;
                 c.to_owned()
             }
             None => {
-                let master = Endpoint::parse(publish).map_err(|e| format!("--publish: {e}"))?;
+                let master = Endpoint::parse(publish).map_err(ForwardToError::Publish)?;
                 let port = master
                     .port()
-                    .ok_or_else(|| format!("--publish {publish:?} is not HOST:PORT"))?;
-                let control = master.with_port(port.checked_sub(1).filter(|p| *p > 0).ok_or(
-                    "--publish port 1 or 0 has no control port below it: give --publish-control",
-                )?);
-                control.to_string()
+                    .ok_or_else(|| ForwardToError::NotHostPort(publish.to_owned()))?;
+                let below = port
+                    .checked_sub(1)
+                    .filter(|p| *p > 0)
+                    .ok_or(ForwardToError::NoPortBelow)?;
+                master.with_port(below).to_string()
             }
         };
         // Checked now: a name that does not resolve is a typo more often than an outage.
-        crate::endpoint::resolve(&upstream_control)
-            .map_err(|e| format!("the master's control address: {e}"))?;
+        crate::endpoint::resolve(&upstream_control).map_err(ForwardToError::UpstreamControl)?;
         Ok(ForwardTo {
             upstream_control,
             spool_dir,
@@ -116,7 +136,7 @@ impl ForwardTo {
 
 /// The control address that goes with a collect address when `--control` is not given: the
 /// same host, the port below (3514 → 3513), as in the default layout; port 0 stays 0 (free).
-pub fn default_control(collect: &str) -> Result<String, crate::endpoint::EndpointError> {
+pub fn default_control(collect: &str) -> Result<String, EndpointError> {
     match Endpoint::parse(collect)? {
         Endpoint::Tcp { host, port } => Ok(Endpoint::Tcp {
             host,
@@ -129,7 +149,7 @@ pub fn default_control(collect: &str) -> Result<String, crate::endpoint::Endpoin
 
 /// The forward address that goes with a collect address when `--forward-listen` is not given:
 /// the same host, a free port (announced by `SOCK_FORWARD`).
-pub fn default_forward_listen(collect: &str) -> Result<String, crate::endpoint::EndpointError> {
+pub fn default_forward_listen(collect: &str) -> Result<String, EndpointError> {
     match Endpoint::parse(collect)? {
         e @ Endpoint::Tcp { .. } => Ok(e.with_port(0).to_string()),
         Endpoint::Other(_) => Ok("127.0.0.1:0".to_owned()),
@@ -162,6 +182,13 @@ impl Default for DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// The hard cap on a frame at the accepting sockets (`ZMQ_MAXMSGSIZE`): 4 × the frame
+    /// limit. ZeroMQ copies it into a socket's listener at bind time, and drops the connection
+    /// of a frame over it without a word (see `connections`).
+    pub(crate) fn max_message_bytes(&self) -> i64 {
+        (self.limits.max_frame_bytes as i64).saturating_mul(4)
+    }
+
     /// A config on free loopback ports, for tests and embedding.
     pub fn ephemeral() -> Self {
         DaemonConfig {
@@ -173,6 +200,6 @@ impl DaemonConfig {
 }
 
 /// The TCP port of a bound endpoint (`tcp://127.0.0.1:4567` → 4567).
-pub fn endpoint_port(endpoint: &str) -> Option<u16> {
+pub(crate) fn endpoint_port(endpoint: &str) -> Option<u16> {
     endpoint.rsplit_once(':')?.1.parse().ok()
 }

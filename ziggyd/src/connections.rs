@@ -54,21 +54,16 @@ use std::time::{Duration, Instant};
 
 use zmq::SocketEvent;
 
-use crate::gate::recv_monitor_event;
+use crate::config::DaemonConfig;
 use crate::ratelog::RateLimitedLog;
+use crate::sockets::{self, MonitorEvent};
 use crate::stats::{ConnectionStats, DaemonStats};
 
 /// The monitor events a [`Watch`] needs (and [`crate::gate::Gate`] adds none to them).
 pub const EVENTS: i32 = SocketEvent::ACCEPTED as i32
     | SocketEvent::DISCONNECTED as i32
-    | SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
-    | SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-    | SocketEvent::HANDSHAKE_FAILED_AUTH as i32
+    | sockets::HANDSHAKE_FAILURES
     | SocketEvent::MONITOR_STOPPED as i32;
-
-/// Monitor messages (two per event) that may wait for the reader. libzmq sends them blocking
-/// from its I/O thread, so a full queue would stall all intake; this is ~10 MB at most.
-pub(crate) const MONITOR_QUEUE: i32 = 100_000;
 
 /// Events read in one turn (a bound on work per wake-up and on the look-ahead buffer); past it,
 /// the connections accepted in that turn get no copy.
@@ -92,21 +87,6 @@ fn copy_budget() -> usize {
     usize::try_from(limit.rlim_cur / 4)
         .unwrap_or(MAX_COPIES)
         .min(MAX_COPIES)
-}
-
-/// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) and returns the
-/// reader. Call it before binding `socket`, so that no connection goes unseen.
-pub fn monitor(
-    ctx: &zmq::Context,
-    socket: &zmq::Socket,
-    endpoint: &str,
-) -> zmq::Result<zmq::Socket> {
-    let reader = ctx.socket(zmq::PAIR)?;
-    reader.set_linger(0)?;
-    reader.set_rcvhwm(MONITOR_QUEUE)?;
-    socket.monitor(endpoint, EVENTS)?;
-    reader.connect(endpoint)?;
-    Ok(reader)
 }
 
 /// Which watched socket.
@@ -188,6 +168,17 @@ impl Watch {
         }
     }
 
+    /// A watch of `side` for a daemon with `config`.
+    pub fn of(side: Side, config: &DaemonConfig, stats: Arc<DaemonStats>) -> Watch {
+        Watch::new(
+            side,
+            stats,
+            config.max_message_bytes(),
+            config.verbose,
+            config.log_interval,
+        )
+    }
+
     /// The TCP port the socket is bound to: a copied descriptor whose local port differs is not
     /// one of its connections, and is dropped.
     pub fn on_port(mut self, port: Option<u16>) -> Watch {
@@ -202,39 +193,16 @@ impl Watch {
         }
     }
 
-    /// Serves the monitor until its socket is closed (`MONITOR_STOPPED`), or 2 s after shutdown
-    /// at the latest.
-    pub fn run(mut self, monitor: zmq::Socket, shutdown: Arc<AtomicBool>) {
-        let mut stopping_since: Option<Instant> = None;
-        loop {
-            if monitor.poll(zmq::POLLIN, 200).is_err() {
-                break;
-            }
-            let stopped = self
-                .pump(&monitor)
-                .iter()
-                .any(|&(event, _)| event == SocketEvent::MONITOR_STOPPED as u16);
-            if stopped {
-                break;
-            }
-            if shutdown.load(Ordering::Acquire) {
-                let since = *stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(2) {
-                    break;
-                }
-            }
-        }
-    }
-
     /// Reads the waiting monitor events (at most a turn's worth), handles those about
     /// connections, and returns them all (the gate handles handshake failures and the stop).
-    pub fn pump(&mut self, monitor: &zmq::Socket) -> Vec<(u16, u32)> {
+    pub fn pump(&mut self, monitor: &zmq::Socket) -> Vec<MonitorEvent> {
         let mut events = Vec::new();
         let mut drained = read_events(monitor, &mut events);
         let mut i = 0;
         while i < events.len() {
-            let (event, value) = events[i];
-            if event == SocketEvent::ACCEPTED as u16 {
+            let event = events[i];
+            let value = event.value;
+            if event.is(SocketEvent::ACCEPTED) {
                 let mut peer = Peer::default();
                 if drained && !ends_later(&events, i) {
                     peer = self.inspect(value);
@@ -252,7 +220,7 @@ impl Watch {
                 self.counters()
                     .connections
                     .store(self.open.len() as u64, Ordering::Relaxed);
-            } else if event == SocketEvent::DISCONNECTED as u16 {
+            } else if event.is(SocketEvent::DISCONNECTED) {
                 let peer = self.open.remove(&value).unwrap_or_default();
                 self.copies -= usize::from(peer.copy.is_some());
                 let end = if std::mem::take(&mut self.handshake_failed) {
@@ -262,10 +230,7 @@ impl Watch {
                 };
                 drop(peer.copy); // ends the connection, if libzmq has closed it already
                 self.ended(peer.addr, end);
-            } else if event == SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u16
-                || event == SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u16
-                || event == SocketEvent::HANDSHAKE_FAILED_AUTH as u16
-            {
+            } else if event.is_handshake_failure() {
                 // libzmq reports it just before the DISCONNECTED of the same connection.
                 self.handshake_failed = true;
             }
@@ -286,7 +251,7 @@ impl Watch {
         }
         // SAFETY: `copy` is a new descriptor that nothing else owns.
         let copy = unsafe { OwnedFd::from_raw_fd(copy) };
-        let (local, addr) = addresses(&copy);
+        let Addresses { local, peer: addr } = addresses(&copy);
         if self.port.is_some() && local.map(|a| a.port()) != self.port {
             return Peer::default(); // reused by something else (a file, another socket)
         }
@@ -344,18 +309,74 @@ impl Watch {
     }
 }
 
+/// A [`Watch`] with the reader of its socket's monitor, served on a thread of its own.
+pub struct Watcher {
+    watch: Watch,
+    monitor: zmq::Socket,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    /// Starts monitoring `socket` at `endpoint` (inproc, unique in its context) for `watch`.
+    /// Call it before binding `socket`, so that no connection goes unseen.
+    pub fn attach(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        endpoint: &str,
+        watch: Watch,
+        shutdown: Arc<AtomicBool>,
+    ) -> zmq::Result<Watcher> {
+        Ok(Watcher {
+            watch,
+            monitor: sockets::monitor(ctx, socket, endpoint, EVENTS)?,
+            shutdown,
+        })
+    }
+
+    /// The TCP port the socket is bound to (see [`Watch::on_port`]).
+    pub fn on_port(mut self, port: Option<u16>) -> Watcher {
+        self.watch = self.watch.on_port(port);
+        self
+    }
+
+    /// Serves the monitor until its socket is closed (`MONITOR_STOPPED`), or 2 s after shutdown
+    /// at the latest.
+    pub fn run(mut self) {
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if self.monitor.poll(zmq::POLLIN, 200).is_err() {
+                break;
+            }
+            let stopped = self
+                .watch
+                .pump(&self.monitor)
+                .iter()
+                .any(|e| e.is(SocketEvent::MONITOR_STOPPED));
+            if stopped {
+                break;
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Whether a `DISCONNECTED` for the descriptor of the `ACCEPTED` event at `i` follows it.
-fn ends_later(events: &[(u16, u32)], i: usize) -> bool {
-    let fd = events[i].1;
+fn ends_later(events: &[MonitorEvent], i: usize) -> bool {
+    let fd = events[i].value;
     events[i + 1..]
         .iter()
-        .any(|&(e, v)| e == SocketEvent::DISCONNECTED as u16 && v == fd)
+        .any(|e| e.is(SocketEvent::DISCONNECTED) && e.value == fd)
 }
 
 /// Appends waiting events, up to a turn's worth in `events`; true if none was left waiting.
-fn read_events(monitor: &zmq::Socket, events: &mut Vec<(u16, u32)>) -> bool {
+fn read_events(monitor: &zmq::Socket, events: &mut Vec<MonitorEvent>) -> bool {
     while events.len() < EVENTS_PER_TURN {
-        match recv_monitor_event(monitor) {
+        match sockets::recv_event(monitor) {
             Some(event) => events.push(event),
             None => return true,
         }
@@ -363,11 +384,20 @@ fn read_events(monitor: &zmq::Socket, events: &mut Vec<(u16, u32)>) -> bool {
     false
 }
 
-/// The local and peer addresses of a TCP socket (`None` for other kinds, e.g. ipc).
-fn addresses(fd: &OwnedFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
+/// Both ends of a TCP connection (`None` for other kinds, e.g. ipc).
+struct Addresses {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+/// The addresses of the connection under `fd`.
+fn addresses(fd: &OwnedFd) -> Addresses {
     // SAFETY: the stream borrows `fd` and is never dropped, so it never closes it.
     let stream = std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd.as_raw_fd()) });
-    (stream.local_addr().ok(), stream.peer_addr().ok())
+    Addresses {
+        local: stream.local_addr().ok(),
+        peer: stream.peer_addr().ok(),
+    }
 }
 
 /// How the connection under `fd` ended, once libzmq dropped it: a peer that closed has sent its
@@ -460,7 +490,7 @@ mod tests {
         let ctx = zmq::Context::new();
         let pull = ctx.socket(zmq::PULL).unwrap();
         pull.set_maxmsgsize(cap).unwrap();
-        let monitor = monitor(&ctx, &pull, "inproc://test-monitor").unwrap();
+        let monitor = sockets::monitor(&ctx, &pull, "inproc://test-monitor", EVENTS).unwrap();
         pull.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = pull.get_last_endpoint().unwrap().unwrap();
         let port = crate::config::endpoint_port(&endpoint);

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bson::{Document, doc};
 
+use crate::config::{DaemonConfig, endpoint_port};
+use crate::runtime::Shared;
+use crate::sockets::{self, BindError, Bound};
 use crate::stats::DaemonStats;
 
 /// Largest control request accepted, in bytes; a larger one gets an error reply.
@@ -16,40 +19,91 @@ pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 /// without a reply: buffering gigabytes to refuse them is not worth it).
 pub const MAX_BUFFERED_REQUEST_BYTES: usize = 64 << 20;
 
+/// Why a daemon announces no forward port (`SOCK_FORWARD` answers with this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoForwardPort {
+    /// Only a daemon that writes files takes forwarded batches.
+    #[error("this daemon writes no files: start it with --log-path to accept forwarding")]
+    NoLogPath,
+    /// The forward socket is bound to an ipc or inproc endpoint.
+    #[error("the forward socket is not on a TCP port")]
+    NotTcp,
+}
+
 /// The control thread's state.
 pub struct Control {
-    pub(crate) socket: zmq::Socket,
-    pub(crate) stats: Arc<DaemonStats>,
-    pub(crate) collect_port: Option<u16>,
-    pub(crate) stream_port: Option<u16>,
-    /// `Err(reason)` when this daemon does not accept forwarded batches.
-    pub(crate) forward_port: Result<u16, String>,
-    pub(crate) collect_endpoint: String,
-    pub(crate) stream_endpoint: String,
-    pub(crate) shutdown: Arc<AtomicBool>,
+    bound: Bound,
+    stats: Arc<DaemonStats>,
+    collect_port: Option<u16>,
+    stream_port: Option<u16>,
+    /// Why not, when this daemon does not accept forwarded batches.
+    forward_port: Result<u16, NoForwardPort>,
+    collect_endpoint: String,
+    stream_endpoint: String,
+    shutdown: Arc<AtomicBool>,
 }
 
 impl Control {
+    /// Binds the control socket (REP) at `config.control`; it announces nothing until
+    /// [`Control::announce`].
+    pub fn build(shared: &Shared, config: &DaemonConfig) -> Result<Control, BindError> {
+        let bound = sockets::bind(&shared.ctx, zmq::REP, "control", &config.control, |s| {
+            // Requests over MAX_REQUEST_BYTES get an error reply; ZeroMQ only cuts the
+            // connection of a request so large that buffering it would be the attack.
+            s.set_maxmsgsize(MAX_BUFFERED_REQUEST_BYTES as i64)
+        })?;
+        Ok(Control {
+            bound,
+            stats: shared.stats.clone(),
+            collect_port: None,
+            stream_port: None,
+            forward_port: Err(NoForwardPort::NoLogPath),
+            collect_endpoint: String::new(),
+            stream_endpoint: String::new(),
+            shutdown: shared.shutdown.clone(),
+        })
+    }
+
+    /// Where the control socket is bound.
+    pub fn endpoint(&self) -> &str {
+        &self.bound.endpoint
+    }
+
+    /// What the control endpoint tells: where collect and the stream are bound, and the forward
+    /// port (or why there is none).
+    pub fn announce(
+        &mut self,
+        collect_endpoint: &str,
+        stream_endpoint: &str,
+        forward_port: Result<u16, NoForwardPort>,
+    ) {
+        self.collect_port = endpoint_port(collect_endpoint);
+        self.stream_port = endpoint_port(stream_endpoint);
+        self.collect_endpoint = collect_endpoint.to_owned();
+        self.stream_endpoint = stream_endpoint.to_owned();
+        self.forward_port = forward_port;
+    }
+
     /// Serves requests until shutdown.
     pub fn run(self) {
         while !self.shutdown.load(Ordering::Acquire) {
-            match self.socket.poll(zmq::POLLIN, 100) {
+            match self.bound.socket.poll(zmq::POLLIN, 100) {
                 Ok(n) if n > 0 => {}
                 _ => continue,
             }
-            let Ok(mut message) = self.socket.recv_msg(zmq::DONTWAIT) else {
+            let Ok(mut message) = self.bound.socket.recv_msg(zmq::DONTWAIT) else {
                 continue;
             };
             // Over TCP ZeroMQ reports the peer's address; ipc and inproc peers are local.
             let peer_is_local = message.gets("Peer-Address").is_none_or(is_loopback);
             let request = message.to_vec();
             // A REQ peer may send several frames; REP must consume them all before replying.
-            while self.socket.get_rcvmore().unwrap_or(false) {
-                let _ = self.socket.recv_bytes(0);
+            while self.bound.socket.get_rcvmore().unwrap_or(false) {
+                let _ = self.bound.socket.recv_bytes(0);
             }
             let reply = self.answer(&request, peer_is_local);
             let bytes = reply.to_vec().unwrap_or_default();
-            let _ = self.socket.send(bytes, 0);
+            let _ = self.bound.socket.send(bytes, 0);
         }
     }
 
@@ -88,7 +142,7 @@ impl Control {
             "SOCK_COLLECT" => port_reply(self.collect_port),
             "SOCK_FORWARD" => match &self.forward_port {
                 Ok(p) => doc! { "port": *p as i32 },
-                Err(reason) => error(reason.clone()),
+                Err(reason) => error(reason.to_string()),
             },
             "SHUTDOWN" if !peer_is_local => error(
                 "SHUTDOWN is refused from a non-loopback peer: run `ziggyd shutdown` on the daemon's host".into(),

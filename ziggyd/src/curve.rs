@@ -85,9 +85,18 @@ pub fn generate() -> Result<KeyPair, KeyError> {
     })
 }
 
+/// Where [`write_keypair`] wrote a key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    /// `BASE.secret`, mode 0600, for `--curve-secret-key`.
+    pub secret: PathBuf,
+    /// `BASE.public`, for a master's `--curve-allow` directory or `--curve-master-key`.
+    pub public: PathBuf,
+}
+
 /// Writes `BASE.secret` (0600, created new: an existing key is never overwritten) and
 /// `BASE.public`; returns both paths.
-pub fn write_keypair(base: &Path, pair: &KeyPair) -> Result<(PathBuf, PathBuf), KeyError> {
+pub fn write_keypair(base: &Path, pair: &KeyPair) -> Result<KeyFiles, KeyError> {
     let secret_path = with_suffix(base, "secret");
     let public_path = with_suffix(base, "public");
     let public = z85(&pair.public);
@@ -125,7 +134,10 @@ pub fn write_keypair(base: &Path, pair: &KeyPair) -> Result<(PathBuf, PathBuf), 
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
     }
-    Ok((secret_path, public_path))
+    Ok(KeyFiles {
+        secret: secret_path,
+        public: public_path,
+    })
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
@@ -225,7 +237,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path();
         let pair = generate().unwrap();
-        let (secret, public) = write_keypair(&dir.join("node"), &pair).unwrap();
+        let KeyFiles { secret, public } = write_keypair(&dir.join("node"), &pair).unwrap();
         let back = read_secret_file(&secret).unwrap();
         assert_eq!(back.public, pair.public);
         assert_eq!(back.secret, pair.secret);
@@ -241,7 +253,8 @@ mod tests {
     fn readable_secret_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path();
-        let (secret, _) = write_keypair(&dir.join("node"), &generate().unwrap()).unwrap();
+        let KeyFiles { secret, .. } =
+            write_keypair(&dir.join("node"), &generate().unwrap()).unwrap();
         fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_secret_file(&secret).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");

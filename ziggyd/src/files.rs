@@ -16,8 +16,10 @@
 //! at least every flush interval, closed when idle, and reopened when moved or deleted (each tick
 //! compares the inode at the path with the one written to) or when SIGHUP asks for it.
 
+mod error;
+mod log_file;
+
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,8 +32,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ziggy_proto::day::{Day, log_file_path};
 
 use crate::batch::{Batch, WriteOutcome};
+use crate::config::DaemonConfig;
+use crate::lock::DirLock;
 use crate::ratelog::RateLimitedLog;
+use crate::runtime::Shared;
 use crate::stats::DaemonStats;
+
+pub use error::{LogPathError, WriteError, describe_io_error};
+use log_file::{FileKey, LogFile, Origin, Pending};
 
 /// Batches written together before one fsync of the files they touched (group commit).
 const GROUP_BATCHES: usize = 64;
@@ -44,96 +52,11 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 /// Lengths of closed files remembered (to skip the torn-tail scan on reopening).
 const CLOSED_LENGTHS_KEPT: usize = 4096;
 
-/// Where an event in a file's buffer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// Sent by an application: held and retried on failure.
-    Local,
-    /// Part of the forwarded batch at this index of the current group: refused on failure.
-    Forwarded(usize),
-}
-
-/// Events waiting to be written to one file.
-#[derive(Debug, Default)]
-struct Pending {
-    bytes: Vec<u8>,
-    /// Each event's length and origin, in order.
-    entries: Vec<(usize, Origin)>,
-}
-
-impl Pending {
-    fn push(&mut self, event: &[u8], origin: Origin) {
-        self.bytes.extend_from_slice(event);
-        self.entries.push((event.len(), origin));
-    }
-
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn has_forwarded(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|(_, o)| matches!(o, Origin::Forwarded(_)))
-    }
-
-    /// Removes the forwarded events (their senders resend them); returns their batch indexes.
-    fn take_forwarded(&mut self) -> Vec<usize> {
-        let mut batches = Vec::new();
-        let mut kept = Pending::default();
-        let mut at = 0;
-        for &(len, origin) in &self.entries {
-            match origin {
-                Origin::Local => kept.push(&self.bytes[at..at + len], origin),
-                Origin::Forwarded(i) => {
-                    if !batches.contains(&i) {
-                        batches.push(i);
-                    }
-                }
-            }
-            at += len;
-        }
-        *self = kept;
-        batches
-    }
-}
-
-/// One channel-day file.
-struct LogFile {
-    path: PathBuf,
-    /// `None` while closed (never opened, evicted, or closed after an error).
-    file: Option<File>,
-    inode: u64,
-    last_use: Instant,
-    /// Bytes of whole events in the file.
-    len: u64,
-    pending: Pending,
-    /// Written since the last fsync.
-    unsynced: bool,
-    /// The last error, while this path cannot be written.
-    failing: Option<String>,
-}
-
-/// Where a damaged log file is moved: beside it, named after it and the time.
-fn set_aside_path(path: &Path) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".damaged-{secs}"));
-    path.with_file_name(name)
-}
-
-/// Words for an I/O error an operator can act on.
-pub fn describe_io_error(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) => "disk full (no space left on device)".into(),
-        Some(libc::EDQUOT) => "disk quota exceeded".into(),
-        Some(libc::EFBIG) => "file size limit reached (EFBIG)".into(),
-        Some(libc::EISDIR) => "a directory is in the way (EISDIR)".into(),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!("permission denied ({e})"),
-        _ => e.to_string(),
-    }
+/// A file written in this group, with the forwarded batches (their indexes) it holds events of:
+/// fsynced before they are confirmed.
+struct ToSync {
+    key: FileKey,
+    batches: Vec<usize>,
 }
 
 /// Writes batches to per-channel, per-day files under one directory.
@@ -151,10 +74,36 @@ pub struct FileWriter {
     /// Bumped by SIGHUP: every file is closed and reopened at its next write.
     reopen: Option<Arc<AtomicU64>>,
     reopen_seen: u64,
+    /// Files are flushed at least this often.
+    flush_interval: Duration,
+    /// A file with no write for this long is closed.
+    idle_close: Duration,
+    /// Held while the writer lives: one daemon per log path.
+    _lock: Option<DirLock>,
 }
 
 impl FileWriter {
-    /// A writer under `dir` (created if missing).
+    /// The writer of a daemon with `--log-path` `dir`: creates and locks the directory, reports
+    /// forwarded batches on `outcomes`, and reopens its files on SIGHUP.
+    pub fn build(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &Path,
+        outcomes: Sender<WriteOutcome>,
+    ) -> Result<FileWriter, LogPathError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogPathError::io(dir, e))?;
+        let lock = DirLock::acquire(dir, ".ziggyd-lock")?;
+        let mut writer = FileWriter::new(dir, shared.stats.clone())
+            .map_err(|e| LogPathError::io(dir, e))?
+            .with_outcomes(outcomes)
+            .with_reopen(shared.reopen.clone());
+        writer.flush_interval = config.flush_interval;
+        writer.idle_close = config.idle_close;
+        writer._lock = Some(lock);
+        Ok(writer)
+    }
+
+    /// A writer under `dir` (created if missing), neither locked nor reporting.
     pub fn new(dir: &Path, stats: Arc<DaemonStats>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(FileWriter {
@@ -168,6 +117,9 @@ impl FileWriter {
             open: 0,
             reopen: None,
             reopen_seen: 0,
+            flush_interval: Duration::from_secs(1),
+            idle_close: Duration::from_secs(60),
+            _lock: None,
         })
     }
 
@@ -178,6 +130,7 @@ impl FileWriter {
     }
 
     /// At most `max_open` files open at once (at least 1).
+    #[cfg(test)]
     pub fn with_max_open(mut self, max_open: usize) -> Self {
         self.max_open = max_open.max(1);
         self
@@ -192,6 +145,7 @@ impl FileWriter {
 
     /// Appends every event of the batch to its file; a forwarded batch is fsynced, then
     /// reported.
+    #[cfg(test)]
     pub fn write(&mut self, batch: &Batch) {
         self.write_group(&[batch]);
     }
@@ -207,17 +161,17 @@ impl FileWriter {
                 Some(_) => Origin::Forwarded(i),
                 None => Origin::Local,
             };
-            for (channel, day, bytes) in batch.iter() {
-                let file = self.file_entry(channel, day);
+            for event in batch.iter() {
+                let file = self.file_entry(event.channel, event.day);
                 file.last_use = now;
                 if file.failing.is_some() && origin == Origin::Local {
-                    if held + bytes.len() > HELD_MAX_BYTES {
+                    if held + event.bytes.len() > HELD_MAX_BYTES {
                         lost += 1;
                         continue;
                     }
-                    held += bytes.len();
+                    held += event.bytes.len();
                 }
-                file.pending.push(bytes, origin);
+                file.pending.push(event.bytes, origin);
             }
         }
         if lost > 0 {
@@ -232,33 +186,23 @@ impl FileWriter {
             });
         }
         // Forwarded events are written now (their senders wait); others once a buffer is full.
-        let mut refused: Vec<Option<String>> = vec![None; batches.len()];
-        let mut to_sync: Vec<(String, Day, Vec<usize>)> = Vec::new();
-        let keys: Vec<(String, Day)> = self
-            .files
-            .iter()
-            .flat_map(|(c, days)| {
-                days.iter()
-                    .filter(|(_, f)| {
-                        f.pending.has_forwarded() || f.pending.bytes.len() >= FLUSH_BYTES
-                    })
-                    .map(move |(d, _)| (c.clone(), *d))
-            })
-            .collect();
-        for (channel, day) in keys {
-            match self.flush(&channel, day) {
-                Ok(batches) if !batches.is_empty() => to_sync.push((channel, day, batches)),
+        let mut refused: Vec<Option<WriteError>> = vec![None; batches.len()];
+        let mut to_sync: Vec<ToSync> = Vec::new();
+        let keys = self.keys(|f| f.pending.has_forwarded() || f.pending.bytes.len() >= FLUSH_BYTES);
+        for key in keys {
+            match self.flush(&key.channel, key.day) {
+                Ok(batches) if !batches.is_empty() => to_sync.push(ToSync { key, batches }),
                 Ok(_) => {}
                 Err(reason) => {
-                    let file = self.file_entry(&channel, day);
+                    let file = self.file_entry(&key.channel, key.day);
                     for i in file.pending.take_forwarded() {
                         refused[i].get_or_insert_with(|| reason.clone());
                     }
                 }
             }
         }
-        for (channel, day, batches) in to_sync {
-            if let Err(reason) = self.sync(&channel, day) {
+        for ToSync { key, batches } in to_sync {
+            if let Err(reason) = self.sync(&key.channel, key.day) {
                 for i in batches {
                     refused[i].get_or_insert_with(|| reason.clone());
                 }
@@ -284,16 +228,24 @@ impl FileWriter {
             self.files.insert(channel.to_owned(), HashMap::new());
         }
         let by_day = self.files.get_mut(channel).expect("inserted above");
-        by_day.entry(day).or_insert_with(|| LogFile {
-            path: log_file_path(&self.dir, channel, day),
-            file: None,
-            inode: 0,
-            last_use: Instant::now(),
-            len: 0,
-            pending: Pending::default(),
-            unsynced: false,
-            failing: None,
-        })
+        by_day
+            .entry(day)
+            .or_insert_with(|| LogFile::new(log_file_path(&self.dir, channel, day)))
+    }
+
+    /// The files that `select` picks.
+    fn keys(&self, select: impl Fn(&LogFile) -> bool) -> Vec<FileKey> {
+        self.files
+            .iter()
+            .flat_map(|(channel, days)| {
+                days.iter()
+                    .filter(|(_, f)| select(f))
+                    .map(move |(day, _)| FileKey {
+                        channel: channel.clone(),
+                        day: *day,
+                    })
+            })
+            .collect()
     }
 
     fn entry_mut(&mut self, channel: &str, day: Day) -> Option<&mut LogFile> {
@@ -312,7 +264,7 @@ impl FileWriter {
 
     /// Opens a closed file: creates its directory, cuts a torn tail left by a crash, and keeps
     /// the number of open files within the bound.
-    fn ensure_open(&mut self, channel: &str, day: Day) -> Result<(), String> {
+    fn ensure_open(&mut self, channel: &str, day: Day) -> Result<(), WriteError> {
         if self
             .entry_mut(channel, day)
             .is_some_and(|f| f.file.is_some())
@@ -325,66 +277,15 @@ impl FileWriter {
         let stats = self.stats.clone();
         let path = self.file_entry(channel, day).path.clone();
         let closed_len = self.closed_lengths.get(&path).copied();
-        let f = self.file_entry(channel, day);
-        let open = || -> std::io::Result<(File, u64, u64)> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let len = match std::fs::metadata(&path) {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == ErrorKind::NotFound => 0,
-                Err(e) => return Err(e),
-            };
-            if len > 0 && closed_len != Some(len) {
-                match crate::tail::cut_torn_tail(&path)? {
-                    Ok(0) => {}
-                    Ok(cut) => {
-                        stats.torn_tails_cut.fetch_add(1, Ordering::Relaxed);
-                        eprintln!(
-                            "ziggyd: {}: cut {cut} bytes of a partial event at its end (left by \
-                             a crash during a write)",
-                            path.display()
-                        );
-                    }
-                    Err(at) => {
-                        // Not a crash's partial event: keep every byte, write on in a new file.
-                        let aside = set_aside_path(&path);
-                        std::fs::rename(&path, &aside)?;
-                        stats.damaged_files.fetch_add(1, Ordering::Relaxed);
-                        eprintln!(
-                            "ziggyd: {}: damaged at byte {at} (not a partial event at the end); \
-                             moved untouched to {} and a new file started",
-                            path.display(),
-                            aside.display()
-                        );
-                    }
-                }
-            }
-
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            let meta = file.metadata()?;
-            if meta.is_dir() {
-                return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
-            }
-            Ok((file, meta.ino(), meta.len()))
-        };
-        match open() {
-            Ok((file, inode, len)) => {
-                f.file = Some(file);
-                f.inode = inode;
-                f.len = len;
-                self.open += 1;
-                self.stats
-                    .files_open
-                    .store(self.open as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "cannot open {}: {}",
-                path.display(),
-                describe_io_error(&e)
-            )),
-        }
+        self.file_entry(channel, day)
+            .open(closed_len, &stats)
+            .map_err(|e| WriteError::Open {
+                path,
+                cause: e.into(),
+            })?;
+        self.open += 1;
+        stats.files_open.store(self.open as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Makes room for one more open file: writes out and closes the least recently used one.
@@ -439,7 +340,7 @@ impl FileWriter {
 
     /// Writes one file's buffer, all of it or none of it; returns the forwarded batches whose
     /// events it wrote (to fsync before confirming).
-    fn flush(&mut self, channel: &str, day: Day) -> Result<Vec<usize>, String> {
+    fn flush(&mut self, channel: &str, day: Day) -> Result<Vec<usize>, WriteError> {
         if self
             .entry_mut(channel, day)
             .is_none_or(|f| f.pending.is_empty())
@@ -469,11 +370,10 @@ impl FileWriter {
             }
         }
         if let Some(e) = error {
-            let reason = format!(
-                "cannot write {}: {}",
-                f.path.display(),
-                describe_io_error(&e)
-            );
+            let reason = WriteError::Write {
+                path: f.path.clone(),
+                cause: e.into(),
+            };
             // Cut what part of the buffer reached the file: it must end on a whole event. If
             // even that fails, close it: reopening cuts the torn tail.
             if written > 0 && file.set_len(f.len).is_err() {
@@ -489,14 +389,7 @@ impl FileWriter {
         f.len += written as u64;
         f.unsynced = true;
         let events = f.pending.entries.len() as u64;
-        let mut forwarded = Vec::new();
-        for (_, origin) in &f.pending.entries {
-            if let Origin::Forwarded(i) = *origin
-                && !forwarded.contains(&i)
-            {
-                forwarded.push(i);
-            }
-        }
+        let forwarded = f.pending.forwarded();
         f.pending = Pending::default();
         if let Some(was) = f.failing.take() {
             let path = f.path.display().to_string();
@@ -509,12 +402,14 @@ impl FileWriter {
     }
 
     /// Fsyncs one file.
-    fn sync(&mut self, channel: &str, day: Day) -> Result<(), String> {
+    fn sync(&mut self, channel: &str, day: Day) -> Result<(), WriteError> {
         let Some(f) = self.entry_mut(channel, day) else {
             return Ok(());
         };
         let Some(file) = &f.file else {
-            return Err(format!("{} was closed before its fsync", f.path.display()));
+            return Err(WriteError::ClosedBeforeFsync {
+                path: f.path.clone(),
+            });
         };
         match file.sync_data() {
             Ok(()) => {
@@ -522,18 +417,17 @@ impl FileWriter {
                 Ok(())
             }
             Err(e) => {
-                let reason = format!(
-                    "cannot fsync {}: {}",
-                    f.path.display(),
-                    describe_io_error(&e)
-                );
+                let reason = WriteError::Fsync {
+                    path: f.path.clone(),
+                    cause: e.into(),
+                };
                 self.failed(channel, day, reason.clone());
                 Err(reason)
             }
         }
     }
 
-    fn failed(&mut self, channel: &str, day: Day, reason: String) {
+    fn failed(&mut self, channel: &str, day: Day, reason: WriteError) {
         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = self.entry_mut(channel, day) {
             f.failing = Some(reason.clone());
@@ -551,7 +445,7 @@ impl FileWriter {
             if let Some(reason) = &f.failing {
                 failing.push(crate::stats::WriteFailing {
                     path: f.path.display().to_string(),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 });
                 held += f.pending.entries.len() as u64;
             }
@@ -573,13 +467,8 @@ impl FileWriter {
             None => false,
         };
         let now = Instant::now();
-        let keys: Vec<(String, Day)> = self
-            .files
-            .iter()
-            .flat_map(|(c, d)| d.keys().map(move |day| (c.clone(), *day)))
-            .collect();
         let mut reopened = 0;
-        for (channel, day) in keys {
+        for FileKey { channel, day } in self.keys(|_| true) {
             let _ = self.flush(&channel, day);
             let Some(f) = self.entry_mut(&channel, day) else {
                 continue;
@@ -625,13 +514,9 @@ impl FileWriter {
         }
     }
 
-    /// Runs until the batch channel closes: write, and tick every `flush_interval`.
-    pub fn run(
-        mut self,
-        batches: Receiver<Arc<Batch>>,
-        flush_interval: Duration,
-        idle_close: Duration,
-    ) {
+    /// Runs until the batch channel closes: write, and tick every flush interval.
+    pub fn run(mut self, batches: Receiver<Arc<Batch>>) {
+        let (flush_interval, idle_close) = (self.flush_interval, self.idle_close);
         let mut next_tick = Instant::now() + flush_interval;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -660,120 +545,4 @@ impl FileWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::ForwardMark;
-
-    fn event(n: i32) -> Vec<u8> {
-        bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
-        "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": { "n": n } }
-        .to_vec()
-        .unwrap()
-    }
-
-    fn batch(n: i32, durable: Option<ForwardMark>) -> Batch {
-        let frame = event(n);
-        let day = Day::from_unix(1.7e9);
-        Batch {
-            events: vec![("request".into(), day, 0..frame.len())],
-            frame,
-            durable,
-        }
-    }
-
-    fn mark(seq: u64) -> ForwardMark {
-        ForwardMark {
-            identity: b"peer".to_vec(),
-            sender: "s".into(),
-            first_seq: seq,
-            last_seq: seq,
-        }
-    }
-
-    #[test]
-    fn a_torn_tail_left_by_a_crash_is_cut_before_appending() {
-        let dir = tempfile::tempdir().unwrap();
-        let stats = Arc::new(DaemonStats::default());
-        let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
-        writer.write(&batch(1, None));
-        writer.close_all();
-        drop(writer);
-        // A crash in the middle of writing the second event.
-        let path = log_file_path(dir.path(), "request", Day::parse("20231114").unwrap());
-        let mut torn = std::fs::read(&path).unwrap();
-        torn.extend_from_slice(&event(2)[..40]);
-        std::fs::write(&path, &torn).unwrap();
-        // A new process appends the third.
-        let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
-        writer.write(&batch(3, None));
-        writer.close_all();
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(bytes, [event(1), event(3)].concat());
-        assert_eq!(stats.torn_tails_cut.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn a_directory_in_place_of_the_file_refuses_forwarded_and_holds_local_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let stats = Arc::new(DaemonStats::default());
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut writer = FileWriter::new(dir.path(), stats.clone())
-            .unwrap()
-            .with_outcomes(tx);
-        let path = log_file_path(dir.path(), "request", Day::parse("20231114").unwrap());
-        std::fs::create_dir_all(&path).unwrap();
-        writer.write(&batch(1, Some(mark(1))));
-        let outcome = rx.try_recv().unwrap();
-        let reason = outcome.result.unwrap_err();
-        assert!(reason.contains(&path.display().to_string()), "{reason}");
-        writer.write(&batch(2, None));
-        writer.tick(Duration::from_secs(60));
-        assert_eq!(stats.events_written.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.events_held.load(Ordering::Relaxed), 1);
-        assert!(stats.write_errors.load(Ordering::Relaxed) >= 2);
-        // The operator removes the directory: the held event is written at the next tick, and
-        // the resent forwarded batch is confirmed.
-        std::fs::remove_dir(&path).unwrap();
-        writer.tick(Duration::from_secs(60));
-        writer.write(&batch(1, Some(mark(1))));
-        assert_eq!(rx.try_recv().unwrap().result, Ok(()));
-        writer.close_all();
-        assert_eq!(std::fs::read(&path).unwrap(), [event(2), event(1)].concat());
-        assert_eq!(stats.events_written.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.events_held.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.events_lost_write.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn open_files_are_bounded_least_recently_used_closed_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let stats = Arc::new(DaemonStats::default());
-        let mut writer = FileWriter::new(dir.path(), stats.clone())
-            .unwrap()
-            .with_max_open(4);
-        let day = Day::from_unix(1.7e9);
-        for round in 0..3 {
-            for c in 0..10 {
-                let frame = event(round * 10 + c);
-                let b = Batch {
-                    events: vec![(format!("c{c}"), day, 0..frame.len())],
-                    frame,
-                    durable: Some(mark(1)),
-                };
-                writer.write(&b);
-                assert!(stats.files_open.load(Ordering::Relaxed) <= 4);
-            }
-        }
-        writer.close_all();
-        assert_eq!(stats.events_written.load(Ordering::Relaxed), 30);
-        for c in 0..10 {
-            let path = log_file_path(
-                dir.path(),
-                &format!("c{c}"),
-                Day::parse("20231114").unwrap(),
-            );
-            let bytes = std::fs::read(&path).unwrap();
-            assert_eq!(bytes, [event(c), event(10 + c), event(20 + c)].concat());
-        }
-    }
-}
+mod tests;

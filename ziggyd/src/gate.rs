@@ -15,9 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::CurveServer;
 use crate::connections::Watch;
 use crate::curve::{self, KeyError};
 use crate::ratelog::RateLimitedLog;
+use crate::runtime::Shared;
+use crate::sockets;
 use crate::stats::DaemonStats;
 
 /// The ZAP domain the forward socket declares.
@@ -25,15 +28,18 @@ pub const FORWARD_ZAP_DOMAIN: &str = "ziggyd-forward";
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 const MONITOR_ENDPOINT: &str = "inproc://ziggyd-forward-monitor";
 
-/// One event from a ZeroMQ socket monitor (`zmq_socket_monitor`'s first frame: event number
-/// u16, value u32, native byte order), if one is waiting.
-pub(crate) fn recv_monitor_event(monitor: &zmq::Socket) -> Option<(u16, u32)> {
-    let parts = monitor.recv_multipart(zmq::DONTWAIT).ok()?;
-    let frame = parts.first().filter(|p| p.len() >= 6)?;
-    Some((
-        u16::from_ne_bytes([frame[0], frame[1]]),
-        u32::from_ne_bytes([frame[2], frame[3], frame[4], frame[5]]),
-    ))
+/// Why CURVE cannot be set up as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum CurveSetupError {
+    /// CURVE for the forward socket, on a daemon that has none.
+    #[error("CURVE: the forward socket exists only on a daemon that writes files (--log-path)")]
+    NoForwardSocket,
+    /// No CURVE in this libzmq, or the allow directory cannot be read.
+    #[error("CURVE: {0}")]
+    Keys(#[from] KeyError),
+    /// The ZAP handler could not be bound.
+    #[error("CURVE: cannot start the ZAP handler: {0}")]
+    Zap(zmq::Error),
 }
 
 /// The public keys allowed to forward, read from a directory of key files.
@@ -127,39 +133,41 @@ pub struct Gate {
     shutdown: Arc<AtomicBool>,
     /// Bumped by SIGHUP: the allow directory is read again at once (it is also read at every
     /// handshake).
-    reopen: Option<Arc<AtomicU64>>,
+    reopen: Arc<AtomicU64>,
 }
 
 impl Gate {
-    /// Reads the allow directory again whenever `generation` changes.
-    pub fn with_reopen(mut self, generation: Arc<AtomicU64>) -> Gate {
-        self.reopen = Some(generation);
-        self
-    }
-
-    /// Binds the ZAP handler in `ctx` and starts monitoring `forward_socket`, which must not
-    /// accept connections before this returns (bind it after).
-    pub fn install(
-        ctx: &zmq::Context,
-        allow: AllowList,
-        stats: Arc<DaemonStats>,
-        shutdown: Arc<AtomicBool>,
+    /// Reads the allow directory of `curve` and binds the ZAP handler in the daemon's context;
+    /// [`Gate::secure`] then guards the forward socket, which must not accept connections before
+    /// (bind it after).
+    pub fn build(
+        shared: &Shared,
+        curve: &CurveServer,
         watch: Watch,
-    ) -> zmq::Result<Gate> {
-        let zap = ctx.socket(zmq::REP)?;
-        zap.set_linger(0)?;
-        zap.bind(ZAP_ENDPOINT)?;
-        let monitor = ctx.socket(zmq::PAIR)?;
-        monitor.set_linger(0)?;
-        monitor.set_rcvhwm(crate::connections::MONITOR_QUEUE)?;
+    ) -> Result<Gate, CurveSetupError> {
+        let allow = AllowList::load(&curve.allow_dir)?;
+        if allow.is_empty() {
+            eprintln!(
+                "ziggyd: warning: --curve-allow {} holds no public key yet; every forwarding daemon is refused until one is added",
+                curve.allow_dir.display()
+            );
+        }
+        let ctx = &shared.ctx;
+        let sockets = || -> zmq::Result<(zmq::Socket, zmq::Socket)> {
+            let zap = ctx.socket(zmq::REP)?;
+            zap.set_linger(0)?;
+            zap.bind(ZAP_ENDPOINT)?;
+            Ok((zap, sockets::monitor_reader(ctx)?))
+        };
+        let (zap, monitor) = sockets().map_err(CurveSetupError::Zap)?;
         Ok(Gate {
             zap,
             monitor,
             watch,
             allow,
-            stats,
-            shutdown,
-            reopen: None,
+            stats: shared.stats.clone(),
+            shutdown: shared.shutdown.clone(),
+            reopen: shared.reopen.clone(),
         })
     }
 
@@ -168,8 +176,12 @@ impl Gate {
         socket.set_curve_server(true)?;
         socket.set_curve_secretkey(&keys.secret)?;
         socket.set_zap_domain(FORWARD_ZAP_DOMAIN)?;
-        socket.monitor(MONITOR_ENDPOINT, crate::connections::EVENTS)?;
-        self.monitor.connect(MONITOR_ENDPOINT)
+        sockets::attach(
+            socket,
+            &self.monitor,
+            MONITOR_ENDPOINT,
+            crate::connections::EVENTS,
+        )
     }
 
     /// Tells the connection watch the forward socket's port, once bound.
@@ -183,9 +195,9 @@ impl Gate {
     pub fn run(mut self) {
         let mut log = RateLimitedLog::new(Duration::from_secs(10));
         let mut stopping_since: Option<Instant> = None;
-        let mut reopen_seen = self.reopen.as_ref().map(|g| g.load(Ordering::Acquire));
+        let mut reopen_seen = self.reopen.load(Ordering::Acquire);
         loop {
-            let generation = self.reopen.as_ref().map(|g| g.load(Ordering::Acquire));
+            let generation = self.reopen.load(Ordering::Acquire);
             if generation != reopen_seen {
                 reopen_seen = generation;
                 self.allow.refresh(&mut log);
@@ -280,13 +292,13 @@ impl Gate {
     /// Counts the waiting monitor events; true when the monitored socket has closed.
     fn monitor_event(&mut self, log: &mut RateLimitedLog) -> bool {
         let mut stopped = false;
-        for (event, _) in self.watch.pump(&self.monitor) {
-            if event == zmq::SocketEvent::MONITOR_STOPPED as u16 {
+        for event in self.watch.pump(&self.monitor) {
+            if event.is(zmq::SocketEvent::MONITOR_STOPPED) {
                 stopped = true;
             }
             // Refused keys are counted by `answer` (ZAP); these failed before ZAP was asked.
-            if event != zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u16
-                && event != zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u16
+            if !event.is(zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL)
+                && !event.is(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL)
             {
                 continue;
             }

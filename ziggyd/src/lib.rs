@@ -2,13 +2,20 @@
 //!
 //! Collects events (ZeroMQ PULL), validates them on their raw bytes, writes them to
 //! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (PUB, `[type, event]`), and answers a
-//! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: [`collect`] →
-//! [`validate`] → ([`files`], [`spool`] → [`forward`], stream) with [`control`] and [`stats`]
-//! beside; [`daemon`] wires them.
+//! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: `collect` →
+//! `validate` → (`files`, `forward` → `spool`, `stream`) with `control` and [`stats`] beside; on
+//! a master `receive` takes forwarded batches to `files`; `daemon` builds each part from the
+//! config (each with its own error) and `runtime` runs them on supervised threads.
+//!
+//! The public surface is what embedding the daemon needs: [`Daemon`], started from a
+//! [`DaemonConfig`] (the rest of the settings in [`config`], CURVE key files in [`curve`]);
+//! [`StartError`] and the errors of the parts it wraps; the counters in [`stats`], summed up by
+//! [`format_status_line`] and [`format_status_table`]; and the control protocol's [`client`].
+//! The `ziggyd` binary (its command line in `src/cli.rs`) uses nothing else.
 //!
 //! ## Forwarding protocol
-//! A daemon started with `--publish` spools every valid event ([`spool`]) and sends batches from
-//! a DEALER socket to the upstream's ROUTER, whose port the upstream's control endpoint announces
+//! A daemon started with `--publish` spools every valid event and sends batches from a DEALER
+//! socket to the upstream's ROUTER, whose port the upstream's control endpoint announces
 //! (`SOCK_FORWARD`): `["ZGB1", sender id, first seq (u64 LE), concatenated events]`. The upstream
 //! writes the new events, fsyncs, records the sender's mark in its ledger, and answers
 //! `["ACK1", seq (u64 LE)]`, meaning every event of that sender up to `seq` is durable; the sender
@@ -16,8 +23,8 @@
 //! `["NAK1", mark (u64 LE), reason]`, the reason starting with `write_failed:` (it cannot write
 //! the events now: the sender keeps them and resends later), `seq_jump` (the first seq is far
 //! beyond what it has from that sender id) or `sender_key` (with CURVE, that sender id belongs
-//! to another key); on the last two the sender starts a new sender id. See [`receive`] for
-//! deduplication after crashes.
+//! to another key); on the last two the sender starts a new sender id. The receiving side
+//! (`receive`) documents deduplication after crashes; `docs/PROTOCOL.md` is the contract.
 //!
 //! Embedding, e.g. in a test or a demo:
 //! ```
@@ -30,31 +37,48 @@
 
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod cli;
-pub mod collect;
+mod batch;
+mod collect;
 pub mod config;
-pub mod connections;
-pub mod control;
+mod connections;
+mod control;
 pub mod curve;
-pub mod daemon;
-pub mod files;
-pub mod forward;
-pub mod gate;
+mod daemon;
+mod files;
+mod forward;
+mod gate;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
-pub mod lock;
-pub mod ratelog;
-pub mod receive;
+mod lock;
+mod ratelog;
+mod receive;
+mod runtime;
+mod sockets;
+// Public for the fuzz targets and the input tests, which drive the spool directly.
+#[doc(hidden)]
 pub mod spool;
-pub mod state_file;
+mod state_file;
 pub mod stats;
-pub mod tail;
+mod stream;
+mod tail;
 
 pub use config::DaemonConfig;
-pub use daemon::{Daemon, StartError};
-/// The format modules, from `ziggy-proto` (the daemon's own names for them).
-pub use ziggy_proto::{client, endpoint, status, validate, walk as bson_walk};
+pub use daemon::{Daemon, OpenFileLimit, StartError, raise_open_file_limit};
+pub use files::LogPathError;
+pub use forward::SpoolError;
+pub use gate::CurveSetupError;
+pub use lock::LockError;
+pub use receive::ForwardInError;
+pub use runtime::WorkerDied;
+pub use sockets::BindError;
+// Public for the input tests.
+#[doc(hidden)]
+pub use ziggy_proto::walk as bson_walk;
+/// The format modules, from `ziggy-proto` (the daemon's own names for them): the control
+/// protocol's client, and the event rules ([`validate::Limits`] is part of [`DaemonConfig`]).
+pub use ziggy_proto::{client, status, validate};
+
+use ziggy_proto::endpoint;
 
 use bson::Bson;
 use ziggy_proto::status::Status;

@@ -36,7 +36,6 @@ pub enum LockError {
 pub struct DirLock {
     /// The locked directory or file (the lock lives as long as this handle).
     _dir: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -76,10 +75,7 @@ impl DirLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(DirLock {
-            _dir: dir_handle,
-            path,
-        })
+        Ok(DirLock { _dir: dir_handle })
     }
 
     /// Locks `dir` shared with other holders of a shared lock (writers of different partitions of
@@ -93,10 +89,7 @@ impl DirLock {
         };
         let dir_handle = File::open(dir).map_err(io)?;
         match dir_handle.try_lock_shared() {
-            Ok(()) => Ok(DirLock {
-                _dir: dir_handle,
-                path,
-            }),
+            Ok(()) => Ok(DirLock { _dir: dir_handle }),
             Err(TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path)
                     .ok()
@@ -140,12 +133,7 @@ impl DirLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(DirLock { _dir: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DirLock { _dir: file })
     }
 }
 

@@ -1,6 +1,9 @@
-//! `ziggyd`: see `ziggyd --help`.
+//! `ziggyd`: see `ziggyd --help`. The command line lives here; the daemon is the library's.
+
+mod cli;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    ziggyd::cli::main_with(ziggyd::cli::Cli::parse())
+    cli::main_with(cli::Cli::parse())
 }

@@ -1,4 +1,7 @@
-//! The receiving side of daemon-to-daemon forwarding, run inside the collector thread.
+//! The receiving side of daemon-to-daemon forwarding (forward-in), run inside the collector
+//! thread: a master takes forwarding daemons' batches on its ROUTER socket, checks and numbers
+//! them, records them in the per-sender [`ledger`], hands the new events to the file writer, and
+//! answers once the writer reports them durable (or not).
 //!
 //! Protocol (documented in the crate docs): a forwarding daemon's DEALER sends
 //! `["ZGB1", sender id, first seq (u64 LE), concatenated events]` to this daemon's ROUTER (port
@@ -16,185 +19,458 @@
 //! that many of the real sender's next events are taken for duplicates. With CURVE a sender id
 //! belongs to the key that first used it, and other keys are refused.
 
+mod admit;
+pub mod ledger;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use ziggy_proto::forward::valid_sender_id;
+use crossbeam_channel::Receiver;
 
-use crate::state_file;
+use ziggy_proto::forward::{self as protocol, Refusal, Reply};
+
+use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
+use crate::config::DaemonConfig;
+use crate::connections::{Side, Watch, Watcher};
+use crate::control::NoForwardPort;
+use crate::files::LogPathError;
+use crate::gate::{CurveSetupError, Gate};
+use crate::ratelog::RateLimitedLog;
+use crate::runtime::{Shared, Worker};
+use crate::sockets::{self, BindError};
+use crate::stats::{BatchCounts, DaemonStats, ForwardInStats};
+use crate::validate::{InvalidReason, Limits};
+
+use admit::{Admitted, Peer};
+pub use ledger::{SenderLedger, SenderState};
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
 /// refused (`NAK1 seq_jump`). A sender's batches start at most one window (8 batches of 2,000
 /// events) beyond its confirmed mark, so this leaves room; a peer claiming another daemon's id
 /// cannot push that daemon's mark further than this.
 pub const MAX_SEQ_JUMP: u64 = 32_000;
-/// Sender ids kept in the ledger; past this, the least recently seen is forgotten.
-pub const MAX_SENDERS: usize = 10_000;
+/// Messages taken from the ROUTER per turn (one ledger write covers them all).
+const MESSAGES_PER_TURN: usize = 256;
 
-/// Per-sender sequence state.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SenderState {
-    /// Everything up to here is durable and confirmed.
-    pub mark: u64,
-    /// Everything up to here was handed to the writer (durable or not).
-    pub intent: u64,
-    /// `intent` as found at start (or before a refused write): events in `(mark, recovered]`
-    /// may already be in the files.
-    pub recovered: u64,
-    /// The first seq of a batch the writer could not write: nothing from there on is confirmed
-    /// until it is written (confirmations are cumulative).
-    pub hole: Option<u64>,
-    /// With CURVE, the public key (Z85) that first used this sender id; only it may use it.
-    pub key: Option<String>,
-    /// Unix seconds when this sender was last heard from (to forget the oldest first).
-    pub last_seen: u64,
+/// Why the forward-in side cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardInError {
+    /// The forward socket could not be bound.
+    #[error(transparent)]
+    Socket(#[from] BindError),
+    /// CURVE could not be set up on it.
+    #[error(transparent)]
+    Curve(#[from] CurveSetupError),
+    /// The ledger cannot be read.
+    #[error(transparent)]
+    LogPath(#[from] LogPathError),
 }
 
-/// The persistent per-sender ledger.
-#[derive(Debug)]
-pub struct SenderLedger {
-    path: PathBuf,
-    senders: HashMap<String, SenderState>,
+/// The forward-in side, built: the protocol for the collector's thread, the port to announce,
+/// and the thread guarding the socket (its connection watch, or with CURVE the gate, which
+/// watches too).
+pub struct ForwardInParts {
+    /// The protocol's state.
+    pub forward_in: ForwardIn,
+    /// The port `SOCK_FORWARD` announces.
+    pub port: Result<u16, NoForwardPort>,
+    /// The guarding thread, to spawn.
+    pub guard: Worker,
 }
 
-impl SenderLedger {
-    /// Loads the ledger under `log_path`. Lines: `id mark intent [key|- [last_seen]]`; a line
-    /// that does not parse is skipped (its sender is then new to this daemon).
-    pub fn open(log_path: &std::path::Path) -> std::io::Result<SenderLedger> {
-        let path = log_path.join(".ziggyd-forward-ledger");
-        let mut senders = HashMap::new();
-        for line in state_file::read(&path)?.unwrap_or_default().lines() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let (id, mark, intent, rest) = match parts.as_slice() {
-                [id, mark, intent, rest @ ..] => (*id, *mark, *intent, rest),
-                _ => continue,
+/// The receiving side of forwarding, owned by the collector (ZeroMQ sockets are single-threaded).
+pub struct ForwardIn {
+    socket: zmq::Socket,
+    ledger: SenderLedger,
+    /// Batches the file writer made durable (or could not write).
+    durable: Receiver<WriteOutcome>,
+    /// Batches handed to the writer and not yet answered.
+    pending: usize,
+}
+
+/// A forwarded batch taken in, for the collector to count, publish and hand to the sinks.
+pub(crate) struct Accepted {
+    /// The new events of the batch.
+    pub(crate) batch: Arc<Batch>,
+    /// Their counts for STATUS.
+    pub(crate) counts: BatchCounts,
+}
+
+/// One turn of [`ForwardIn::receive`].
+struct Turn<'s> {
+    /// Unix seconds, for the senders' `last_seen`.
+    now: u64,
+    limits: Limits,
+    fin: &'s ForwardInStats,
+    /// Each sender's state before its first batch accepted in this turn, to undo the intents
+    /// if the ledger cannot be written.
+    before: HashMap<String, SenderState>,
+}
+
+impl ForwardIn {
+    /// The forward-in side of a daemon writing files under `dir`: binds the ROUTER at
+    /// `config.forward_listen` (behind the CURVE gate when configured) and opens the ledger; the
+    /// file writer reports on `durable`.
+    pub fn build(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &std::path::Path,
+        durable: Receiver<WriteOutcome>,
+    ) -> Result<ForwardInParts, ForwardInError> {
+        let (ctx, addr) = (&shared.ctx, &config.forward_listen);
+        // A forwarded batch is a frame like any other: the same hard cap on its size.
+        let cap = config.max_message_bytes();
+        let watch = Watch::of(Side::Forward, config, shared.stats.clone());
+        let (bound, guard) = match &config.forward_curve {
+            None => {
+                let mut watcher = None;
+                let bound = sockets::bind(ctx, zmq::ROUTER, "forward", addr, |s| {
+                    s.set_maxmsgsize(cap)?;
+                    watcher = Some(Watcher::attach(
+                        ctx,
+                        s,
+                        "inproc://ziggyd-forward-connections",
+                        watch,
+                        shared.shutdown.clone(),
+                    )?);
+                    Ok(())
+                })?;
+                let watcher = watcher
+                    .expect("attached before binding")
+                    .on_port(bound.port());
+                (
+                    bound,
+                    Worker::new("ziggyd-fwd-conns", move || watcher.run()),
+                )
+            }
+            Some(curve) => {
+                let gate = Gate::build(shared, curve, watch)?;
+                let bound = sockets::bind(ctx, zmq::ROUTER, "forward", addr, |s| {
+                    s.set_maxmsgsize(cap)?;
+                    gate.secure(s, &curve.keys)
+                })?;
+                let gate = gate.on_port(bound.port());
+                (bound, Worker::new("ziggyd-gate", move || gate.run()))
+            }
+        };
+        let port = bound.port().ok_or(NoForwardPort::NotTcp);
+        let ledger = SenderLedger::open(dir).map_err(|e| LogPathError::io(dir, e))?;
+        Ok(ForwardInParts {
+            forward_in: ForwardIn::new(bound.socket, ledger, durable),
+            port,
+            guard,
+        })
+    }
+
+    /// Serves `socket` (bound ROUTER) with `ledger`; the file writer reports on `durable`.
+    pub(crate) fn new(
+        socket: zmq::Socket,
+        ledger: SenderLedger,
+        durable: Receiver<WriteOutcome>,
+    ) -> ForwardIn {
+        ForwardIn {
+            socket,
+            ledger,
+            durable,
+            pending: 0,
+        }
+    }
+
+    /// The ROUTER socket, to poll.
+    pub(crate) fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
+    /// Whether batches wait for the writer's verdict (the collector then polls more often).
+    pub(crate) fn awaiting_writer(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// Takes forwarded batches: refuses what cannot be numbered or written whole, claims on a
+    /// sender id by another peer, and numbering that is not the sender's; skips what this sender
+    /// already had confirmed; records the intent durably (one ledger write for everything
+    /// received in this turn); and returns the new events, for the collector to hand to the
+    /// writer, which reports once they are fsynced (or could not be written).
+    pub(crate) fn receive(
+        &mut self,
+        limits: Limits,
+        stats: &DaemonStats,
+        log: &mut RateLimitedLog,
+    ) -> Vec<Accepted> {
+        let fin = &stats.forward_in;
+        let mut turn = Turn {
+            now: unix_secs(),
+            limits,
+            fin,
+            before: HashMap::new(),
+        };
+        let mut accepted: Vec<Accepted> = Vec::new();
+        for _ in 0..MESSAGES_PER_TURN {
+            let Some(Message { parts, peer }) = Message::recv(&self.socket) else {
+                break;
             };
-            if !valid_sender_id(id.as_bytes()) {
+            let Some((identity, rest)) = parts.split_first() else {
+                continue;
+            };
+            let Some(batch) = protocol::Batch::parse(rest) else {
+                let mut counts = BatchCounts::default();
+                *counts
+                    .invalid
+                    .entry(InvalidReason::MalformedBson)
+                    .or_default() += 1;
+                stats.merge(counts);
+                log.log("forward", || "rejected a malformed forwarded batch".into());
+                continue;
+            };
+            fin.batches.fetch_add(1, Ordering::Relaxed);
+            if let Some(a) = self.take(identity, &batch, &peer, &mut turn, log) {
+                accepted.push(a);
+            }
+        }
+        if accepted.is_empty() {
+            return accepted;
+        }
+        if let Err(e) = self.ledger.persist() {
+            self.refuse_unrecorded(&accepted, turn.before, &e, fin, log);
+            return Vec::new();
+        }
+        fin.ledger_failing.store(false, Ordering::Relaxed);
+        self.pending += accepted.len();
+        for a in &accepted {
+            fin.events
+                .fetch_add(a.batch.events.len() as u64, Ordering::Relaxed);
+        }
+        accepted
+    }
+
+    /// Takes one batch: refuses it, confirms it as already had, or returns its new events (its
+    /// sender's intent updated in the ledger's memory).
+    fn take(
+        &mut self,
+        identity: &[u8],
+        batch: &protocol::Batch<'_>,
+        peer: &Peer,
+        turn: &mut Turn<'_>,
+        log: &mut RateLimitedLog,
+    ) -> Option<Accepted> {
+        let (sender, fin) = (batch.sender, turn.fin);
+        let mut state = self.ledger.get(sender);
+        let admitted = match self.admit(batch, peer, &mut state, turn.limits, log) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                (refused.counter)(fin).fetch_add(1, Ordering::Relaxed);
+                nak(&self.socket, identity, state.mark, &refused.reason);
+                return None;
+            }
+        };
+        let Admitted {
+            items,
+            last_seq,
+            reached,
+        } = admitted;
+        state.last_seen = turn.now;
+        let mut counts = BatchCounts::default();
+        let mut events = Vec::new();
+        let mut fresh_from = None;
+        let mut deduplicated = 0;
+        let mut possible_duplicates = 0;
+        for (seq, item) in (batch.first_seq..=last_seq).zip(items) {
+            if seq <= reached {
+                deduplicated += 1;
                 continue;
             }
-            let (Ok(mark), Ok(intent)) = (mark.parse::<u64>(), intent.parse::<u64>()) else {
-                continue;
-            };
-            let key = rest.first().filter(|k| **k != "-").map(|k| (*k).to_owned());
-            let last_seen = rest.get(1).and_then(|t| t.parse().ok()).unwrap_or(0);
-            senders.insert(
-                id.to_owned(),
-                SenderState {
-                    mark,
-                    intent: mark,
-                    recovered: intent.max(mark),
-                    hole: None,
-                    key,
-                    last_seen,
-                },
+            fresh_from.get_or_insert(seq);
+            if seq <= state.recovered {
+                possible_duplicates += 1;
+            }
+            match item {
+                Ok(meta) => {
+                    counts.event(meta.channel, meta.host, meta.end);
+                    events.push(EventSpan::locate(&meta, batch.payload));
+                }
+                Err(reason) => *counts.invalid.entry(reason).or_default() += 1,
+            }
+        }
+        fin.deduplicated.fetch_add(deduplicated, Ordering::Relaxed);
+        fin.possible_duplicates
+            .fetch_add(possible_duplicates, Ordering::Relaxed);
+        let Some(fresh_from) = fresh_from else {
+            if last_seq <= state.mark {
+                ack(&self.socket, identity, state.mark);
+            }
+            return None;
+        };
+        if !turn.before.contains_key(sender) {
+            turn.before
+                .insert(sender.to_owned(), self.ledger.get(sender));
+        }
+        state.intent = last_seq;
+        let evicted = self.ledger.set(sender, state);
+        fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
+        let batch = Batch {
+            frame: batch.payload.to_vec(),
+            events,
+            durable: Some(ForwardMark {
+                identity: identity.to_vec(),
+                sender: sender.to_owned(),
+                first_seq: fresh_from,
+                last_seq,
+            }),
+        };
+        Some(Accepted {
+            batch: Arc::new(batch),
+            counts,
+        })
+    }
+
+    /// The ledger could not record this turn's intents: without a durable intent a crash could
+    /// double-write silently, so the batches are refused (their senders keep them and resend)
+    /// and the senders' states rolled back.
+    fn refuse_unrecorded(
+        &mut self,
+        accepted: &[Accepted],
+        before: HashMap<String, SenderState>,
+        error: &std::io::Error,
+        fin: &ForwardInStats,
+        log: &mut RateLimitedLog,
+    ) {
+        let path = self.ledger.path().display().to_string();
+        let reason = format!("cannot write the forward ledger {path}: {error}");
+        log.log("ledger", || reason.clone());
+        fin.ledger_failing.store(true, Ordering::Relaxed);
+        for (sender, state) in before {
+            self.ledger.set(&sender, state);
+        }
+        for a in accepted {
+            let mark = a.batch.durable.as_ref().expect("forwarded");
+            fin.refused_write.fetch_add(1, Ordering::Relaxed);
+            let confirmed = self.ledger.get(&mark.sender).mark;
+            nak(
+                &self.socket,
+                &mark.identity,
+                confirmed,
+                &format!("write_failed: {reason}"),
             );
         }
-        Ok(SenderLedger { path, senders })
     }
 
-    /// Whether this sender id is known.
-    pub fn contains(&self, sender: &str) -> bool {
-        self.senders.contains_key(sender)
-    }
-
-    /// The state of one sender.
-    pub fn get(&self, sender: &str) -> SenderState {
-        self.senders.get(sender).cloned().unwrap_or_default()
-    }
-
-    /// Updates one sender's state (in memory; [`SenderLedger::persist`] writes it). Returns how
-    /// many other senders were forgotten to stay within [`MAX_SENDERS`].
-    pub fn set(&mut self, sender: &str, state: SenderState) -> u64 {
-        let mut evicted = 0;
-        if !self.senders.contains_key(sender) {
-            while self.senders.len() >= MAX_SENDERS {
-                // Never one with something in flight or a refused batch pending: forgetting it
-                // could confirm past what was written.
-                let oldest = self
-                    .senders
-                    .iter()
-                    .filter(|(_, s)| s.hole.is_none() && s.intent <= s.mark)
-                    .min_by_key(|(_, s)| s.last_seen)
-                    .map(|(id, _)| id.clone());
-                match oldest {
-                    Some(id) => {
-                        self.senders.remove(&id);
-                        evicted += 1;
+    /// Answers the batches the writer is done with: `ACK1` when durable; `NAK1` with the
+    /// writer's reason when not, after rolling the sender back so its resend is written.
+    pub(crate) fn confirm_durable(&mut self, stats: &DaemonStats, log: &mut RateLimitedLog) {
+        let outcomes: Vec<WriteOutcome> = self.durable.try_iter().collect();
+        if outcomes.is_empty() {
+            return;
+        }
+        let fin = &stats.forward_in;
+        for o in &outcomes {
+            let m = &o.mark;
+            let mut state = self.ledger.get(&m.sender);
+            match &o.result {
+                // Confirmations are cumulative: past a refused batch nothing is confirmed until
+                // that batch is written (what was written after it is then written again).
+                Ok(()) if state.hole.is_some_and(|h| m.first_seq > h) => {}
+                Ok(()) => {
+                    state.mark = state.mark.max(m.last_seq);
+                    if state.hole.is_some_and(|h| h <= m.last_seq) {
+                        state.hole = None;
                     }
-                    None => break,
+                }
+                Err(reason) => {
+                    fin.refused_write.fetch_add(1, Ordering::Relaxed);
+                    log.log("refused_write", || {
+                        format!(
+                            "not confirming events {}..={} of sender {}: {reason}; it keeps \
+                             them and resends",
+                            m.first_seq, m.last_seq, m.sender
+                        )
+                    });
+                    state.hole = Some(state.hole.map_or(m.first_seq, |h| h.min(m.first_seq)));
+                    state.recovered = state.recovered.max(state.intent);
+                    state.intent = state.intent.min(m.first_seq - 1).max(state.mark);
                 }
             }
+            let evicted = self.ledger.set(&m.sender, state);
+            fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
         }
-        self.senders.insert(sender.to_owned(), state);
-        evicted
-    }
-
-    /// The ledger file.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// Writes the ledger atomically and durably.
-    pub fn persist(&self) -> std::io::Result<()> {
-        use std::fmt::Write;
-        let mut text = String::new();
-        for (id, s) in &self.senders {
-            let _ = writeln!(
-                text,
-                "{id} {} {} {} {}",
-                s.mark,
-                s.intent.max(s.recovered),
-                s.key.as_deref().unwrap_or("-"),
-                s.last_seen
-            );
+        self.pending = self.pending.saturating_sub(outcomes.len());
+        if self.ledger.persist().is_err() {
+            return; // unconfirmed: the senders resend, and the intent makes them possible duplicates
         }
-        state_file::write_atomic(&self.path, text.as_bytes())
+        for o in outcomes {
+            let mark = self.ledger.get(&o.mark.sender).mark;
+            match o.result {
+                Ok(()) => ack(&self.socket, &o.mark.identity, mark),
+                Err(reason) => nak(
+                    &self.socket,
+                    &o.mark.identity,
+                    mark,
+                    &format!("write_failed: {reason}"),
+                ),
+            }
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One multipart message and who sent it.
+struct Message {
+    parts: Vec<Vec<u8>>,
+    peer: Peer,
+}
 
-    #[test]
-    fn the_ledger_round_trips_and_stays_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ledger = SenderLedger::open(dir.path()).unwrap();
-        let state = SenderState {
-            mark: 5,
-            intent: 9,
-            key: Some("K".into()),
-            last_seen: 7,
-            ..SenderState::default()
+impl Message {
+    /// The next message waiting on `socket`, if one is.
+    fn recv(socket: &zmq::Socket) -> Option<Message> {
+        let mut parts = Vec::new();
+        let mut peer = Peer {
+            key: None,
+            address: None,
         };
-        ledger.set("abc", state);
-        ledger.persist().unwrap();
-        let again = SenderLedger::open(dir.path()).unwrap().get("abc");
-        assert_eq!((again.mark, again.intent, again.recovered), (5, 5, 9));
-        assert_eq!((again.key.as_deref(), again.last_seen), (Some("K"), 7));
-        let mut ledger = SenderLedger::open(dir.path()).unwrap();
-        // One sender with events in flight is never forgotten.
-        ledger.set(
-            "busy",
-            SenderState {
-                mark: 1,
-                intent: 3,
-                ..SenderState::default()
-            },
-        );
-        let mut evicted = 0;
-        for i in 0..MAX_SENDERS as u64 + 5 {
-            let s = SenderState {
-                last_seen: 100 + i,
-                ..SenderState::default()
-            };
-            evicted += ledger.set(&format!("s{i}"), s);
+        let mut flags = zmq::DONTWAIT;
+        loop {
+            let mut msg = socket.recv_msg(flags).ok()?;
+            if peer.key.is_none() {
+                peer.key = msg
+                    .gets("User-Id")
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned);
+            }
+            if peer.address.is_none() {
+                peer.address = msg.gets("Peer-Address").map(str::to_owned);
+            }
+            let more = msg.get_more();
+            parts.push(msg.to_vec());
+            if !more {
+                return Some(Message { parts, peer });
+            }
+            // The rest of a multipart message is already here.
+            flags = 0;
         }
-        assert_eq!(evicted, 7);
-        assert!(
-            !ledger.contains("abc"),
-            "the least recently seen goes first"
-        );
-        assert!(ledger.contains("busy"));
     }
+}
+
+/// Confirms everything of a sender up to `mark`.
+fn ack(socket: &zmq::Socket, identity: &[u8], mark: u64) {
+    answer(socket, identity, &Reply::Ack { seq: mark });
+}
+
+/// Refuses a batch: the sender keeps it (`mark` is what is confirmed), with the reason (its
+/// first word one of [`Refusal`]'s).
+fn nak(socket: &zmq::Socket, identity: &[u8], mark: u64, reason: &str) {
+    debug_assert_ne!(Refusal::of(reason), Refusal::Other, "{reason}");
+    let reason = reason.to_owned();
+    answer(socket, identity, &Reply::Nak { mark, reason });
+}
+
+/// Sends an answer to the peer behind a ROUTER identity.
+fn answer(socket: &zmq::Socket, identity: &[u8], reply: &Reply) {
+    let mut frames = vec![identity.to_vec()];
+    frames.extend(reply.frames());
+    let _ = socket.send_multipart(frames, zmq::DONTWAIT);
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -100,6 +100,26 @@ pub struct Recovery {
     pub epoch: Option<Epoch>,
 }
 
+/// Records read from the spool to be sent as one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledBatch {
+    /// The seq of its first record.
+    pub first: u64,
+    /// The seq of its last record (the seqs in between are consecutive).
+    pub last: u64,
+    /// The records' payloads, concatenated.
+    pub payload: Vec<u8>,
+}
+
+/// Where a read stopped: the record with `seq`, at byte `offset` of the segment named after
+/// its first seq `segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    seq: u64,
+    segment: u64,
+    offset: u64,
+}
+
 /// The spool.
 pub struct Spool {
     config: SpoolConfig,
@@ -116,9 +136,8 @@ pub struct Spool {
     /// Events dropped because the spool was full.
     pub dropped: u64,
     identity: dir::Identity,
-    /// Where the last `read_batch` stopped: `(next seq, segment's first seq, byte offset)`, so
-    /// reading on is not a rescan of the segment.
-    cursor: Option<(u64, u64, u64)>,
+    /// Where the last `read_batch` stopped, so reading on is not a rescan of the segment.
+    cursor: Option<Cursor>,
     /// Held for the spool's life: the directory's lock.
     _lock: crate::lock::DirLock,
     /// Syncs still to fail (as a full disk would) after their write, for tests.
@@ -492,14 +511,14 @@ impl Spool {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Reads up to `max_events` / `max_bytes` synced records starting at `from`, as
-    /// `(first seq, last seq, concatenated payloads)`; `None` when there is nothing to read.
+    /// Reads up to `max_events` / `max_bytes` synced records starting at `from`, consecutive
+    /// seqs; `None` when there is nothing to read.
     pub fn read_batch(
         &mut self,
         from: u64,
         max_events: usize,
         max_bytes: usize,
-    ) -> std::io::Result<Option<(u64, u64, Vec<u8>)>> {
+    ) -> std::io::Result<Option<SpooledBatch>> {
         let from = from.max(self.acked_seq + 1);
         if from > self.synced_seq {
             return Ok(None);
@@ -516,7 +535,7 @@ impl Spool {
         let mut out = Vec::new();
         let (mut first, mut last) = (0u64, 0u64);
         let mut count = 0;
-        let resume = self.cursor.filter(|&(seq, _, _)| seq == from);
+        let resume = self.cursor.filter(|c| c.seq == from);
         let mut stopped_at = None;
         let newest = self.segments.len() - 1;
         'segments: for (i, seg) in self.segments.iter().enumerate().skip(index) {
@@ -527,12 +546,12 @@ impl Spool {
             let mut offset = 0u64;
             // The seq of the record at `offset`.
             let mut next_here = seg.first_seq;
-            if let Some((seq, seg_first, at)) = resume
-                && seg_first == seg.first_seq
+            if let Some(c) = resume
+                && c.segment == seg.first_seq
             {
-                file.seek(SeekFrom::Start(at))?;
-                offset = at;
-                next_here = seq;
+                file.seek(SeekFrom::Start(c.offset))?;
+                offset = c.offset;
+                next_here = c.seq;
             }
             while offset + HEADER as u64 <= end {
                 let record_start = offset;
@@ -542,7 +561,11 @@ impl Spool {
                 offset += (HEADER + len) as u64;
                 next_here = seq + 1;
                 if seq > self.synced_seq {
-                    stopped_at = Some((seq, seg.first_seq, record_start));
+                    stopped_at = Some(Cursor {
+                        seq,
+                        segment: seg.first_seq,
+                        offset: record_start,
+                    });
                     break 'segments;
                 }
                 if seq < from {
@@ -554,7 +577,11 @@ impl Spool {
                 if count > 0
                     && (count >= max_events || out.len() + len > max_bytes || seq != last + 1)
                 {
-                    stopped_at = Some((seq, seg.first_seq, record_start));
+                    stopped_at = Some(Cursor {
+                        seq,
+                        segment: seg.first_seq,
+                        offset: record_start,
+                    });
                     break 'segments;
                 }
                 let start = out.len();
@@ -569,10 +596,18 @@ impl Spool {
             if i == newest {
                 // Read to the end of what is synced: the next call resumes here instead of
                 // scanning the segment's headers from its start again (quadratic in its size).
-                stopped_at = Some((next_here, seg.first_seq, offset));
+                stopped_at = Some(Cursor {
+                    seq: next_here,
+                    segment: seg.first_seq,
+                    offset,
+                });
             }
         }
         self.cursor = stopped_at;
-        Ok((count > 0).then_some((first, last, out)))
+        Ok((count > 0).then_some(SpooledBatch {
+            first,
+            last,
+            payload: out,
+        }))
     }
 }

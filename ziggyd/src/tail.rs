@@ -1,12 +1,14 @@
 //! Torn tails of log files. A crash during a write (kill -9 between two pages of a write, power
 //! loss) can leave part of an event at the end of a file, and appending after it would make every
-//! later event unreadable. Before a file is appended to for the first time, its complete events
-//! are measured by their length fields and trailing NULs, and a partial one at the end is cut.
-//! (A forwarded event cut this way was never confirmed, so its sender sends it again.)
+//! later event unreadable. Before a file is appended to for the first time, its documents are
+//! framed (`ziggy_proto::framing`, as every reader frames them), and a partial one at the end is
+//! cut. (A forwarded event cut this way was never confirmed, so its sender sends it again.)
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
+
+use ziggy_proto::framing::{DocumentReader, FrameError};
 
 /// What the end of a log file looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,42 +31,32 @@ pub enum Tail {
     },
 }
 
-/// Largest document a writer appends (BSON's 16 MiB): a partial one is never longer.
-const MAX_DOCUMENT: u64 = 16 << 20;
+/// Largest document a writer appends (BSON's 16 MiB): a partial one is never longer, so a
+/// longer length (which readers may still frame) is damage here.
+const MAX_DOCUMENT: usize = 16 << 20;
 
-/// Measures `path`'s documents by their length fields and trailing NULs.
+/// Frames `path`'s documents.
 pub fn inspect(path: &Path) -> std::io::Result<Tail> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut at = 0u64;
-    let mut header = [0u8; 4];
-    let mut last = [0u8; 1];
-    while at < total {
-        if total - at < 4 {
-            return Ok(Tail::Partial {
-                whole: at,
-                bytes: total - at,
-            });
+    let mut reader = DocumentReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut doc = Vec::new();
+    while let Some(framed) = reader.next_into(&mut doc)? {
+        match framed {
+            Ok(at) if doc.len() > MAX_DOCUMENT => return Ok(Tail::Damaged { at }),
+            Ok(_) => {}
+            Err(FrameError::Truncated {
+                offset, declared, ..
+            }) if declared <= MAX_DOCUMENT => {
+                return Ok(Tail::Partial {
+                    whole: offset,
+                    bytes: total - offset,
+                });
+            }
+            Err(FrameError::Truncated { offset, .. } | FrameError::Corrupt { offset, .. }) => {
+                return Ok(Tail::Damaged { at: offset });
+            }
         }
-        reader.read_exact(&mut header)?;
-        let len = i64::from(i32::from_le_bytes(header));
-        if !(5..=MAX_DOCUMENT as i64).contains(&len) {
-            return Ok(Tail::Damaged { at });
-        }
-        let len = len as u64;
-        if at + len > total {
-            return Ok(Tail::Partial {
-                whole: at,
-                bytes: total - at,
-            });
-        }
-        reader.seek_relative(len as i64 - 5)?;
-        reader.read_exact(&mut last)?;
-        if last[0] != 0 {
-            return Ok(Tail::Damaged { at });
-        }
-        at += len;
     }
     Ok(Tail::Whole)
 }
@@ -113,5 +105,30 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(cut_torn_tail(&path).unwrap(), Err(0));
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn lengths_a_writer_never_writes_are_damage_even_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bson");
+        let one = doc! { "n": 1 }.to_vec().unwrap();
+        // Three bytes of a length: a crash's doing.
+        std::fs::write(&path, [&one[..], &one[..3]].concat()).unwrap();
+        assert_eq!(
+            inspect(&path).unwrap(),
+            Tail::Partial {
+                whole: one.len() as u64,
+                bytes: 3
+            }
+        );
+        // A length over 16 MiB, running past the end: damage, though a reader may frame it.
+        let big = (20u32 << 20).to_le_bytes();
+        std::fs::write(&path, [&one[..], &big[..], &[0; 8]].concat()).unwrap();
+        assert_eq!(
+            inspect(&path).unwrap(),
+            Tail::Damaged {
+                at: one.len() as u64
+            }
+        );
     }
 }

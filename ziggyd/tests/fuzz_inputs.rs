@@ -4,7 +4,7 @@
 
 use bson::doc;
 use proptest::prelude::*;
-use ziggyd::spool::{Spool, SpoolConfig};
+use ziggyd::spool::{Spool, SpoolConfig, SpooledBatch};
 use ziggyd::validate::{Limits, split_frame, validate_event};
 
 fn real_event(channel: &str, n: i32) -> Vec<u8> {
@@ -109,7 +109,7 @@ proptest! {
         let (mut spool, recovery) = Spool::open(config).unwrap();
         let mut from = 1;
         let mut read = 0;
-        while let Some((_, last, bytes)) = spool.read_batch(from, 7, 1 << 20).unwrap() {
+        while let Some(SpooledBatch { last, payload: bytes, .. }) = spool.read_batch(from, 7, 1 << 20).unwrap() {
             // Every record that survives the checksum is an intact event.
             let mut rest = &bytes[..];
             while !rest.is_empty() {

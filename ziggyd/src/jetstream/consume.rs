@@ -26,7 +26,7 @@ use super::coverage::{self, Coverage};
 use super::{
     JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, note_server, runtime,
 };
-use crate::batch::{Batch, ForwardMark, WriteOutcome};
+use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
 use crate::files::FileWriter;
 use crate::lock::DirLock;
 use crate::ratelog::RateLimitedLog;
@@ -254,11 +254,11 @@ fn read(message: &async_nats::jetstream::Message, coverage: &Coverage) -> Option
         };
         let start = frame.len();
         frame.extend_from_slice(bytes);
-        metas.push((
-            meta.channel.to_owned(),
-            Day::from_unix(meta.start),
-            start..frame.len(),
-        ));
+        metas.push(EventSpan {
+            channel: meta.channel.to_owned(),
+            day: Day::from_unix(meta.start),
+            range: start..frame.len(),
+        });
     }
     Some(Read {
         stream_seq,
@@ -325,7 +325,7 @@ async fn write_messages(
         JetStreamStats::add(&stats.deduplicated, read.skipped);
         JetStreamStats::add(&stats.invalid_events, read.invalid);
         if !read.batch.events.is_empty() {
-            files.write(&read.batch);
+            files.write_group(&[&read.batch]);
             // Confirmed only by the writer's own report that this batch is on disk.
             let reports: Vec<bool> = outcomes
                 .try_iter()

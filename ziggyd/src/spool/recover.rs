@@ -1,8 +1,8 @@
 //! Opening a spool's segments after a crash or damage. Every segment is scanned; a record that
 //! does not check out (length, checksum, sequence order) starts a damaged span, which ends at the
 //! next offset holding a plausible record (length within the limit and the file, its payload
-//! one BSON document of that length ending with a 0 byte, seq above the last good one) whose
-//! checksum holds. Damaged spans are cut out of the segment (rewritten through a temp file, or
+//! one BSON document of that length as `ziggy_proto::framing` frames one, seq above the last
+//! good one) whose checksum holds. Damaged spans are cut out of the segment (rewritten through a temp file, or
 //! truncated when the damage is its tail) and counted, with the unconfirmed events lost read
 //! off the gap in sequence numbers across each span.
 
@@ -12,12 +12,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use ziggy_proto::framing::{self, MIN_DOCUMENT_BYTES};
+
 use super::{HEADER, MAX_RECORD, Recovery, Segment, checksum};
 
 /// Bytes read at a time while scanning.
 const WINDOW: usize = 1 << 20;
-/// The smallest BSON document: its length and its terminating 0.
-const MIN_DOCUMENT: usize = 5;
 
 /// One damaged place cut out of the spool when it was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +105,14 @@ impl Reader {
             return Ok(None);
         }
         if strict {
-            if len < MIN_DOCUMENT {
+            // The payload is one document: its length prefix is the record's, and it ends with
+            // a NUL (read alone, so the search's window stays where it is).
+            if len < MIN_DOCUMENT_BYTES {
                 return Ok(None);
             }
-            let doc = self.bytes(offset + HEADER as u64, 4)?;
-            let doc_len = i32::from_le_bytes(doc.try_into().expect("4 bytes"));
-            if doc_len as i64 != len as i64 || self.byte(offset + (HEADER + len) as u64 - 1)? != 0 {
+            let prefix = self.bytes(offset + HEADER as u64, 4)?;
+            let declared = framing::declared_len(prefix.try_into().expect("4 bytes"));
+            if declared != Some(len) || self.byte(offset + (HEADER + len) as u64 - 1)? != 0 {
                 return Ok(None);
             }
         }
@@ -128,7 +130,7 @@ fn resync(reader: &mut Reader, from: u64, last: Option<u64>) -> std::io::Result<
     const PEEK: usize = HEADER + 4;
     let total = reader.total;
     let mut next = from;
-    while next + (HEADER + MIN_DOCUMENT) as u64 <= total {
+    while next + (HEADER + MIN_DOCUMENT_BYTES) as u64 <= total {
         // A window at a time: most offsets fail on the length field alone, which is checked on
         // the window's bytes; the rest go through the full check.
         let avail = (WINDOW as u64).min(total - next) as usize;
@@ -138,7 +140,8 @@ fn resync(reader: &mut Reader, from: u64, last: Option<u64>) -> std::io::Result<
             .enumerate()
             .filter(|(_, w)| {
                 let len = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize;
-                (MIN_DOCUMENT..=MAX_RECORD).contains(&len) && w[0..4] == w[HEADER..PEEK]
+                let prefix = [w[HEADER], w[HEADER + 1], w[HEADER + 2], w[HEADER + 3]];
+                len <= MAX_RECORD && framing::declared_len(prefix) == Some(len)
             })
             .map(|(i, _)| i)
             .collect();

@@ -33,7 +33,9 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// Every record readable from seq 1: `(first, last)` of each batch and the count.
 fn read_all(spool: &mut Spool) -> (Vec<(u64, u64)>, u64) {
     let (mut from, mut records, mut batches) = (1, 0, Vec::new());
-    while let Some((first, last, _)) = spool.read_batch(from, 1000, 1 << 20).unwrap() {
+    while let Some(SpooledBatch { first, last, .. }) =
+        spool.read_batch(from, 1000, 1 << 20).unwrap()
+    {
         records += last - first + 1;
         batches.push((first, last));
         from = last + 1;
@@ -55,11 +57,15 @@ fn pending_records_are_not_read_until_synced() {
         spool.append(&[i; 40]).unwrap();
     }
     assert_eq!((spool.pending_events(), spool.pending_bytes()), (5, 5 * 56));
-    let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+    let SpooledBatch {
+        first,
+        last,
+        payload: bytes,
+    } = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last, bytes.len()), (1, 5, 200));
     spool.sync().unwrap();
     assert_eq!(spool.pending_events(), 0);
-    let (first, last, _) = spool.read_batch(6, 100, 1 << 20).unwrap().unwrap();
+    let SpooledBatch { first, last, .. } = spool.read_batch(6, 100, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last), (6, 10));
 }
 
@@ -77,11 +83,19 @@ fn append_sync_read_ack_and_recover() {
         "unsynced records are not forwarded"
     );
     assert_eq!(spool.sync().unwrap(), 100);
-    let (first, last, bytes) = spool.read_batch(1, 10, 1 << 20).unwrap().unwrap();
+    let SpooledBatch {
+        first,
+        last,
+        payload: bytes,
+    } = spool.read_batch(1, 10, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last, bytes.len()), (1, 10, 500));
     spool.ack(60).unwrap();
     assert_eq!(spool.depth(), 40);
-    let (first, _, bytes) = spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap();
+    let SpooledBatch {
+        first,
+        payload: bytes,
+        ..
+    } = spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap();
     assert_eq!((first, bytes[0]), (61, 60));
     let id = spool.sender_id().to_owned();
     drop(spool);
@@ -89,7 +103,10 @@ fn append_sync_read_ack_and_recover() {
     assert_eq!(spool.sender_id(), id);
     assert_eq!(spool.acked_seq(), 60);
     assert_eq!((rec.corrupt, rec.epoch), (0, None));
-    assert_eq!(spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap().0, 61);
+    assert_eq!(
+        spool.read_batch(1, 1000, 1 << 20).unwrap().unwrap().first,
+        61
+    );
 }
 
 #[test]
@@ -229,7 +246,7 @@ fn record_over_the_size_limit_is_refused_and_treated_as_damage_on_disk() {
     drop(file);
     let (mut spool, rec) = Spool::open(config(dir.path())).unwrap();
     assert_eq!((rec.corrupt, rec.records), (1, 3));
-    let (first, last, _) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+    let SpooledBatch { first, last, .. } = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last), (1, 3));
     assert!(std::fs::metadata(&seg).unwrap().len() < 1000, "damage cut");
 }
@@ -249,9 +266,17 @@ fn a_gap_in_seqs_ends_a_batch() {
     std::fs::write(segment_path(dir.path(), 1), bytes).unwrap();
     let (mut spool, recovery) = Spool::open(config(dir.path())).unwrap();
     assert_eq!(recovery.records, 3);
-    let (first, last, bytes) = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
+    let SpooledBatch {
+        first,
+        last,
+        payload: bytes,
+    } = spool.read_batch(1, 100, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last, bytes.len()), (1, 2, 40));
-    let (first, last, bytes) = spool.read_batch(3, 100, 1 << 20).unwrap().unwrap();
+    let SpooledBatch {
+        first,
+        last,
+        payload: bytes,
+    } = spool.read_batch(3, 100, 1 << 20).unwrap().unwrap();
     assert_eq!((first, last, bytes.len()), (4, 4, 20));
 }
 
