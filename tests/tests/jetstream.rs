@@ -15,7 +15,7 @@ use common::*;
 use ziggy_proto::jetstream::partition_of;
 
 /// Channels of the test events, spread over two partitions.
-const CHANNELS: [&str; 4] = ["request", "request.sql", "job", "cache.get"];
+const CHANNELS: [&str; 4] = ["request", "request.sql", "auth", "cache.get"];
 
 fn start_local(t: &Tier, cluster: &Cluster, spool: &Path) -> Proc {
     start_ziggyd_at(
@@ -39,6 +39,8 @@ fn start_writer(t: &Tier, cluster: &Cluster, logs: &Path, partition: &str) -> Pr
         &[
             "--consume",
             &cluster.urls(),
+            "--nats-partitions",
+            "2",
             "--partitions",
             partition,
             "--log-path",
@@ -94,7 +96,7 @@ fn total_written(logs: &Path) -> usize {
 fn two_writers_split_the_partitions_and_write_every_event_once() {
     assert_ne!(
         partition_of("request", 2),
-        partition_of("request.sql", 2),
+        partition_of("auth", 2),
         "the test channels must cover both partitions"
     );
     let cluster = Cluster::start(1);
@@ -103,21 +105,33 @@ fn two_writers_split_the_partitions_and_write_every_event_once() {
     std::fs::create_dir_all(&logs).unwrap();
     let (l, w0, w1) = (Tier::new(), Tier::new(), Tier::new());
     let local = start_local(&l, &cluster, &root.path().join("spool"));
-    let _writer0 = start_writer(&w0, &cluster, &logs, "0");
-    let _writer1 = start_writer(&w1, &cluster, &logs, "1");
+    let mut writer0 = start_writer(&w0, &cluster, &logs, "0");
+    let mut writer1 = start_writer(&w1, &cluster, &logs, "1");
     const N: i64 = 20_000;
-    push_events(&local.collect, 0, 0..N);
+    push_events(&l.collect, 0, 0..N);
     assert!(
-        wait_until(Duration::from_secs(60), || total_written(&logs) >= N as usize),
+        wait_until(Duration::from_secs(60), || total_written(&logs)
+            >= N as usize),
         "written {} of {N}; local {:?}",
         total_written(&logs),
         status_at(&l.control)
     );
     let found = copies(&logs);
     assert_eq!(found.len() as i64, N);
-    assert!(found.values().all(|&n| n == 1), "no duplicates without crashes");
+    assert!(
+        found.values().all(|&n| n == 1),
+        "no duplicates without crashes"
+    );
     // Each writer wrote exactly the channels of its partition.
-    let (s0, s1) = (status_at(&w0.control).unwrap(), status_at(&w1.control).unwrap());
+    for writer in [&mut writer0, &mut writer1] {
+        if let Some(status) = writer.wait_exit(Duration::from_millis(10)) {
+            panic!("a writer exited ({status}): {}", writer.stderr_text());
+        }
+    }
+    let (s0, s1) = (
+        status_at(&w0.control).unwrap(),
+        status_at(&w1.control).unwrap(),
+    );
     let per_partition = |p: u32| {
         (0..N)
             .filter(|i| partition_of(CHANNELS[(i % 4) as usize], 2) == p)
@@ -143,14 +157,21 @@ fn a_second_writer_for_the_same_partition_and_directory_is_refused() {
     let _writer = start_writer(&w0, &cluster, &logs, "0");
     // The first writer locks its partition once the stream is there (it creates it).
     assert!(wait_until(Duration::from_secs(20), || {
-        std::fs::read_dir(&logs)
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with("-p0.lock"))
+        std::fs::read_dir(&logs).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("-p0.lock")
+        })
     }));
-    let mut second = start_writer(&w1, &cluster, &logs, "0");
-    let status = second.wait_exit(Duration::from_secs(30)).expect("second writer exits");
-    assert!(!status.success());
-    let err = second.stderr_text();
+    let second = std::process::Command::new(bin("ziggyd"))
+        .args(["-H", &w1.collect, "--control", &w1.control])
+        .args(["--consume", &cluster.urls(), "--partitions", "0", "--log-path"])
+        .arg(&logs)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("locked by another ziggyd"), "{err}");
     // A master on that directory is refused too: writers share it.
     let m = Tier::new();
@@ -164,7 +185,12 @@ fn a_second_writer_for_the_same_partition_and_directory_is_refused() {
     let status = master.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     let mut err = String::new();
-    master.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    master
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("locked by another ziggyd"), "{err}");
 }
 
@@ -174,7 +200,12 @@ fn nats_publish_raw(port: u16, subject: &str, payload: &[u8]) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut info = [0u8; 4096];
     let _ = s.read(&mut info).unwrap();
-    write!(s, "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n", payload.len()).unwrap();
+    write!(
+        s,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
     s.write_all(payload).unwrap();
     s.write_all(b"\r\nPING\r\n").unwrap();
     let mut pong = [0u8; 64];
@@ -189,12 +220,12 @@ fn a_foreign_message_on_the_stream_is_counted_and_the_rest_written() {
     let (l, w) = (Tier::new(), Tier::new());
     let local = start_local(&l, &cluster, &root.path().join("spool"));
     let _writer = start_writer(&w, &cluster, &logs, "0,1");
-    push_events(&local.collect, 0, 0..100);
+    push_events(&l.collect, 0, 0..100);
     assert!(wait_until(Duration::from_secs(30), || total_written(&logs) == 100));
     let port = cluster.nodes[0].client_port;
     nats_publish_raw(port, "ziggy.events.p0", b"\x1b[2Jnot a batch");
     nats_publish_raw(port, "ziggy.events.p1", &[0xff; 300]);
-    push_events(&local.collect, 1, 0..100);
+    push_events(&l.collect, 1, 0..100);
     assert!(wait_until(Duration::from_secs(30), || total_written(&logs) == 200));
     assert!(wait_until(Duration::from_secs(10), || {
         status_at(&w.control).is_some_and(|s| num(&s, "jetstream.malformed") == 2)
@@ -206,13 +237,23 @@ fn a_foreign_message_on_the_stream_is_counted_and_the_rest_written() {
 fn bad_nats_flags_exit_2_with_the_reason() {
     for (args, expected) in [
         (vec!["--publish", "nats://"], "not a NATS address list"),
-        (vec!["--consume", "nats://127.0.0.1:4222"], "--consume needs --log-path"),
+        (
+            vec!["--consume", "nats://127.0.0.1:4222"],
+            "--consume needs --log-path",
+        ),
         (
             vec!["--publish", "nats://127.0.0.1:1", "--nats-partitions", "0"],
             "--nats-partitions 0 is out of range",
         ),
         (
-            vec!["--consume", "nats://127.0.0.1:1", "--log-path", "/tmp", "--partitions", "x"],
+            vec![
+                "--consume",
+                "nats://127.0.0.1:1",
+                "--log-path",
+                "/tmp",
+                "--partitions",
+                "x",
+            ],
             "expected partition numbers",
         ),
     ] {
@@ -272,9 +313,7 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
                 for half in 0..2 {
                     let collect = collect.clone();
                     let start = q * quarter + half * quarter / 2;
-                    s.spawn(move || {
-                        push_events(&collect, l as i64, start..start + quarter / 2)
-                    });
+                    s.spawn(move || push_events(&collect, l as i64, start..start + quarter / 2));
                 }
             }
         });
@@ -358,13 +397,13 @@ fn the_cluster_down_for_30s_events_spool_with_flat_memory_then_drain() {
     let (l, w) = (Tier::new(), Tier::new());
     let local = start_local(&l, &cluster, &root.path().join("spool"));
     let _writer = start_writer(&w, &cluster, &logs, "0,1");
-    push_events(&local.collect, 0, 0..1_000);
+    push_events(&l.collect, 0, 0..1_000);
     assert!(wait_until(Duration::from_secs(30), || total_written(&logs) == 1_000));
     cluster.kill(0);
     const DOWN: i64 = 300_000;
     let started = Instant::now();
     let sender = {
-        let collect = local.collect.clone();
+        let collect = l.collect.clone();
         std::thread::spawn(move || push_events(&collect, 1, 0..DOWN))
     };
     let mut peak = 0;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use ziggyd::client::control_request;
-use ziggyd::config::{CurveClient, CurveServer, DaemonConfig};
+use ziggyd::config::{
+    ConsumeFrom, CurveClient, CurveServer, DaemonConfig, ForwardTo, JetStreamConfig,
+    parse_partitions,
+};
 use ziggyd::validate::Limits;
 use ziggyd::{Daemon, OpenFileLimit};
 
@@ -48,10 +51,45 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
     pub stream: String,
 
-    /// Forward every valid event to another ziggyd, given by its collect address. Events are
-    /// spooled to disk first and leave the spool only when that daemon confirms they are durable.
-    #[arg(long, visible_alias = "forward", value_name = "HOST:PORT")]
+    /// Forward every valid event to another ziggyd, given by its collect address, or publish it
+    /// to a NATS JetStream stream (nats://HOST:PORT[,HOST:PORT...], ziggyd built with the
+    /// jetstream feature). Events are spooled to disk first and leave the spool only when that
+    /// daemon (or the stream) confirms they are durable.
+    #[arg(
+        long,
+        visible_alias = "forward",
+        value_name = "HOST:PORT|nats://HOST:PORT,..."
+    )]
     pub publish: Option<String>,
+
+    /// Be a writer of a NATS JetStream stream (nats://HOST:PORT[,HOST:PORT...]): write what its
+    /// partitions carry into --log-path, as a master writes what daemons forward. Events sent to
+    /// this daemon's collect socket are counted and streamed live, not kept.
+    #[arg(long, value_name = "nats://HOST:PORT,...", conflicts_with_all = ["publish", "stream_only"])]
+    pub consume: Option<String>,
+
+    /// The stream partitions this writer owns, e.g. 0,2 (default: all). Each partition must have
+    /// exactly one writer; its channels' files are written by that writer alone.
+    #[arg(long, value_name = "N,...", requires = "consume")]
+    pub partitions: Option<String>,
+
+    /// The JetStream stream's name.
+    #[arg(long, value_name = "NAME", default_value = ziggy_proto::jetstream::DEFAULT_STREAM)]
+    pub nats_stream: String,
+
+    /// Partitions of the stream when this daemon creates it (an existing stream keeps its own):
+    /// how many writers can share the load. From 1 to 64.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nats_partitions: u32,
+
+    /// Replicas of the stream when this daemon creates it (default: the servers listed, at most 3).
+    #[arg(long, value_name = "N")]
+    pub nats_replicas: Option<usize>,
+
+    /// Most bytes the stream holds (events no writer has written yet) when this daemon creates
+    /// it; beyond it publishes are refused and events wait in the spools.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 << 30)]
+    pub nats_max_bytes: i64,
 
     /// The upstream's control endpoint, asked for its forward port (default: the --publish port
     /// minus one, as in the default layout 3514/3513).
@@ -285,6 +323,40 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
+    if cli.consume.is_some() && cli.log_path.is_none() {
+        return fail(
+            EXIT_USAGE,
+            "--consume needs --log-path DIR: the directory the writer writes the files into",
+        );
+    }
+    let nats = |urls: &str| -> Result<JetStreamConfig, String> {
+        let mut js = JetStreamConfig::from_urls(urls).map_err(|e| e.to_string())?;
+        js.stream = cli.nats_stream.clone();
+        js.partitions = cli.nats_partitions;
+        js.max_bytes = cli.nats_max_bytes;
+        if let Some(replicas) = cli.nats_replicas {
+            js.replicas = replicas;
+        }
+        js.check().map_err(|e| e.to_string())?;
+        Ok(js)
+    };
+    let consume = match &cli.consume {
+        Some(urls) => {
+            let partitions = match cli.partitions.as_deref().map(parse_partitions) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => return fail(EXIT_USAGE, &e.to_string()),
+            };
+            match nats(urls) {
+                Ok(jetstream) => Some(ConsumeFrom {
+                    jetstream,
+                    partitions,
+                }),
+                Err(e) => return fail(EXIT_USAGE, &e),
+            }
+        }
+        None => None,
+    };
     if cli.log_path.is_none() && cli.publish.is_none() && !cli.stream_only {
         return fail(
             EXIT_USAGE,
@@ -293,6 +365,21 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         );
     }
     let forward = match &cli.publish {
+        Some(publish) if publish.starts_with("nats://") => {
+            let spool_dir = cli
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| ziggyd::config::default_spool_dir(&cli.collect));
+            match nats(publish) {
+                Ok(js) => {
+                    let mut f = ForwardTo::jetstream(js, spool_dir);
+                    f.spool_max_bytes = cli.spool_max_bytes;
+                    f.segment_bytes = cli.spool_segment_bytes;
+                    Some(f)
+                }
+                Err(e) => return fail(EXIT_USAGE, &e),
+            }
+        }
         Some(publish) => {
             let spool_dir = cli
                 .spool_dir
@@ -333,6 +420,7 @@ fn run_daemon(cli: Cli, control: String) -> ExitCode {
         forward,
         forward_listen,
         forward_curve: curve.server,
+        consume,
         ..DaemonConfig::default()
     };
     let verbose = config.verbose;

@@ -35,6 +35,136 @@ pub struct DaemonConfig {
     pub forward_listen: String,
     /// CURVE on the forward socket: only daemons whose keys are allowed may forward.
     pub forward_curve: Option<CurveServer>,
+    /// Write what partitions of a NATS JetStream stream carry (`--consume`), instead of taking
+    /// forwarded batches; needs `log_path` and the `jetstream` feature.
+    pub consume: Option<ConsumeFrom>,
+}
+
+/// What a writer takes off a NATS JetStream stream (`--consume`, `--partitions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumeFrom {
+    /// The stream.
+    pub jetstream: JetStreamConfig,
+    /// The partitions this writer owns (all of the stream's when `None`).
+    pub partitions: Option<Vec<u32>>,
+}
+
+/// Where a NATS JetStream stream is and how a daemon creates it when it is missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamConfig {
+    /// Server URLs (`nats://host:port`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// The stream's name.
+    pub stream: String,
+    /// Subjects are `<prefix>.p<partition>`.
+    pub prefix: String,
+    /// Partitions of a stream this daemon creates (an existing stream keeps its own).
+    pub partitions: u32,
+    /// Replicas of a stream this daemon creates.
+    pub replicas: usize,
+    /// How long JetStream remembers message ids to drop a repeated publish.
+    pub duplicate_window: Duration,
+    /// Most bytes the stream holds (events no writer has written yet); publishes beyond it are
+    /// refused and the events wait in the publishers' spools.
+    pub max_bytes: i64,
+}
+
+/// Why JetStream settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JetStreamConfigError {
+    /// The `nats://` address list is malformed.
+    #[error(
+        "{0:?} is not a NATS address list: expected nats://HOST:PORT[,HOST:PORT...] (or several \
+         nats:// URLs separated by commas)"
+    )]
+    Address(String),
+    /// A setting is out of range.
+    #[error("{0}")]
+    Setting(String),
+}
+
+impl JetStreamConfig {
+    /// A configuration for `urls` (`nats://h:p,h:p` or `nats://h:p,nats://h:p`), with the
+    /// defaults: stream `ZIGGY`, 1 partition, replicas = servers listed (at most 3), duplicate
+    /// window 1 hour, 10 GiB.
+    pub fn from_urls(urls: &str) -> Result<JetStreamConfig, JetStreamConfigError> {
+        let servers = parse_nats_servers(urls)?;
+        Ok(JetStreamConfig {
+            replicas: servers.len().min(3),
+            servers,
+            stream: ziggy_proto::jetstream::DEFAULT_STREAM.to_owned(),
+            prefix: ziggy_proto::jetstream::DEFAULT_PREFIX.to_owned(),
+            partitions: 1,
+            duplicate_window: Duration::from_secs(3600),
+            max_bytes: 10 << 30,
+        })
+    }
+
+    /// Checks the settings a user may give.
+    pub fn check(&self) -> Result<(), JetStreamConfigError> {
+        let max = ziggy_proto::jetstream::MAX_PARTITIONS;
+        if !(1..=max).contains(&self.partitions) {
+            return Err(JetStreamConfigError::Setting(format!(
+                "--nats-partitions {} is out of range: 1 to {max}",
+                self.partitions
+            )));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(JetStreamConfigError::Setting(format!(
+                "--nats-replicas {} is out of range: JetStream allows 1 to 5",
+                self.replicas
+            )));
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&self.stream) {
+            return Err(JetStreamConfigError::Setting(format!(
+                "--nats-stream {:?}: use up to 64 letters, digits, - and _",
+                self.stream
+            )));
+        }
+        if self.max_bytes < 1 << 20 {
+            return Err(JetStreamConfigError::Setting(format!(
+                "--nats-max-bytes {} is too small: at least 1 MiB",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Splits `nats://h:p,h:p` (or `nats://h:p,nats://h:p`) into server URLs.
+pub fn parse_nats_servers(urls: &str) -> Result<Vec<String>, JetStreamConfigError> {
+    let bad = || JetStreamConfigError::Address(urls.to_owned());
+    let rest = urls.strip_prefix("nats://").ok_or_else(bad)?;
+    let mut servers = Vec::new();
+    for part in rest.split(',') {
+        let part = part.strip_prefix("nats://").unwrap_or(part);
+        let (host, port) = part.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || host.contains(['/', ' ']) || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        servers.push(format!("nats://{part}"));
+    }
+    Ok(servers)
+}
+
+/// The partitions of a `--partitions` list (`0,2,3`), sorted, each once.
+pub fn parse_partitions(text: &str) -> Result<Vec<u32>, JetStreamConfigError> {
+    let mut partitions = std::collections::BTreeSet::new();
+    for part in text.split(',') {
+        let n: u32 = part.trim().parse().map_err(|_| {
+            JetStreamConfigError::Setting(format!(
+                "--partitions {text:?}: expected partition numbers separated by commas, e.g. 0,2"
+            ))
+        })?;
+        partitions.insert(n);
+    }
+    Ok(partitions.into_iter().collect())
 }
 
 /// CURVE settings of a daemon that accepts forwarded events (`--curve-secret-key`,
@@ -73,6 +203,9 @@ pub struct ForwardTo {
     pub ack_timeout: Duration,
     /// CURVE towards the upstream, when it requires it.
     pub curve: Option<CurveClient>,
+    /// Publish to a NATS JetStream stream instead of a master (`--publish nats://…`); needs the
+    /// `jetstream` feature.
+    pub jetstream: Option<JetStreamConfig>,
 }
 
 /// Why the forwarding flags do not name an upstream this daemon can reach.
@@ -130,7 +263,24 @@ impl ForwardTo {
             sync_interval: Duration::from_millis(100),
             ack_timeout: Duration::from_secs(3),
             curve: None,
+            jetstream: None,
         })
+    }
+
+    /// Publishing to the NATS JetStream stream of `jetstream` through the spool in `spool_dir`.
+    pub fn jetstream(jetstream: JetStreamConfig, spool_dir: PathBuf) -> ForwardTo {
+        ForwardTo {
+            upstream_control: String::new(),
+            spool_dir,
+            spool_max_bytes: 10 << 30,
+            segment_bytes: 64 << 20,
+            sync_interval: Duration::from_millis(100),
+            // A publish waits up to 5 s for the stream's acknowledgement (a leader election takes
+            // about 3 s); the link answers every batch within that.
+            ack_timeout: Duration::from_secs(10),
+            curve: None,
+            jetstream: Some(jetstream),
+        }
     }
 }
 
@@ -177,6 +327,7 @@ impl Default for DaemonConfig {
             forward: None,
             forward_listen: "127.0.0.1:0".into(),
             forward_curve: None,
+            consume: None,
         }
     }
 }

@@ -41,6 +41,23 @@ pub enum StartError {
     /// The spool cannot be used.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The JetStream writer cannot start (its log directory, its partitions, its settings).
+    #[cfg(feature = "jetstream")]
+    #[error(transparent)]
+    JetStreamWriter(#[from] crate::jetstream::consume::WriterBuildError),
+    /// The JetStream link cannot start.
+    #[cfg(feature = "jetstream")]
+    #[error(transparent)]
+    JetStream(#[from] crate::jetstream::JetStreamError),
+    /// NATS JetStream is configured, but this ziggyd was built without it.
+    #[error(
+        "this ziggyd was built without NATS JetStream support: build it with \
+         `cargo build --release -p ziggyd --features jetstream`"
+    )]
+    NoJetStream,
+    /// `--consume` without a log directory to write into.
+    #[error("--consume needs --log-path DIR: the directory the writer writes the files into")]
+    ConsumeWithoutLogPath,
 }
 
 /// A running daemon. Dropping it stops it, as [`Daemon::stop`] does.
@@ -67,15 +84,49 @@ impl Daemon {
         let mut control = Control::build(&shared, &config)?;
         let stream = LiveStream::build(&shared, &config)?;
         let (outcomes, durable) = crossbeam_channel::unbounded();
-        let files = match &config.log_path {
+        // A JetStream writer writes only what it consumes: the directory is shared with the
+        // writers of other partitions, so neither app events nor forwarded batches go there.
+        let log_path = config
+            .log_path
+            .as_ref()
+            .filter(|_| config.consume.is_none());
+        let files = match log_path {
             Some(dir) => Some(FileWriter::build(&shared, &config, dir, outcomes)?),
             None => None,
         };
-        let forward_in = match &config.log_path {
+        let forward_in = match log_path {
             Some(dir) => Some(ForwardIn::build(&shared, &config, dir, durable)?),
             None => None,
         };
+        if config.consume.is_some() && config.log_path.is_none() {
+            return Err(StartError::ConsumeWithoutLogPath);
+        }
+        let publishes_to_jetstream = config.forward.as_ref().and_then(|f| f.jetstream.as_ref());
+        #[cfg(not(feature = "jetstream"))]
+        if config.consume.is_some() || publishes_to_jetstream.is_some() {
+            return Err(StartError::NoJetStream);
+        }
+        #[cfg(feature = "jetstream")]
+        let writer = match (&config.consume, &config.log_path) {
+            (Some(consume), Some(dir)) => Some(crate::jetstream::consume::JetStreamWriter::build(
+                &shared, &config, consume, dir,
+            )?),
+            _ => None,
+        };
+        #[cfg(feature = "jetstream")]
+        let jetstream_link = match publishes_to_jetstream {
+            Some(js) => Some(crate::jetstream::publish::JetStreamLink::start(
+                js.clone(),
+                &shared.stats,
+            )?),
+            None => None,
+        };
         let forwarder = match &config.forward {
+            #[cfg(feature = "jetstream")]
+            Some(forward) => {
+                Some(Forwarder::build(&shared, forward)?.with_jetstream(jetstream_link))
+            }
+            #[cfg(not(feature = "jetstream"))]
             Some(forward) => Some(Forwarder::build(&shared, forward)?),
             None => None,
         };
@@ -88,6 +139,11 @@ impl Daemon {
             let batches = sink(&mut sinks);
             workers.spawn(Worker::new("ziggyd-files", move || files.run(batches)));
         }
+        #[cfg(feature = "jetstream")]
+        if let Some(writer) = writer {
+            workers.spawn(Worker::new("ziggyd-jetstream", move || writer.run()));
+        }
+
         let mut forward_port = Err(NoForwardPort::NoLogPath);
         let forward_in = forward_in.map(|parts| {
             forward_port = parts.port;

@@ -103,6 +103,41 @@ impl FileWriter {
         Ok(writer)
     }
 
+    /// The writer of a JetStream writer daemon (`--consume`): the directory is locked shared, so
+    /// writers of other partitions may use it and a daemon that wants it alone may not.
+    #[cfg(feature = "jetstream")]
+    pub fn build_shared(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &Path,
+        outcomes: Sender<WriteOutcome>,
+    ) -> Result<FileWriter, LogPathError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogPathError::io(dir, e))?;
+        let lock = DirLock::acquire_shared(dir, ".ziggyd-lock")?;
+        let mut writer = FileWriter::new(dir, shared.stats.clone())
+            .map_err(|e| LogPathError::io(dir, e))?
+            .with_outcomes(outcomes)
+            .with_reopen(shared.reopen.clone());
+        writer.flush_interval = config.flush_interval;
+        writer.idle_close = config.idle_close;
+        writer._lock = Some(lock);
+        Ok(writer)
+    }
+
+    /// Closes idle files and reopens after SIGHUP, as [`FileWriter::run`] does between batches,
+    /// for a writer driven by another loop.
+    #[cfg(feature = "jetstream")]
+    pub fn tick_if_due(&mut self, last_tick: &mut Instant) {
+        let hup = self
+            .reopen
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Acquire) != self.reopen_seen);
+        if hup || last_tick.elapsed() >= self.flush_interval {
+            self.tick(self.idle_close);
+            *last_tick = Instant::now();
+        }
+    }
+
     /// A writer under `dir` (created if missing), neither locked nor reporting.
     pub fn new(dir: &Path, stats: Arc<DaemonStats>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;

@@ -93,6 +93,9 @@ pub struct Forwarder {
     /// No lookup of the upstream's forward endpoint before this.
     next_discovery: Instant,
     flow: Flow,
+    /// Publishing to NATS JetStream instead of a master (`--publish nats://…`).
+    #[cfg(feature = "jetstream")]
+    jetstream: Option<Arc<crate::jetstream::publish::JetStreamLink>>,
 }
 
 impl Forwarder {
@@ -154,7 +157,19 @@ impl Forwarder {
             intake: Intake::new(),
             link: None,
             next_discovery: Instant::now(),
+            #[cfg(feature = "jetstream")]
+            jetstream: None,
         }
+    }
+
+    /// Publishes through `link` to a NATS JetStream stream instead of a master.
+    #[cfg(feature = "jetstream")]
+    pub fn with_jetstream(
+        mut self,
+        link: Option<Arc<crate::jetstream::publish::JetStreamLink>>,
+    ) -> Forwarder {
+        self.jetstream = link;
+        self
     }
 
     /// Forwards what arrives on `batches` until the collector is gone (after shutdown); leaves
@@ -179,6 +194,13 @@ impl Forwarder {
     /// Looks up the upstream's forward endpoint while there is no link, and connects to it once
     /// known.
     fn keep_linked(&mut self) {
+        #[cfg(feature = "jetstream")]
+        if let Some(js) = &self.jetstream {
+            if self.link.is_none() && Instant::now() >= self.next_discovery {
+                self.link = Some(self.over_jetstream(js.clone()));
+            }
+            return;
+        }
         if self.link.is_none() && Instant::now() >= self.next_discovery {
             self.discovery.ask();
         }
@@ -250,7 +272,8 @@ impl Forwarder {
     /// The gauges of this turn in STATUS: the link, the oldest unconfirmed event, the spool.
     fn publish_gauges(&mut self) {
         let f = &self.stats.forward;
-        f.connected.store(self.link.is_some(), Ordering::Relaxed);
+        let connected = self.link.as_ref().is_some_and(|l| l.connected());
+        f.connected.store(connected, Ordering::Relaxed);
         let oldest = self.intake.oldest_unconfirmed(&self.spool);
         f.oldest_unconfirmed_ms.store(
             oldest.map_or(0, |age| age.as_millis() as u64),

@@ -17,22 +17,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use ziggy_proto::jetstream::{
-    DEFAULT_PREFIX, DEFAULT_STREAM, MAX_PARTITIONS, partitions_in_description, stream_description,
-};
+use ziggy_proto::jetstream::{partitions_in_description, stream_description};
+
+pub use crate::config::{JetStreamConfig, JetStreamConfigError};
 
 /// Why the JetStream side cannot start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum JetStreamError {
-    /// The `nats://` address list is malformed.
-    #[error(
-        "{0:?} is not a NATS address list: expected nats://HOST:PORT[,HOST:PORT...] (or several \
-         nats:// URLs separated by commas)"
-    )]
-    Address(String),
-    /// A setting is out of range.
-    #[error("{0}")]
-    Setting(String),
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Config(#[from] JetStreamConfigError),
     /// The stream exists but was not made by ziggyd.
     #[error(
         "stream {stream} exists but its description {description:?} does not name its \
@@ -44,109 +38,40 @@ pub enum JetStreamError {
         /// What its description says.
         description: String,
     },
+    /// A partition this writer was given is not in the stream.
+    #[error("--partitions {partition}: stream {stream} has partitions 0 to {last}")]
+    NoSuchPartition {
+        /// The partition asked for.
+        partition: u32,
+        /// The stream.
+        stream: String,
+        /// Its last partition.
+        last: u32,
+    },
+    /// A partition's record or lock cannot be used.
+    #[error("{0}")]
+    Partition(String),
     /// The NATS client failed.
     #[error("NATS: {0}")]
     Nats(String),
 }
 
-/// Where the stream is and how it is made.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JetStreamConfig {
-    /// Server URLs (`nats://host:port`); the client fails over between them.
-    pub servers: Vec<String>,
-    /// The stream's name.
-    pub stream: String,
-    /// Subjects are `<prefix>.p<partition>`.
-    pub prefix: String,
-    /// Partitions of a stream this daemon creates (an existing stream keeps its own).
-    pub partitions: u32,
-    /// Replicas of a stream this daemon creates.
-    pub replicas: usize,
-    /// How long JetStream remembers message ids to drop a repeated publish.
-    pub duplicate_window: Duration,
-    /// Most bytes the stream holds (events not yet written by a writer); publishes beyond it are
-    /// refused and the events wait in the publishers' spools.
-    pub max_bytes: i64,
-}
-
-impl JetStreamConfig {
-    /// A configuration for `urls` (`nats://h:p,h:p` or `nats://h:p,nats://h:p`), with the
-    /// defaults: stream `ZIGGY`, 1 partition, replicas = servers listed (at most 3), duplicate
-    /// window 1 hour, 10 GiB.
-    pub fn from_urls(urls: &str) -> Result<JetStreamConfig, JetStreamError> {
-        let servers = parse_servers(urls)?;
-        Ok(JetStreamConfig {
-            replicas: servers.len().min(3),
-            servers,
-            stream: DEFAULT_STREAM.to_owned(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            partitions: 1,
-            duplicate_window: Duration::from_secs(3600),
-            max_bytes: 10 << 30,
-        })
+/// The stream a daemon creates when it is missing: file storage, work-queue retention (a message
+/// leaves the stream once its writer has acknowledged it), new publishes refused when full (so
+/// nothing is discarded: the events wait in the publishers' spools), no age limit.
+fn stream_config(config: &JetStreamConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        description: Some(stream_description(config.partitions)),
+        subjects: vec![format!("{}.>", config.prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
+        max_bytes: config.max_bytes,
+        ..Default::default()
     }
-
-    /// Checks the settings a user may give.
-    pub fn check(&self) -> Result<(), JetStreamError> {
-        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
-            return Err(JetStreamError::Setting(format!(
-                "--nats-partitions {} is out of range: 1 to {MAX_PARTITIONS}",
-                self.partitions
-            )));
-        }
-        if !(1..=5).contains(&self.replicas) {
-            return Err(JetStreamError::Setting(format!(
-                "--nats-replicas {} is out of range: JetStream allows 1 to 5",
-                self.replicas
-            )));
-        }
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if !name_ok(&self.stream) {
-            return Err(JetStreamError::Setting(format!(
-                "--nats-stream {:?}: use letters, digits, - and _",
-                self.stream
-            )));
-        }
-        Ok(())
-    }
-
-    /// The stream this daemon creates when it is missing: file storage, work-queue retention (a
-    /// message leaves the stream once its writer has acknowledged it), new publishes refused when
-    /// full (so nothing is discarded: the events wait in the publishers' spools), no age limit.
-    pub fn stream_config(&self) -> stream::Config {
-        stream::Config {
-            name: self.stream.clone(),
-            description: Some(stream_description(self.partitions)),
-            subjects: vec![format!("{}.>", self.prefix)],
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::WorkQueue,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: self.replicas,
-            duplicate_window: self.duplicate_window,
-            max_bytes: self.max_bytes,
-            ..Default::default()
-        }
-    }
-}
-
-/// Splits `nats://h:p,h:p` (or `nats://h:p,nats://h:p`) into server URLs.
-pub fn parse_servers(urls: &str) -> Result<Vec<String>, JetStreamError> {
-    let bad = || JetStreamError::Address(urls.to_owned());
-    let rest = urls.strip_prefix("nats://").ok_or_else(bad)?;
-    let mut servers = Vec::new();
-    for part in rest.split(',') {
-        let part = part.strip_prefix("nats://").unwrap_or(part);
-        let (host, port) = part.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty() || host.contains(['/', ' ']) || port.parse::<u16>().is_err() {
-            return Err(bad());
-        }
-        servers.push(format!("nats://{part}"));
-    }
-    Ok(servers)
 }
 
 /// Counters of the JetStream side, in STATUS `jetstream`.
@@ -281,7 +206,7 @@ async fn ensure_stream(
     config: &JetStreamConfig,
 ) -> Result<u32, JetStreamError> {
     let mut stream = js
-        .get_or_create_stream(config.stream_config())
+        .get_or_create_stream(stream_config(config))
         .await
         .map_err(|e| JetStreamError::Nats(format!("stream {}: {e}", config.stream)))?;
     let info = stream
@@ -289,10 +214,19 @@ async fn ensure_stream(
         .await
         .map_err(|e| JetStreamError::Nats(format!("stream {}: {e}", config.stream)))?;
     let description = info.config.description.clone().unwrap_or_default();
-    partitions_in_description(&description).ok_or(JetStreamError::ForeignStream {
-        stream: config.stream.clone(),
-        description,
-    })
+    let partitions =
+        partitions_in_description(&description).ok_or(JetStreamError::ForeignStream {
+            stream: config.stream.clone(),
+            description,
+        })?;
+    if partitions != config.partitions {
+        eprintln!(
+            "ziggyd: stream {} has {partitions} partition(s), which it keeps; \
+             --nats-partitions {} applies only to a stream this daemon creates",
+            config.stream, config.partitions
+        );
+    }
+    Ok(partitions)
 }
 
 #[cfg(test)]
@@ -301,9 +235,10 @@ mod tests {
 
     #[test]
     fn server_lists_as_operators_type_them() {
-        let s = parse_servers("nats://127.0.0.1:4222,127.0.0.1:4223").unwrap();
+        use crate::config::parse_nats_servers as parse;
+        let s = parse("nats://127.0.0.1:4222,127.0.0.1:4223").unwrap();
         assert_eq!(s, ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]);
-        let s = parse_servers("nats://a:1,nats://b:2").unwrap();
+        let s = parse("nats://a:1,nats://b:2").unwrap();
         assert_eq!(s, ["nats://a:1", "nats://b:2"]);
         for bad in [
             "127.0.0.1:4222",
@@ -312,10 +247,16 @@ mod tests {
             "nats://h:x",
             "nats://h:1,",
         ] {
-            assert!(parse_servers(bad).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
         let config = JetStreamConfig::from_urls("nats://a:1,b:2,c:3,d:4").unwrap();
         assert_eq!(config.replicas, 3);
         config.check().unwrap();
+        let stream = stream_config(&config);
+        assert_eq!(
+            stream.description.as_deref(),
+            Some("ziggy events; partitions=1")
+        );
+        assert_eq!(stream.subjects, ["ziggy.events.>"]);
     }
 }

@@ -81,6 +81,7 @@ impl DirLock {
     /// Locks `dir` shared with other holders of a shared lock (writers of different partitions of
     /// a JetStream stream), so a daemon that wants it alone (`acquire`) is refused, and it is
     /// refused while such a daemon holds it. No pid is written: several may hold it.
+    #[cfg(feature = "jetstream")]
     pub fn acquire_shared(dir: &Path, name: &str) -> Result<DirLock, LockError> {
         let path = dir.join(name);
         let io = |source| LockError::Io {
@@ -103,6 +104,7 @@ impl DirLock {
 
     /// Locks the file `dir/name` itself (created mode 0600) and writes this process's pid into
     /// it: one holder per name within a directory several daemons share.
+    #[cfg(feature = "jetstream")]
     pub fn acquire_file(dir: &Path, name: &str) -> Result<DirLock, LockError> {
         let path = dir.join(name);
         let io = |source| LockError::Io {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod minibson;
+pub mod nats;
 pub mod pipes;
 
 use std::io::{BufRead, BufReader};
@@ -22,7 +23,8 @@ pub fn bin(name: &str) -> PathBuf {
         let profile_release = dir.ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "ziggyd", "-p", "ziggyview"]);
+        cmd.args(["build", "--quiet", "-p", "ziggyd", "-p", "ziggyview"])
+            .args(["--features", "ziggyd/jetstream"]);
         if profile_release {
             cmd.arg("--release");
         }

@@ -56,12 +56,22 @@ pub(super) struct InFlight {
     pub(super) last: u64,
 }
 
-/// One connection to the upstream's forward socket.
+/// How batches reach the upstream.
+enum Wire {
+    /// A DEALER connected to a master's forward socket, and the monitor of its handshakes.
+    Daemon {
+        socket: zmq::Socket,
+        monitor: zmq::Socket,
+    },
+    /// A NATS JetStream stream, through the link's own thread, answering as a master would.
+    #[cfg(feature = "jetstream")]
+    JetStream(std::sync::Arc<crate::jetstream::publish::JetStreamLink>),
+}
+
+/// One connection to the upstream's forward socket (or one run of batches through JetStream).
 pub(super) struct Link {
-    socket: zmq::Socket,
-    /// Handshake failures of `socket`.
-    monitor: zmq::Socket,
-    /// Where `socket` is connected (a new sender id reconnects there).
+    wire: Wire,
+    /// Where the socket is connected (a new sender id reconnects there).
     pub(super) endpoint: String,
     /// Sent and not yet confirmed, oldest first.
     pub(super) in_flight: VecDeque<InFlight>,
@@ -85,13 +95,57 @@ impl Link {
     /// Waits up to `wait_ms` for the upstream's answers; then reads them all.
     pub(super) fn answers(&self, wait_ms: i64) -> Vec<Vec<Vec<u8>>> {
         let mut answers = Vec::new();
-        if self.socket.poll(zmq::POLLIN, wait_ms).unwrap_or(0) == 0 {
-            return answers;
-        }
-        while let Ok(parts) = self.socket.recv_multipart(zmq::DONTWAIT) {
-            answers.push(parts);
+        match &self.wire {
+            Wire::Daemon { socket, .. } => {
+                if socket.poll(zmq::POLLIN, wait_ms).unwrap_or(0) == 0 {
+                    return answers;
+                }
+                while let Ok(parts) = socket.recv_multipart(zmq::DONTWAIT) {
+                    answers.push(parts);
+                }
+            }
+            #[cfg(feature = "jetstream")]
+            Wire::JetStream(js) => {
+                let wait = Duration::from_millis(wait_ms.max(0) as u64);
+                answers.extend(js.recv(wait).map(|reply| reply.frames()));
+                while let Some(reply) = js.try_recv() {
+                    answers.push(reply.frames());
+                }
+            }
         }
         answers
+    }
+
+    /// Sends one batch; false when it cannot go now (the socket's queue is full).
+    fn send(&self, batch: &protocol::Batch<'_>) -> bool {
+        match &self.wire {
+            Wire::Daemon { socket, .. } => {
+                socket.send_multipart(batch.frames(), zmq::DONTWAIT).is_ok()
+            }
+            #[cfg(feature = "jetstream")]
+            Wire::JetStream(js) => {
+                js.send(batch);
+                true
+            }
+        }
+    }
+
+    /// Whether the upstream is reachable now, as far as the link can tell.
+    pub(super) fn connected(&self) -> bool {
+        match &self.wire {
+            Wire::Daemon { .. } => true,
+            #[cfg(feature = "jetstream")]
+            Wire::JetStream(js) => js.connected(),
+        }
+    }
+
+    /// The monitor of the socket's handshakes, for a link to a daemon.
+    fn monitor(&self) -> Option<&zmq::Socket> {
+        match &self.wire {
+            Wire::Daemon { monitor, .. } => Some(monitor),
+            #[cfg(feature = "jetstream")]
+            Wire::JetStream(_) => None,
+        }
     }
 }
 
@@ -162,6 +216,22 @@ impl Discovery {
 }
 
 impl Forwarder {
+    /// A new run of batches through the JetStream link, numbering from the first unconfirmed
+    /// event.
+    #[cfg(feature = "jetstream")]
+    pub(super) fn over_jetstream(
+        &self,
+        js: std::sync::Arc<crate::jetstream::publish::JetStreamLink>,
+    ) -> Link {
+        Link {
+            wire: Wire::JetStream(js),
+            endpoint: String::new(),
+            in_flight: VecDeque::new(),
+            next_send: self.spool.acked_seq() + 1,
+            last_heard: Instant::now(),
+        }
+    }
+
     /// A new link to `endpoint`, numbering from the first unconfirmed event.
     pub(super) fn connect(&self, endpoint: &str) -> Result<Link, LinkError> {
         let socket = self.ctx.socket(zmq::DEALER)?;
@@ -187,8 +257,7 @@ impl Forwarder {
                 source,
             })?;
         Ok(Link {
-            socket,
-            monitor,
+            wire: Wire::Daemon { socket, monitor },
             endpoint: endpoint.to_owned(),
             in_flight: VecDeque::new(),
             next_send: self.spool.acked_seq() + 1,
@@ -222,8 +291,7 @@ impl Forwarder {
                 first_seq: self.spool.wire_seq(first),
                 payload: &payload,
             };
-            let sent = link.socket.send_multipart(batch.frames(), zmq::DONTWAIT);
-            if sent.is_err() {
+            if !link.send(&batch) {
                 break;
             }
             if link.in_flight.is_empty() {
@@ -243,7 +311,7 @@ impl Forwarder {
     /// handshake by itself, so the caller reconnects).
     pub(super) fn watch_handshakes(&mut self, link: &Link) -> bool {
         let mut failed = false;
-        while let Some(event) = sockets::recv_event(&link.monitor) {
+        while let Some(event) = link.monitor().and_then(sockets::recv_event) {
             failed = true;
             self.stats
                 .forward

@@ -8,12 +8,12 @@
 //! claiming the same partition on one log directory are refused (the partition's record is
 //! locked).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
 
 use async_nats::jetstream::consumer::{self, PullConsumer};
 use futures::StreamExt;
@@ -27,9 +27,11 @@ use super::{
     JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, note_server, runtime,
 };
 use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
-use crate::files::FileWriter;
+use crate::config::{ConsumeFrom, DaemonConfig};
+use crate::files::{FileWriter, LogPathError};
 use crate::lock::DirLock;
 use crate::ratelog::RateLimitedLog;
+use crate::runtime::Shared;
 
 /// Most messages taken per fetch.
 const FETCH_MESSAGES: usize = 64;
@@ -40,149 +42,217 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// How long a message whose events could not be written waits before it is redelivered.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// What a writer needs.
-#[derive(Debug)]
-pub struct WriterConfig {
-    /// The stream.
-    pub jetstream: JetStreamConfig,
-    /// The partitions this writer owns (all when `None`).
-    pub partitions: Option<Vec<u32>>,
-    /// The log directory.
-    pub dir: PathBuf,
-}
-
 /// A partition this writer owns.
 struct Partition {
     number: u32,
-    consumer: PullConsumer,
+    /// Its consumer, once the stream is reachable.
+    consumer: Option<PullConsumer>,
     coverage: Coverage,
     record: PathBuf,
     _lock: DirLock,
 }
 
-/// Runs until `shutdown`: connects, finds (or creates) the stream, and writes what its partitions
-/// carry. Returns an error only for what waiting cannot fix (a foreign stream, a partition out of
-/// range, a damaged or locked record).
-pub fn run(
-    config: WriterConfig,
-    mut files: FileWriter,
+impl Partition {
+    /// Locks the partition within the log directory and reads its record.
+    fn claim(dir: &Path, stream: &str, number: u32) -> Result<Partition, JetStreamError> {
+        let lock_name = format!(".ziggyd-jetstream-{stream}-p{number}.lock");
+        let lock = DirLock::acquire_file(dir, &lock_name)
+            .map_err(|e| JetStreamError::Partition(format!("partition {number}: {e}")))?;
+        let record = coverage::record_path(dir, stream, number);
+        let coverage =
+            coverage::load(&record).map_err(|e| JetStreamError::Partition(e.to_string()))?;
+        Ok(Partition {
+            number,
+            consumer: None,
+            coverage,
+            record,
+            _lock: lock,
+        })
+    }
+}
+
+/// A writer daemon's JetStream part: its partitions, its file writer, its counters.
+pub struct JetStreamWriter {
+    config: JetStreamConfig,
+    /// The partitions asked for (all when `None`, claimed once the stream is known).
+    asked: Option<Vec<u32>>,
+    partitions: Vec<Partition>,
+    dir: PathBuf,
+    files: FileWriter,
     outcomes: Receiver<WriteOutcome>,
     stats: Arc<JetStreamStats>,
     shutdown: Arc<AtomicBool>,
-) -> Result<(), JetStreamError> {
-    config.jetstream.check()?;
-    let rt = runtime()?;
-    rt.block_on(async {
+}
+
+impl JetStreamWriter {
+    /// The writer of a daemon with `--consume` and `--log-path` `dir`: locks the directory
+    /// shared and the partitions asked for, reads their records, and puts its counters in STATUS.
+    pub fn build(
+        shared: &Shared,
+        config: &DaemonConfig,
+        consume: &ConsumeFrom,
+        dir: &Path,
+    ) -> Result<JetStreamWriter, WriterBuildError> {
+        consume.jetstream.check().map_err(JetStreamError::from)?;
+        let (outcomes_tx, outcomes) = crossbeam_channel::unbounded();
+        let files = FileWriter::build_shared(shared, config, dir, outcomes_tx)?;
+        let stream = &consume.jetstream.stream;
+        let mut partitions = Vec::new();
+        for &number in consume.partitions.iter().flatten() {
+            partitions.push(Partition::claim(dir, stream, number)?);
+        }
+        let stats = Arc::new(JetStreamStats::new(stream));
+        let _ = shared.stats.jetstream.set(stats.clone());
+        Ok(JetStreamWriter {
+            config: consume.jetstream.clone(),
+            asked: consume.partitions.clone(),
+            partitions,
+            dir: dir.to_owned(),
+            files,
+            outcomes,
+            stats,
+            shutdown: shared.shutdown.clone(),
+        })
+    }
+
+    /// Runs until shutdown: connects, finds (or creates) the stream, and writes what its
+    /// partitions carry. Panics (stopping the daemon, exit 1) only for what waiting cannot fix: a
+    /// foreign stream, a partition the stream does not have, a damaged or locked record.
+    pub fn run(self) {
+        if let Err(e) = self.run_until_shutdown() {
+            panic!("{e}");
+        }
+    }
+
+    fn run_until_shutdown(mut self) -> Result<(), JetStreamError> {
+        let rt = runtime()?;
+        let result = rt.block_on(self.serve());
+        self.files.close_all();
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), JetStreamError> {
         let mut log = RateLimitedLog::new(Duration::from_secs(10));
-        let client = connect(&config.jetstream, "ziggyd-writer", &stats).await?;
+        let client = connect(&self.config, "ziggyd-writer", &self.stats).await?;
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client.clone());
         // The stream may not be reachable yet: wait for it.
         let count = loop {
-            match ensure_stream(&js, &config.jetstream).await {
+            match ensure_stream(&js, &self.config).await {
                 Ok(n) => break n,
                 Err(e @ JetStreamError::ForeignStream { .. }) => return Err(e),
                 Err(e) => log.log("stream", || format!("{e}; retrying")),
             }
-            if shutdown.load(Ordering::Acquire) {
+            if self.shutdown.load(Ordering::Acquire) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        let owned = match &config.partitions {
-            Some(p) => p.clone(),
-            None => (0..count).collect(),
-        };
-        let mut partitions = Vec::new();
-        for number in owned {
-            if number >= count {
-                return Err(JetStreamError::Setting(format!(
-                    "--partitions {number}: stream {} has partitions 0 to {}",
-                    config.jetstream.stream,
-                    count - 1
-                )));
+        if self.asked.is_none() {
+            for number in 0..count {
+                let claimed = Partition::claim(&self.dir, &self.config.stream, number)?;
+                self.partitions.push(claimed);
             }
-            partitions.push(open_partition(&js, &config, number, &shutdown, &mut log).await?);
+        }
+        if let Some(p) = self.partitions.iter().find(|p| p.number >= count) {
+            return Err(JetStreamError::NoSuchPartition {
+                partition: p.number,
+                stream: self.config.stream.clone(),
+                last: count - 1,
+            });
         }
         let mut last_tick = Instant::now();
-        while !shutdown.load(Ordering::Acquire) {
-            for partition in &mut partitions {
+        let mut last_gauges = Instant::now();
+        while !self.shutdown.load(Ordering::Acquire) {
+            let mut idle = true;
+            for partition in &mut self.partitions {
+                if partition.consumer.is_none() {
+                    partition.consumer =
+                        consumer(&js, &self.config, partition.number, &mut log).await;
+                }
                 let messages = fetch(partition, &mut log).await;
                 if !messages.is_empty() {
-                    write_messages(partition, messages, &mut files, &outcomes, &stats, &mut log)
-                        .await;
+                    idle = false;
+                    write_messages(
+                        partition,
+                        messages,
+                        &mut self.files,
+                        &self.outcomes,
+                        &self.stats,
+                        &mut log,
+                    )
+                    .await;
                 }
+                self.files.tick_if_due(&mut last_tick);
             }
-            if last_tick.elapsed() >= Duration::from_secs(1) {
-                files.tick(Duration::from_secs(60));
-                last_tick = Instant::now();
-                note_server(&client, &stats);
+            if idle && self.partitions.iter().all(|p| p.consumer.is_none()) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if last_gauges.elapsed() >= Duration::from_secs(1) {
+                last_gauges = Instant::now();
+                note_server(&client, &self.stats);
                 let mut pending = 0;
-                for partition in &mut partitions {
-                    if let Ok(info) = partition.consumer.info().await {
+                for partition in &mut self.partitions {
+                    if let Some(consumer) = &mut partition.consumer
+                        && let Ok(info) = consumer.info().await
+                    {
                         pending += info.num_pending + info.num_ack_pending as u64;
                     }
                 }
-                stats.pending.store(pending, Ordering::Relaxed);
+                self.stats.pending.store(pending, Ordering::Relaxed);
             }
         }
-        files.close_all();
         Ok(())
-    })
+    }
 }
 
-async fn open_partition(
+/// Why a writer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterBuildError {
+    /// The log directory cannot be used, or a daemon that wants it alone holds it.
+    #[error(transparent)]
+    LogPath(#[from] LogPathError),
+    /// The stream settings or a partition cannot be used.
+    #[error(transparent)]
+    JetStream(#[from] JetStreamError),
+}
+
+/// The durable consumer of a partition, created when missing; `None` (logged) while the stream
+/// cannot be reached.
+async fn consumer(
     js: &async_nats::jetstream::Context,
-    config: &WriterConfig,
+    config: &JetStreamConfig,
     number: u32,
-    shutdown: &AtomicBool,
     log: &mut RateLimitedLog,
-) -> Result<Partition, JetStreamError> {
-    let stream_name = &config.jetstream.stream;
-    let record = coverage::record_path(&config.dir, stream_name, number);
-    let lock_name = format!(".ziggyd-jetstream-{stream_name}-p{number}.lock");
-    let lock = DirLock::acquire_file(&config.dir, &lock_name)
-        .map_err(|e| JetStreamError::Setting(format!("partition {number}: {e}")))?;
-    let coverage = coverage::load(&record).map_err(|e| JetStreamError::Setting(e.to_string()))?;
+) -> Option<PullConsumer> {
     let name = format!("ziggy-writer-p{number}");
     let consumer_config = consumer::pull::Config {
         durable_name: Some(name.clone()),
-        filter_subject: subject(&config.jetstream.prefix, number),
+        filter_subject: subject(&config.prefix, number),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         max_deliver: -1,
         max_ack_pending: 4 * FETCH_MESSAGES as i64,
         ..Default::default()
     };
-    loop {
-        let consumer = async {
-            let stream = js
-                .get_stream(stream_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            stream
-                .get_or_create_consumer::<consumer::pull::Config>(&name, consumer_config.clone())
-                .await
-                .map_err(|e| e.to_string())
+    let found = async {
+        let stream = js
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .get_or_create_consumer::<consumer::pull::Config>(&name, consumer_config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match found {
+        Ok(consumer) => Some(consumer),
+        Err(e) => {
+            log.log("consumer", || format!("consumer {name}: {e}; retrying"));
+            None
         }
-        .await;
-        match consumer {
-            Ok(consumer) => {
-                return Ok(Partition {
-                    number,
-                    consumer,
-                    coverage,
-                    record,
-                    _lock: lock,
-                });
-            }
-            Err(e) => log.log("consumer", || format!("consumer {name}: {e}; retrying")),
-        }
-        if shutdown.load(Ordering::Acquire) {
-            return Err(JetStreamError::Nats("stopped before connecting".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -190,8 +260,10 @@ async fn fetch(
     partition: &mut Partition,
     log: &mut RateLimitedLog,
 ) -> Vec<async_nats::jetstream::Message> {
-    let batch = partition
-        .consumer
+    let Some(consumer) = &partition.consumer else {
+        return Vec::new();
+    };
+    let batch = consumer
         .fetch()
         .max_messages(FETCH_MESSAGES)
         .expires(FETCH_WAIT)
@@ -387,18 +459,4 @@ async fn nak_all(
             log.log("ack", || format!("partition {partition}: nak: {e}"));
         }
     }
-}
-
-/// The partitions of a `--partitions` list (`0,2,3`).
-pub fn parse_partitions(text: &str) -> Result<Vec<u32>, JetStreamError> {
-    let mut seen = BTreeMap::new();
-    for part in text.split(',') {
-        let n: u32 = part.trim().parse().map_err(|_| {
-            JetStreamError::Setting(format!(
-                "--partitions {text:?}: expected partition numbers separated by commas, e.g. 0,2"
-            ))
-        })?;
-        seen.insert(n, ());
-    }
-    Ok(seen.into_keys().collect())
 }

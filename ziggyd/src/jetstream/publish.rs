@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,7 +37,7 @@ struct OwnedBatch {
 /// The forwarder's upstream when it publishes to JetStream.
 pub struct JetStreamLink {
     batches: tokio::sync::mpsc::UnboundedSender<OwnedBatch>,
-    replies: mpsc::Receiver<Reply>,
+    replies: crossbeam_channel::Receiver<Reply>,
     stats: Arc<JetStreamStats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -50,15 +49,18 @@ impl std::fmt::Debug for JetStreamLink {
 }
 
 impl JetStreamLink {
-    /// Starts the link's thread; it connects in the background and keeps trying.
+    /// Starts the link's thread; it connects in the background and keeps trying. Its counters
+    /// go into `daemon`'s STATUS.
     pub fn start(
         config: JetStreamConfig,
-        stats: Arc<JetStreamStats>,
-    ) -> Result<JetStreamLink, JetStreamError> {
+        daemon: &crate::stats::DaemonStats,
+    ) -> Result<Arc<JetStreamLink>, JetStreamError> {
         config.check()?;
+        let stats = Arc::new(JetStreamStats::new(&config.stream));
+        let _ = daemon.jetstream.set(stats.clone());
         let runtime = runtime()?;
         let (batches, batch_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (reply_tx, replies) = mpsc::channel();
+        let (reply_tx, replies) = crossbeam_channel::unbounded();
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("jetstream-publish".into())
@@ -66,12 +68,12 @@ impl JetStreamLink {
                 runtime.block_on(publish_loop(config, batch_rx, reply_tx, thread_stats));
             })
             .map_err(|e| JetStreamError::Nats(format!("cannot start a thread: {e}")))?;
-        Ok(JetStreamLink {
+        Ok(Arc::new(JetStreamLink {
             batches,
             replies,
             stats,
             thread: Some(thread),
-        })
+        }))
     }
 
     /// Sends a batch (never blocks; the forwarder bounds how many are in flight).
@@ -127,7 +129,7 @@ struct Outcome {
 async fn publish_loop(
     config: JetStreamConfig,
     mut batches: tokio::sync::mpsc::UnboundedReceiver<OwnedBatch>,
-    replies: mpsc::Sender<Reply>,
+    replies: crossbeam_channel::Sender<Reply>,
     stats: Arc<JetStreamStats>,
 ) {
     let client = match connect(&config, "ziggyd-publish", &stats).await {
@@ -218,7 +220,7 @@ async fn publish_loop(
 }
 
 /// Answers `ACK1` for every batch at the front whose messages are all acknowledged.
-fn confirm_front(pending: &mut BTreeMap<u64, Pending>, replies: &mpsc::Sender<Reply>) {
+fn confirm_front(pending: &mut BTreeMap<u64, Pending>, replies: &crossbeam_channel::Sender<Reply>) {
     let mut confirmed = None;
     while let Some(entry) = pending.first_entry() {
         if entry.get().messages_left > 0 {
