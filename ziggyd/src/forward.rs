@@ -51,19 +51,6 @@ const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
 /// Pause before asking again for an upstream that could not be reached.
 const DISCOVERY_RETRY: Duration = Duration::from_millis(500);
 
-/// Where and how to forward.
-#[derive(Debug, Clone)]
-pub struct ForwardConfig {
-    /// The upstream's control endpoint, asked for its forward port.
-    pub upstream_control: String,
-    /// Spool fsync interval (and retry interval of a failed spool write).
-    pub sync_interval: Duration,
-    /// Resend after this long without a confirmation.
-    pub ack_timeout: Duration,
-    /// CURVE towards the upstream.
-    pub curve: Option<crate::config::CurveClient>,
-}
-
 /// Why the forwarder cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -81,7 +68,8 @@ pub enum SpoolError {
 /// batches over it.
 pub struct Forwarder {
     spool: Spool,
-    config: ForwardConfig,
+    /// Where and how to forward.
+    config: ForwardTo,
     stats: Arc<DaemonStats>,
     shutdown: Arc<AtomicBool>,
     log: RateLimitedLog,
@@ -124,34 +112,13 @@ impl Forwarder {
         f.spool_events.store(spool.depth(), Ordering::Relaxed);
         f.spooled_seq.store(spool.synced_seq(), Ordering::Relaxed);
         f.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
-        let config = ForwardConfig {
-            upstream_control: forward.upstream_control.clone(),
-            sync_interval: forward.sync_interval,
-            ack_timeout: forward.ack_timeout,
-            curve: forward.curve.clone(),
-        };
-        Ok(Forwarder::new(
-            spool,
-            config,
-            shared.stats.clone(),
-            shared.shutdown.clone(),
-        ))
-    }
-
-    /// A forwarder through `spool` to the upstream of `config`.
-    pub fn new(
-        spool: Spool,
-        config: ForwardConfig,
-        stats: Arc<DaemonStats>,
-        shutdown: Arc<AtomicBool>,
-    ) -> Forwarder {
-        Forwarder {
+        Ok(Forwarder {
             flow: Flow::new(&spool),
-            discovery: Discovery::new(config.upstream_control.clone()),
+            discovery: Discovery::new(forward.upstream_control.clone()),
             spool,
-            config,
-            stats,
-            shutdown,
+            config: forward.clone(),
+            stats: shared.stats.clone(),
+            shutdown: shared.shutdown.clone(),
             log: RateLimitedLog::new(Duration::from_secs(10)),
             ctx: zmq::Context::new(),
             intake: Intake::new(),
@@ -159,7 +126,7 @@ impl Forwarder {
             next_discovery: Instant::now(),
             #[cfg(feature = "jetstream")]
             jetstream: None,
-        }
+        })
     }
 
     /// Publishes through `link` to a NATS JetStream stream instead of a master.
