@@ -166,7 +166,13 @@ fn a_second_writer_for_the_same_partition_and_directory_is_refused() {
     }));
     let second = std::process::Command::new(bin("ziggyd"))
         .args(["-H", &w1.collect, "--control", &w1.control])
-        .args(["--consume", &cluster.urls(), "--partitions", "0", "--log-path"])
+        .args([
+            "--consume",
+            &cluster.urls(),
+            "--partitions",
+            "0",
+            "--log-path",
+        ])
         .arg(&logs)
         .output()
         .unwrap();
@@ -381,6 +387,23 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
          possible by the writers)",
         found.len()
     );
+    if !done {
+        let missing: Vec<(i64, i64)> = (0..2)
+            .flat_map(|t| (0..PER_LOCAL).map(move |i| (t, i)))
+            .filter(|k| !found.contains_key(k))
+            .collect();
+        eprintln!(
+            "missing {} events, first {:?}, last {:?}",
+            missing.len(),
+            missing.first(),
+            missing.last()
+        );
+        for t in locals_t.iter().chain(&writers_t) {
+            let s = status_at(&t.control).unwrap_or_default();
+            eprintln!("forward {:?}", s.get("forward"));
+            eprintln!("jetstream {:?}", s.get("jetstream"));
+        }
+    }
     assert!(done, "not drained: {} of {TOTAL} distinct", found.len());
     assert_eq!(found.len(), TOTAL, "every event is in the files");
     assert!(

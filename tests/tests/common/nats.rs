@@ -82,7 +82,10 @@ impl Cluster {
             .args(["-js", "-sd", node.store.to_str().unwrap()]);
         if routes.len() > 1 {
             cmd.args(["--cluster_name", "ziggy"])
-                .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port)])
+                .args([
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{}", node.cluster_port),
+                ])
                 .args(["--routes", &routes.join(",")]);
         }
         let child = cmd
@@ -94,7 +97,11 @@ impl Cluster {
         let port = node.client_port;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server {} did not start", i + 1);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} did not start",
+                i + 1
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

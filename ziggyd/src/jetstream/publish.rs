@@ -9,7 +9,7 @@
 //! its backoff, under the same message ids when the batch is cut the same way (JetStream drops the
 //! repeat), and the writers' coverage catches a repeat cut differently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -113,17 +113,97 @@ impl Drop for JetStreamLink {
     }
 }
 
-/// A batch whose messages are out.
+/// A batch whose messages are out: those not yet acknowledged, by message id.
 struct Pending {
     last_seq: u64,
-    messages_left: usize,
+    outstanding: HashSet<String>,
 }
 
 /// The outcome of one message's publish.
 struct Outcome {
     generation: u64,
     first_seq: u64,
+    id: String,
     result: Result<bool, String>,
+}
+
+/// What the link knows of the batches it was given.
+#[derive(Default)]
+struct Window {
+    /// Batches not yet confirmed, by first seq.
+    pending: BTreeMap<u64, Pending>,
+    /// Bumped whenever the batches in flight no longer matter (a refusal, a resend, a new sender
+    /// id): outcomes of an older generation are ignored.
+    generation: u64,
+    /// The sender id of the batches.
+    sender: String,
+    /// The highest seq confirmed under `sender`: what the forwarder had confirmed when it sent
+    /// the first batch (its first seq − 1), then every confirmation since. A refusal names it as
+    /// the mark, and a batch is confirmed only once every seq before it is: a batch sent after a
+    /// failed one (before the forwarder heard of the failure) must not confirm the failed one's
+    /// events with it.
+    confirmed: Option<u64>,
+}
+
+impl Window {
+    /// Takes a new batch in; a batch that starts at or before one in flight is the forwarder
+    /// sending again (after a timeout or a refusal), so what was in flight no longer counts.
+    fn take(&mut self, sender: &str, first_seq: u64, last_seq: u64, ids: HashSet<String>) {
+        if sender != self.sender {
+            *self = Window {
+                generation: self.generation + 1,
+                sender: sender.to_owned(),
+                ..Window::default()
+            };
+        } else if self
+            .pending
+            .last_key_value()
+            .is_some_and(|(&first, _)| first_seq <= first)
+        {
+            self.pending.clear();
+            self.generation += 1;
+        }
+        self.confirmed.get_or_insert(first_seq.saturating_sub(1));
+        self.pending.insert(
+            first_seq,
+            Pending {
+                last_seq,
+                outstanding: ids,
+            },
+        );
+    }
+
+    /// Records an acknowledged message; returns the seq to confirm, if the batches at the front
+    /// are now all acknowledged.
+    fn acknowledged(&mut self, first_seq: u64, id: &str) -> Option<u64> {
+        if let Some(p) = self.pending.get_mut(&first_seq) {
+            p.outstanding.remove(id);
+        }
+        self.confirm_front()
+    }
+
+    /// The seq up to which every batch at the front is acknowledged, if that moved.
+    fn confirm_front(&mut self) -> Option<u64> {
+        let mut moved = None;
+        let mut confirmed = self.confirmed?;
+        while let Some(entry) = self.pending.first_entry() {
+            let contiguous = *entry.key() <= confirmed.saturating_add(1);
+            if !contiguous || !entry.get().outstanding.is_empty() {
+                break;
+            }
+            confirmed = confirmed.max(entry.remove().last_seq);
+            moved = Some(confirmed);
+        }
+        self.confirmed = Some(confirmed);
+        moved
+    }
+
+    /// A publish failed: everything in flight goes again from the confirmed mark.
+    fn failed(&mut self) -> u64 {
+        self.pending.clear();
+        self.generation += 1;
+        self.confirmed.unwrap_or(0)
+    }
 }
 
 async fn publish_loop(
@@ -135,13 +215,10 @@ async fn publish_loop(
     let client = match connect(&config, "ziggyd-publish", &stats).await {
         Ok(client) => client,
         Err(e) => {
-            // Only a malformed address gets here (connecting retries forever): refuse every batch.
-            while let Some(batch) = batches.recv().await {
-                let _ = replies.send(Reply::nak(
-                    batch.first_seq - 1,
-                    Refusal::WriteFailed,
-                    &e.to_string(),
-                ));
+            // Only a malformed address gets here (connecting retries forever): refuse every batch,
+            // confirming nothing.
+            while batches.recv().await.is_some() {
+                let _ = replies.send(Reply::nak(0, Refusal::WriteFailed, &e.to_string()));
             }
             return;
         }
@@ -150,8 +227,7 @@ async fn publish_loop(
         .timeout(Duration::from_secs(5))
         .build(client.clone());
     let mut partitions = None;
-    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-    let mut generation = 0u64;
+    let mut window = Window::default();
     let mut outcomes = FuturesUnordered::new();
     loop {
         tokio::select! {
@@ -163,73 +239,60 @@ async fn publish_loop(
                         Ok(n) => partitions = Some(n),
                         Err(e) => {
                             stats.failed.fetch_add(1, Ordering::Relaxed);
-                            let _ = replies.send(Reply::nak(
-                                batch.first_seq - 1,
-                                Refusal::WriteFailed,
-                                &e.to_string(),
-                            ));
+                            if batch.sender != window.sender {
+                                window = Window { sender: batch.sender.clone(), ..Window::default() };
+                            }
+                            let mark = window.failed();
+                            let _ = replies.send(Reply::nak(mark, Refusal::WriteFailed, &e.to_string()));
                             continue;
                         }
                     }
                 }
                 let messages = split(&batch, partitions.unwrap_or(1), &config.prefix);
                 let last_seq = messages.first().map_or(batch.first_seq, |m| m.last_seq);
-                pending.insert(batch.first_seq, Pending { last_seq, messages_left: messages.len() });
-                if messages.is_empty() {
-                    confirm_front(&mut pending, &replies);
+                let ids = messages.iter().map(|m| m.id.clone()).collect();
+                window.take(&batch.sender, batch.first_seq, last_seq, ids);
+                if let Some(seq) = window.confirm_front() {
+                    let _ = replies.send(Reply::Ack { seq });
                 }
                 for message in messages {
                     stats.in_flight.fetch_add(1, Ordering::Relaxed);
                     let js = js.clone();
                     let first_seq = batch.first_seq;
-                    let sent_in = generation;
+                    let generation = window.generation;
                     outcomes.push(async move {
-                        Outcome { generation: sent_in, first_seq, result: publish(&js, message).await }
+                        let id = message.id.clone();
+                        let result = publish(&js, message).await;
+                        Outcome { generation, first_seq, id, result }
                     });
                 }
             }
             Some(outcome) = outcomes.next(), if !outcomes.is_empty() => {
                 stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-                if outcome.generation != generation {
-                    continue;
-                }
                 match outcome.result {
                     Ok(duplicate) => {
                         stats.acked.fetch_add(1, Ordering::Relaxed);
                         if duplicate {
                             stats.duplicates.fetch_add(1, Ordering::Relaxed);
                         }
-                        if let Some(p) = pending.get_mut(&outcome.first_seq) {
-                            p.messages_left = p.messages_left.saturating_sub(1);
+                        if outcome.generation != window.generation {
+                            continue;
                         }
-                        confirm_front(&mut pending, &replies);
+                        if let Some(seq) = window.acknowledged(outcome.first_seq, &outcome.id) {
+                            let _ = replies.send(Reply::Ack { seq });
+                        }
                     }
                     Err(reason) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
-                        // Everything not confirmed goes again from the forwarder's mark, so the
-                        // answers still in flight no longer matter.
-                        let mark = pending.keys().next().map_or(outcome.first_seq, |&f| f) - 1;
-                        pending.clear();
-                        generation += 1;
+                        if outcome.generation != window.generation {
+                            continue;
+                        }
+                        let mark = window.failed();
                         let _ = replies.send(Reply::nak(mark, Refusal::WriteFailed, &reason));
                     }
                 }
             }
         }
-    }
-}
-
-/// Answers `ACK1` for every batch at the front whose messages are all acknowledged.
-fn confirm_front(pending: &mut BTreeMap<u64, Pending>, replies: &crossbeam_channel::Sender<Reply>) {
-    let mut confirmed = None;
-    while let Some(entry) = pending.first_entry() {
-        if entry.get().messages_left > 0 {
-            break;
-        }
-        confirmed = Some(entry.remove().last_seq);
-    }
-    if let Some(seq) = confirmed {
-        let _ = replies.send(Reply::Ack { seq });
     }
 }
 
@@ -294,4 +357,91 @@ async fn publish(js: &async_nats::jetstream::Context, message: Message) -> Resul
         .map_err(|e| format!("jetstream publish: {e}"))?;
     let ack = ack.await.map_err(|e| format!("jetstream publish: {e}"))?;
     Ok(ack.duplicate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn confirms_in_batch_order_only_what_every_message_of_has() {
+        let mut w = Window::default();
+        w.take("s", 1, 10, ids(&["a0", "a1"]));
+        w.take("s", 11, 20, ids(&["b0"]));
+        assert_eq!(
+            w.acknowledged(11, "b0"),
+            None,
+            "the batch before is not in yet"
+        );
+        assert_eq!(w.acknowledged(1, "a0"), None);
+        assert_eq!(w.acknowledged(1, "a1"), Some(20));
+        assert_eq!(w.confirmed, Some(20));
+    }
+
+    #[test]
+    fn a_batch_after_a_failed_one_does_not_confirm_it() {
+        let mut w = Window::default();
+        w.take("s", 1, 10, ids(&["a"]));
+        assert_eq!(w.acknowledged(1, "a"), Some(10));
+        w.take("s", 11, 20, ids(&["b"]));
+        assert_eq!(w.failed(), 10, "b failed: everything from 11 goes again");
+        // c was sent before the forwarder read the refusal; it is acknowledged first.
+        w.take("s", 21, 30, ids(&["c"]));
+        assert_eq!(
+            w.acknowledged(21, "c"),
+            None,
+            "11..20 are not in the stream"
+        );
+        // The forwarder sends again from 11 (a resend: what was in flight no longer counts).
+        w.take("s", 11, 20, ids(&["b"]));
+        w.take("s", 21, 30, ids(&["c"]));
+        assert_eq!(w.acknowledged(21, "c"), None);
+        assert_eq!(w.acknowledged(11, "b"), Some(30));
+    }
+
+    #[test]
+    fn the_first_batch_sets_the_floor() {
+        let mut w = Window::default();
+        // After a restart the forwarder resumes at its confirmed mark + 1.
+        w.take("s", 5001, 6000, ids(&["a"]));
+        assert_eq!(w.acknowledged(5001, "a"), Some(6000));
+    }
+
+    #[test]
+    fn a_refusal_names_only_what_was_confirmed() {
+        let mut w = Window::default();
+        // Before anything is confirmed the mark is 0: it confirms nothing.
+        w.take("s", 1, 10, ids(&["a"]));
+        w.take("s", 11, 20, ids(&["b"]));
+        assert_eq!(w.failed(), 0);
+        w.take("s", 1, 10, ids(&["a"]));
+        assert_eq!(w.acknowledged(1, "a"), Some(10));
+        w.take("s", 11, 20, ids(&["b"]));
+        assert_eq!(w.failed(), 10);
+    }
+
+    #[test]
+    fn a_resend_cut_differently_waits_for_its_own_messages() {
+        let mut w = Window::default();
+        w.take("s", 1, 1000, ids(&["s.1-1000.p0", "s.1-1000.p1"]));
+        let old = w.generation;
+        // The forwarder sends again from 1, cut longer: the old messages no longer count.
+        w.take("s", 1, 2000, ids(&["s.1-2000.p0", "s.1-2000.p1"]));
+        assert_ne!(w.generation, old);
+        assert_eq!(w.acknowledged(1, "s.1-2000.p0"), None);
+        assert_eq!(w.acknowledged(1, "s.1-2000.p1"), Some(2000));
+    }
+
+    #[test]
+    fn a_new_sender_id_starts_afresh() {
+        let mut w = Window::default();
+        w.take("s", 1, 10, ids(&["a"]));
+        assert_eq!(w.acknowledged(1, "a"), Some(10));
+        w.take("t", 1, 5, ids(&["b"]));
+        assert_eq!(w.failed(), 0);
+    }
 }
