@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::reader::ReadError;
 use crate::safe::escape;
 use crate::source::{ChannelPattern, files_for_range};
-use crate::view::{ViewError, ViewOptions, Viewer};
+use crate::view::{ReadError, ViewError, ViewOptions, Viewer};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;

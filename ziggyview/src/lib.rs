@@ -11,7 +11,6 @@ pub mod group;
 pub mod json;
 pub mod live;
 pub mod pretty;
-pub mod reader;
 pub mod record;
 pub mod safe;
 pub mod source;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use ziggy_proto::client::ClientError;
 
-use crate::record::Record;
 use crate::view::Viewer;
 
 /// How long the stream may stay silent before the daemon's control endpoint is asked whether it
@@ -139,16 +138,11 @@ pub fn run<W: Write>(
                 if std::mem::take(&mut away) {
                     eprintln!("ziggyview: ziggyd at {addr} is streaming again");
                 }
-                match parts.as_slice() {
-                    [_, event] if viewer.wants(event) => match Record::decode(event) {
-                        Ok(rec) => {
-                            viewer.event(rec)?;
-                            viewer.flush()?;
-                        }
-                        Err(e) => viewer
-                            .report(&format_args!("{endpoint}: message {received} skipped: {e}")),
-                    },
-                    _ => {}
+                if let [_, event] = parts.as_slice() {
+                    if let Some(e) = viewer.take(event)? {
+                        viewer.report(&format_args!("{endpoint}: message {received} skipped: {e}"));
+                    }
+                    viewer.flush()?;
                 }
             }
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {}
