@@ -273,12 +273,12 @@ mod tests {
         // Event (1) + body (2) + 98 more = 100 levels: shown; one more is refused.
         let ok = nested_event(MAX_DEPTH - 2);
         assert!(Record::decode(&ok).is_ok());
-        assert!(crate::json::write_raw_event(&mut Vec::new(), &ok).is_ok());
+        assert!(crate::json::write_line(&mut Vec::new(), &ok).is_ok());
         for levels in [MAX_DEPTH - 1, 5_000] {
             let deep = nested_event(levels);
             assert_eq!(Record::decode(&deep).unwrap_err(), DecodeError::TooDeep);
             assert_eq!(
-                crate::json::write_raw_event(&mut Vec::new(), &deep).unwrap_err(),
+                crate::json::write_line(&mut Vec::new(), &deep).unwrap_err(),
                 DecodeError::TooDeep
             );
         }

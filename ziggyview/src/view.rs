@@ -10,10 +10,10 @@ use std::io::{self, Read, Write};
 use ziggy_proto::framing::{DocumentChunks, FrameError, declared_len};
 
 use crate::group::{Group, Grouper, Node};
-use crate::json::event_json;
+use crate::json;
 use crate::pretty::{Style, write_event};
 use crate::record::{DecodeError, Record, raw_channel_bytes};
-use crate::safe::{escape, write_json};
+use crate::safe::{escape, write_json_str};
 use crate::source::ChannelPattern;
 use crate::stats::KeyStats;
 
@@ -263,7 +263,7 @@ impl<W: Write> Viewer<W> {
         // a malformed nested value leaves no half line on stdout.
         let mut line = std::mem::take(&mut self.scratch);
         line.clear();
-        let skipped = match crate::json::write_raw_event(&mut line, bytes) {
+        let skipped = match json::write_line(&mut line, bytes) {
             Ok(()) => {
                 self.out.write_all(&line)?;
                 self.seen += 1;
@@ -308,30 +308,56 @@ impl<W: Write> Viewer<W> {
 
 fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io::Result<()> {
     if options.json {
-        write_json(&mut *out, &event_json(&rec.doc))?;
-        writeln!(out)
+        let mut line = Vec::new();
+        json::write_document(&mut line, &rec.doc, None).map_err(reencoding)?;
+        line.push(b'\n');
+        out.write_all(&line)
     } else {
         write_event(out, rec, Style::new(options.color), 0)?;
         writeln!(out)
     }
 }
 
+/// A decoded event always encodes and writes again: its keys come from BSON, its depth is capped.
+pub(crate) fn reencoding(e: DecodeError) -> io::Error {
+    io::Error::other(format!("re-encoding a decoded event: {e}"))
+}
+
 fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io::Result<()> {
     let tree = group.tree();
     if options.json {
-        fn node_json(group: &Group, node: &Node) -> serde_json::Value {
-            let mut obj = event_json(&group.events[node.index].doc);
-            if !node.children.is_empty() {
-                let children = node.children.iter().map(|c| node_json(group, c)).collect();
-                obj.insert("children".into(), serde_json::Value::Array(children));
-            }
-            serde_json::Value::Object(obj)
+        fn node_json(line: &mut Vec<u8>, group: &Group, node: &Node) -> Result<(), DecodeError> {
+            let mut children = |line: &mut Vec<u8>| {
+                line.push(b'[');
+                for (i, child) in node.children.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    node_json(line, group, child)?;
+                }
+                line.push(b']');
+                Ok(())
+            };
+            let extra = (!node.children.is_empty()).then_some(json::Extra {
+                key: "children",
+                value: &mut children,
+            });
+            json::write_document(line, &group.events[node.index].doc, extra)
         }
-        let events: Vec<_> = tree.iter().map(|n| node_json(group, n)).collect();
-        let line =
-            serde_json::json!({ "id": group.id, "partial": group.partial, "events": events });
-        write_json(&mut *out, &line)?;
-        writeln!(out)
+        let mut line = br#"{"id":"#.to_vec();
+        write_json_str(&mut line, &group.id)?;
+        let partial: &[u8] = if group.partial { b"true" } else { b"false" };
+        line.extend_from_slice(br#","partial":"#);
+        line.extend_from_slice(partial);
+        line.extend_from_slice(br#","events":["#);
+        for (i, node) in tree.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            node_json(&mut line, group, node).map_err(reencoding)?;
+        }
+        line.extend_from_slice(b"]}\n");
+        out.write_all(&line)
     } else {
         let style = Style::new(options.color);
         let partial = if group.partial {
