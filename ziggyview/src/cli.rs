@@ -1,5 +1,6 @@
 //! Command-line interface of `ziggyview`.
 
+use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,13 +105,13 @@ pub struct Cli {
     pub timeout_ms: u64,
 }
 
-fn usage(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {}", escape(message));
+fn usage(message: impl Display) -> ExitCode {
+    eprintln!("ziggyview: {}", escape(&message.to_string()));
     ExitCode::from(EXIT_USAGE)
 }
 
-fn failure(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {}", escape(message));
+fn failure(message: impl Display) -> ExitCode {
+    eprintln!("ziggyview: {}", escape(&message.to_string()));
     ExitCode::from(EXIT_FAILURE)
 }
 
@@ -128,7 +129,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     };
     let pattern = match ChannelPattern::parse(&pattern_text) {
         Ok(p) => p,
-        Err(e) => return usage(&e),
+        Err(e) => return usage(e),
     };
     let color = match cli.color {
         ColorChoice::Always => true,
@@ -161,12 +162,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Some(dir) => {
             let listing = match files_for_range(
                 dir,
-                &pattern_text,
+                &pattern,
                 cli.start_date.as_deref(),
                 cli.end_date.as_deref(),
             ) {
                 Ok(listing) => listing,
-                Err(e) => return usage(&e),
+                Err(e) => return usage(e),
             };
             viewer.count_problems(listing.skipped);
             read_files(&mut viewer, &listing.files, true)
@@ -180,7 +181,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let finished = viewer.finish();
     match result.err().or(finished.err()) {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
-        Some(e) => failure(&format!("writing output: {e}")),
+        Some(e) => failure(format_args!("writing output: {e}")),
         None if viewer.problems() > 0 => ExitCode::from(EXIT_FAILURE),
         None => ExitCode::from(EXIT_OK),
     }
@@ -203,7 +204,7 @@ fn live<W: Write>(
         )
         .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
         if let Err(e) = installed {
-            return failure(&format!("cannot install the signal handler: {e}"));
+            return failure(format_args!("cannot install the signal handler: {e}"));
         }
     }
     match crate::live::run(host, viewer, subscription, timeout, &stop) {
@@ -213,7 +214,7 @@ fn live<W: Write>(
         }
         Err(e) => {
             let _ = viewer.finish();
-            failure(&e.to_string())
+            failure(e)
         }
     }
 }
