@@ -14,5 +14,5 @@ pub mod pretty;
 pub mod record;
 pub mod safe;
 pub mod source;
-pub mod stats;
+pub mod timers;
 pub mod view;

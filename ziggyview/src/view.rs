@@ -15,7 +15,7 @@ use crate::pretty::{Style, write_event};
 use crate::record::{DecodeError, Record, raw_channel_bytes};
 use crate::safe::{escape, write_json_str};
 use crate::source::ChannelPattern;
-use crate::stats::KeyStats;
+use crate::timers::TimerStats;
 
 /// What to show and how.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ pub struct Viewer<W: Write> {
     out: W,
     options: ViewOptions,
     grouper: Option<Grouper>,
-    stats: Option<KeyStats>,
+    stats: Option<TimerStats>,
     scratch: Vec<u8>,
     /// Matching events seen.
     pub seen: u64,
@@ -158,7 +158,7 @@ impl<W: Write> Viewer<W> {
     /// A viewer writing to `out`.
     pub fn new(out: W, options: ViewOptions) -> Self {
         let grouper = options.group_window.map(|w| Grouper::new(w, 1_000_000));
-        let stats = options.stats_key.as_deref().map(KeyStats::new);
+        let stats = options.stats_key.as_deref().map(TimerStats::new);
         Viewer {
             out,
             options,
