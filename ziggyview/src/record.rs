@@ -205,12 +205,22 @@ impl Record {
         self.doc.get_document("body").cloned().unwrap_or_default()
     }
 
+    /// The body value at a dotted key (`response.status`), if there is one.
+    pub fn body_value(&self, dotted_key: &str) -> Option<&Bson> {
+        let mut segments = dotted_key.split('.');
+        let body = self.doc.get_document("body").ok()?;
+        let mut value = body.get(segments.next()?)?;
+        for segment in segments {
+            value = value.as_document()?.get(segment)?;
+        }
+        Some(value)
+    }
+
     /// Keeps only the given dotted body keys.
     pub fn restrict_body(&mut self, fields: &[String]) {
-        let body = self.body();
         let mut kept = Document::new();
         for field in fields {
-            if let Some(value) = ziggy::event::lookup(&body, field) {
+            if let Some(value) = self.body_value(field) {
                 insert_dotted(&mut kept, field, value.clone());
             }
         }

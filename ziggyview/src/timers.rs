@@ -61,8 +61,7 @@ impl TimerStats {
 
     /// Adds an event.
     pub fn push(&mut self, rec: &Record) {
-        let body = rec.body();
-        match number(ziggy::event::lookup(&body, &self.key)) {
+        match number(rec.body_value(&self.key)) {
             Some(v) if v.is_finite() => self.values.entry(rec.channel.clone()).or_default().push(v),
             _ => self.missing += 1,
         }
