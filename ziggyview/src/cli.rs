@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::safe::escape;
-use crate::source::{ChannelPattern, files_for_range};
-use crate::view::{ReadError, ViewError, ViewOptions, Viewer};
+use ziggyview::{
+    ChannelPattern, LiveError, ReadError, ViewError, ViewOptions, Viewer, escape, files_for_range,
+};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -151,12 +151,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let mut viewer = Viewer::new(std::io::BufWriter::with_capacity(1 << 16, stdout), options);
 
     if let Some(host) = &cli.host {
-        return live(
-            &mut viewer,
-            host,
-            pattern.subscription(),
-            Duration::from_millis(cli.timeout_ms),
-        );
+        return live(&mut viewer, host, Duration::from_millis(cli.timeout_ms));
     }
     let result = match &cli.log_path {
         Some(dir) => {
@@ -188,12 +183,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
 }
 
 /// Live mode: SIGINT and SIGTERM stop the stream; what is held is printed and flushed, exit 0.
-fn live<W: Write>(
-    viewer: &mut Viewer<W>,
-    host: &str,
-    subscription: &str,
-    timeout: Duration,
-) -> ExitCode {
+fn live<W: Write>(viewer: &mut Viewer<W>, host: &str, timeout: Duration) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while stopping ends the process at once.
@@ -207,9 +197,9 @@ fn live<W: Write>(
             return failure(format_args!("cannot install the signal handler: {e}"));
         }
     }
-    match crate::live::run(host, viewer, subscription, timeout, &stop) {
+    match viewer.follow(host, timeout, &stop) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        Err(crate::live::LiveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(LiveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {

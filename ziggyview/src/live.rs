@@ -19,7 +19,7 @@ use crate::view::Viewer;
 
 /// How long the stream may stay silent before the daemon's control endpoint is asked whether it
 /// is still there.
-pub const SILENCE: Duration = Duration::from_secs(2);
+const SILENCE: Duration = Duration::from_secs(2);
 
 /// How often the stop flag is looked at while no event arrives.
 const TICK_MS: i32 = 100;
@@ -101,12 +101,26 @@ impl Prober {
     }
 }
 
-/// Streams events from the daemon whose control endpoint is `addr` (or whose collect address it
-/// is: the control endpoint is then the port below) until `--count` is reached or `stop` is set.
-/// Says on stderr where it streams from. `timeout` bounds each control request; the first one failing is an error.
-pub fn run<W: Write>(
-    addr: &str,
+impl<W: Write> Viewer<W> {
+    /// Streams the matching events of the daemon whose control endpoint is `addr` (or whose
+    /// collect address it is: the control endpoint is then the port below) until `--count` is
+    /// reached or `stop` is set, then prints what is held. Says on stderr where it streams from.
+    /// `timeout` bounds each control request; the first one failing is an error.
+    pub fn follow(
+        &mut self,
+        addr: &str,
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<(), LiveError> {
+        let subscription = self.pattern().subscription().to_owned();
+        follow(self, addr, &subscription, timeout, stop)
+    }
+}
+
+/// See [`Viewer::follow`].
+fn follow<W: Write>(
     viewer: &mut Viewer<W>,
+    addr: &str,
     subscription: &str,
     timeout: Duration,
     stop: &AtomicBool,

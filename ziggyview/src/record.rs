@@ -128,7 +128,7 @@ pub const MAX_DEPTH: usize = 100;
 /// Why event bytes could not be decoded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DecodeError {
-    /// Documents or arrays nested deeper than [`MAX_DEPTH`].
+    /// Documents or arrays nested deeper than 100 levels, the event being level 1.
     #[error("documents nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// Not well-formed BSON.

@@ -44,7 +44,7 @@ pub struct Viewer<W: Write> {
     stats: Option<TimerStats>,
     scratch: Vec<u8>,
     /// Matching events seen.
-    pub seen: u64,
+    seen: u64,
     problems: u64,
 }
 
@@ -187,8 +187,13 @@ impl<W: Write> Viewer<W> {
         self.problems
     }
 
+    /// The channels shown.
+    pub(crate) fn pattern(&self) -> &ChannelPattern {
+        &self.options.pattern
+    }
+
     /// Flushes the output (live mode does after every event).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
@@ -206,12 +211,12 @@ impl<W: Write> Viewer<W> {
     }
 
     /// Whether raw event bytes are wanted (channel filter), decided without decoding the body.
-    pub fn wants(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn wants(&self, bytes: &[u8]) -> bool {
         raw_channel_bytes(bytes).is_some_and(|c| self.options.pattern.matches_bytes(c))
     }
 
     /// Handles one matching event.
-    pub fn event(&mut self, mut rec: Record) -> io::Result<()> {
+    pub(crate) fn event(&mut self, mut rec: Record) -> io::Result<()> {
         if self.done() {
             return Ok(());
         }
@@ -249,7 +254,7 @@ impl<W: Write> Viewer<W> {
 
     /// Handles one event's bytes: filtered on the channel, then printed, or held for grouping
     /// and timers. Returns why a matching event could not be shown (nothing of it is written).
-    pub fn take(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
+    pub(crate) fn take(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
         if self.done() || !self.wants(bytes) {
             return Ok(None);
         }

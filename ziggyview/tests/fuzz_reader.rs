@@ -60,8 +60,8 @@ proptest! {
         if bytes.len() >= 5 {
             let len = (i32::from_le_bytes(bytes[..4].try_into().unwrap()).max(0) as usize).min(bytes.len());
             let doc = &bytes[..len];
-            let fast = ziggyview::record::raw_channel(doc);
-            let checked = ziggyview::record::raw_channel_checked(doc);
+            let fast = ziggyview::__fuzz::raw_channel(doc);
+            let checked = ziggyview::__fuzz::raw_channel_checked(doc);
             // On well-formed documents they must agree; on malformed ones the fast path may
             // still find `type` before the damage, but never a different value.
             if bson::Document::from_reader(doc).is_ok() {

@@ -1,8 +1,7 @@
 //! Runs the viewer on the same bytes read two ways, for the proptest suite and the `viewer` fuzz
 //! target (`fuzz/fuzz_targets/viewer.rs` includes this file by path).
 
-use ziggyview::source::ChannelPattern;
-use ziggyview::view::{ViewOptions, Viewer};
+use ziggyview::{ChannelPattern, ViewOptions, Viewer};
 
 /// A stream handing out a few bytes per read, as a pipe may: events straddle reads.
 struct Trickle<'a> {
