@@ -34,6 +34,7 @@ pub enum FrameError {
 
 /// The declared length of the document whose first 4 bytes are `prefix`, if a document can have
 /// it.
+#[inline]
 pub fn declared_len(prefix: [u8; 4]) -> Option<usize> {
     let len = i32::from_le_bytes(prefix);
     usize::try_from(len)
@@ -84,55 +85,53 @@ impl<'a> Iterator for Documents<'a> {
             return None;
         }
         let offset = self.offset;
-        let fail = |this: &mut Self, e| {
-            this.failed = true;
-            Some(Err(e))
-        };
-        let Some(prefix) = self.rest.first_chunk::<4>() else {
-            let available = self.rest.len();
-            return fail(
-                self,
-                FrameError::Truncated {
-                    offset,
-                    declared: 0,
-                    available,
-                },
-            );
-        };
-        let Some(len) = declared_len(*prefix) else {
-            return fail(
-                self,
-                FrameError::Corrupt {
-                    offset,
-                    reason: "impossible length",
-                },
-            );
-        };
-        if len > self.rest.len() {
-            let available = self.rest.len();
-            return fail(
-                self,
-                FrameError::Truncated {
-                    offset,
-                    declared: len,
-                    available,
-                },
-            );
+        match frame(self.rest, offset) {
+            Ok(len) => {
+                let (doc, rest) = self.rest.split_at(len);
+                self.rest = rest;
+                self.offset += len as u64;
+                Some(Ok((offset, doc)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
         }
-        let (doc, rest) = self.rest.split_at(len);
-        if doc[len - 1] != 0 {
-            return fail(
-                self,
-                FrameError::Corrupt {
-                    offset,
-                    reason: "no NUL at its end",
-                },
-            );
-        }
-        self.rest = rest;
-        self.offset += len as u64;
-        Some(Ok((offset, doc)))
     }
+}
+
+/// The length of the whole document at the start of `bytes` (non-empty), which starts at byte
+/// `offset`, or why there is none.
+#[inline]
+fn frame(bytes: &[u8], offset: u64) -> Result<usize, FrameError> {
+    let available = bytes.len();
+    let Some(prefix) = bytes.first_chunk::<4>() else {
+        return Err(FrameError::Truncated {
+            offset,
+            declared: 0,
+            available,
+        });
+    };
+    let Some(len) = declared_len(*prefix) else {
+        return Err(FrameError::Corrupt {
+            offset,
+            reason: "impossible length",
+        });
+    };
+    if len > available {
+        return Err(FrameError::Truncated {
+            offset,
+            declared: len,
+            available,
+        });
+    }
+    if bytes[len - 1] != 0 {
+        return Err(FrameError::Corrupt {
+            offset,
+            reason: "no NUL at its end",
+        });
+    }
+    Ok(len)
 }
 
 /// Reads documents one at a time from a byte stream into a reused buffer (a file of any size in
@@ -268,19 +267,16 @@ impl<R: std::io::Read> DocumentChunks<R> {
 
     /// The next document with its offset, `None` at a clean end, or the framing error where the
     /// stream broke (then `None` after). A read error is returned as is; reading may be retried.
+    #[inline] // once per document: the refill it rarely needs is not inlined
     pub fn next_document(&mut self) -> std::io::Result<Option<Framed<'_>>> {
         loop {
             if self.failed {
                 return Ok(None);
             }
             let offset = self.offset();
-            let mut docs = Documents {
-                rest: &self.chunk[self.start..self.end],
-                offset,
-                failed: false,
-            };
-            // Only lengths leave this borrow of the chunk (so it can be refilled below).
-            match docs.next().map(|r| r.map(|(_, doc)| doc.len())) {
+            let rest = &self.chunk[self.start..self.end];
+            let verdict = (!rest.is_empty()).then(|| frame(rest, offset));
+            match verdict {
                 Some(Ok(len)) => {
                     let doc = self.start..self.start + len;
                     self.start = doc.end;

@@ -73,6 +73,7 @@ impl ChannelPattern {
     }
 
     /// Whether a channel given as bytes matches (no UTF-8 check needed: patterns are ASCII).
+    #[inline]
     pub fn matches_bytes(&self, channel: &[u8]) -> bool {
         match self {
             ChannelPattern::Any => true,

@@ -206,11 +206,13 @@ impl<W: Write> Viewer<W> {
     }
 
     /// True once `--count` events were shown.
+    #[inline]
     pub fn done(&self) -> bool {
         self.options.count.is_some_and(|n| self.seen >= n)
     }
 
     /// Whether raw event bytes are wanted (channel filter), decided without decoding the body.
+    #[inline]
     pub(crate) fn wants(&self, bytes: &[u8]) -> bool {
         raw_channel_bytes(bytes).is_some_and(|c| self.options.pattern.matches_bytes(c))
     }
@@ -254,10 +256,16 @@ impl<W: Write> Viewer<W> {
 
     /// Handles one event's bytes: filtered on the channel, then printed, or held for grouping
     /// and timers. Returns why a matching event could not be shown (nothing of it is written).
+    #[inline] // the filter runs for every event of a file; most do not match
     pub(crate) fn take(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
         if self.done() || !self.wants(bytes) {
             return Ok(None);
         }
+        self.show(bytes)
+    }
+
+    /// [`Viewer::take`] for a matching event.
+    fn show(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
         if !self.plain_json() {
             return match Record::decode(bytes) {
                 Ok(rec) => self.event(rec).map(|()| None),
