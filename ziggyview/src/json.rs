@@ -104,6 +104,12 @@ pub(crate) fn value_text(value: &Bson, depth: usize) -> Result<String, DecodeErr
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The error of writing a decoded event, which cannot happen: its keys come from BSON and its
+/// depth is capped, so it encodes and writes again.
+pub(crate) fn reencoding(e: DecodeError) -> std::io::Error {
+    std::io::Error::other(format!("re-encoding a decoded event: {e}"))
+}
+
 /// Writes `s` as a JSON string.
 fn text(out: &mut Vec<u8>, s: &str) {
     // A Vec never fails.

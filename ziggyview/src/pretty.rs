@@ -5,10 +5,9 @@ use std::io::{self, Write};
 
 use bson::{Bson, Document};
 
-use crate::json::value_text;
+use crate::json::{reencoding, value_text};
 use crate::record::{DecodeError, Record};
 use crate::safe::escape;
-use crate::view::reencoding;
 
 /// ANSI styles, or none.
 #[derive(Debug, Clone, Copy)]

@@ -322,18 +322,13 @@ impl<W: Write> Viewer<W> {
 fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io::Result<()> {
     if options.json {
         let mut line = Vec::new();
-        json::write_document(&mut line, &rec.doc, None).map_err(reencoding)?;
+        json::write_document(&mut line, &rec.doc, None).map_err(json::reencoding)?;
         line.push(b'\n');
         out.write_all(&line)
     } else {
         write_event(out, rec, Style::new(options.color), 0)?;
         writeln!(out)
     }
-}
-
-/// A decoded event always encodes and writes again: its keys come from BSON, its depth is capped.
-pub(crate) fn reencoding(e: DecodeError) -> io::Error {
-    io::Error::other(format!("re-encoding a decoded event: {e}"))
 }
 
 fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io::Result<()> {
@@ -367,7 +362,7 @@ fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io
             if i > 0 {
                 line.push(b',');
             }
-            node_json(&mut line, group, node).map_err(reencoding)?;
+            node_json(&mut line, group, node).map_err(json::reencoding)?;
         }
         line.extend_from_slice(b"]}\n");
         out.write_all(&line)
