@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ziggyview::source::ChannelPattern;
+use ziggyview::ChannelPattern;
 
 fuzz_target!(|input: (&str, &str)| {
     let (name, pattern) = input;

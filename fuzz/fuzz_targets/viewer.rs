@@ -1,5 +1,6 @@
-//! ziggyview's two readers (whole file, streaming stdin) on arbitrary bytes: never a panic, the
-//! same output, the same byte offset where the input broke, and the same events skipped.
+//! ziggyview on arbitrary bytes, read in one piece and a few bytes at a time (as from a pipe):
+//! never a panic, the same output, the same byte offset where the input broke, and the same events
+//! skipped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

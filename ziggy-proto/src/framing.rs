@@ -34,6 +34,7 @@ pub enum FrameError {
 
 /// The declared length of the document whose first 4 bytes are `prefix`, if a document can have
 /// it.
+#[inline]
 pub fn declared_len(prefix: [u8; 4]) -> Option<usize> {
     let len = i32::from_le_bytes(prefix);
     usize::try_from(len)
@@ -58,6 +59,9 @@ pub fn documents(bytes: &[u8]) -> Documents<'_> {
     }
 }
 
+/// A document and its byte offset, or the error where framing broke.
+pub type Framed<'a> = Result<(u64, &'a [u8]), FrameError>;
+
 /// The iterator of [`documents`].
 #[derive(Debug, Clone)]
 pub struct Documents<'a> {
@@ -74,62 +78,60 @@ impl<'a> Documents<'a> {
 }
 
 impl<'a> Iterator for Documents<'a> {
-    type Item = Result<(u64, &'a [u8]), FrameError>;
+    type Item = Framed<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() || self.failed {
             return None;
         }
         let offset = self.offset;
-        let fail = |this: &mut Self, e| {
-            this.failed = true;
-            Some(Err(e))
-        };
-        let Some(prefix) = self.rest.first_chunk::<4>() else {
-            let available = self.rest.len();
-            return fail(
-                self,
-                FrameError::Truncated {
-                    offset,
-                    declared: 0,
-                    available,
-                },
-            );
-        };
-        let Some(len) = declared_len(*prefix) else {
-            return fail(
-                self,
-                FrameError::Corrupt {
-                    offset,
-                    reason: "impossible length",
-                },
-            );
-        };
-        if len > self.rest.len() {
-            let available = self.rest.len();
-            return fail(
-                self,
-                FrameError::Truncated {
-                    offset,
-                    declared: len,
-                    available,
-                },
-            );
+        match frame(self.rest, offset) {
+            Ok(len) => {
+                let (doc, rest) = self.rest.split_at(len);
+                self.rest = rest;
+                self.offset += len as u64;
+                Some(Ok((offset, doc)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
         }
-        let (doc, rest) = self.rest.split_at(len);
-        if doc[len - 1] != 0 {
-            return fail(
-                self,
-                FrameError::Corrupt {
-                    offset,
-                    reason: "no NUL at its end",
-                },
-            );
-        }
-        self.rest = rest;
-        self.offset += len as u64;
-        Some(Ok((offset, doc)))
     }
+}
+
+/// The length of the whole document at the start of `bytes` (non-empty), which starts at byte
+/// `offset`, or why there is none.
+#[inline]
+fn frame(bytes: &[u8], offset: u64) -> Result<usize, FrameError> {
+    let available = bytes.len();
+    let Some(prefix) = bytes.first_chunk::<4>() else {
+        return Err(FrameError::Truncated {
+            offset,
+            declared: 0,
+            available,
+        });
+    };
+    let Some(len) = declared_len(*prefix) else {
+        return Err(FrameError::Corrupt {
+            offset,
+            reason: "impossible length",
+        });
+    };
+    if len > available {
+        return Err(FrameError::Truncated {
+            offset,
+            declared: len,
+            available,
+        });
+    }
+    if bytes[len - 1] != 0 {
+        return Err(FrameError::Corrupt {
+            offset,
+            reason: "no NUL at its end",
+        });
+    }
+    Ok(len)
 }
 
 /// Reads documents one at a time from a byte stream into a reused buffer (a file of any size in
@@ -209,6 +211,113 @@ impl<R: std::io::Read> DocumentReader<R> {
     }
 }
 
+/// Reads documents from a byte stream in large chunks and lends each one as a slice of its chunk:
+/// no copy per document (the fast way through a large file). The rule is that of [`documents`];
+/// memory is bounded by the chunk size or the largest document. The stream is read only when the
+/// chunk holds no whole document, so documents from a pipe come out as soon as they are complete.
+///
+/// ```
+/// use ziggy_proto::framing::{DocumentChunks, FrameError};
+/// let one = [5u8, 0, 0, 0, 0];
+/// let bytes = [&one[..], &one[..], &[9, 0]].concat();
+/// let mut docs = DocumentChunks::new(&bytes[..], 1 << 20);
+/// assert_eq!(docs.next_document().unwrap(), Some(Ok((0, &one[..]))));
+/// assert_eq!(docs.next_document().unwrap(), Some(Ok((5, &one[..]))));
+/// let cut = FrameError::Truncated { offset: 10, declared: 0, available: 2 };
+/// assert_eq!(docs.next_document().unwrap(), Some(Err(cut)));
+/// assert_eq!(docs.rest(), [9, 0]);
+/// ```
+#[derive(Debug)]
+pub struct DocumentChunks<R> {
+    inner: R,
+    chunk: Vec<u8>,
+    /// `chunk[start..end]` is read but not yet framed.
+    start: usize,
+    end: usize,
+    /// Stream offset of `chunk[0]`.
+    base: u64,
+    eof: bool,
+    failed: bool,
+}
+
+impl<R: std::io::Read> DocumentChunks<R> {
+    /// Reads from `inner` in chunks of `chunk_size` bytes (grown for a larger document).
+    pub fn new(inner: R, chunk_size: usize) -> Self {
+        DocumentChunks {
+            inner,
+            chunk: vec![0; chunk_size.max(4)],
+            start: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            failed: false,
+        }
+    }
+
+    /// Bytes framed so far (the offset of the next document).
+    pub fn offset(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    /// The bytes read but not framed. After a framing error they start with the document that
+    /// broke it.
+    pub fn rest(&self) -> &[u8] {
+        &self.chunk[self.start..self.end]
+    }
+
+    /// The next document with its offset, `None` at a clean end, or the framing error where the
+    /// stream broke (then `None` after). A read error is returned as is; reading may be retried.
+    #[inline] // once per document: the refill it rarely needs is not inlined
+    pub fn next_document(&mut self) -> std::io::Result<Option<Framed<'_>>> {
+        loop {
+            if self.failed {
+                return Ok(None);
+            }
+            let offset = self.offset();
+            let rest = &self.chunk[self.start..self.end];
+            let verdict = (!rest.is_empty()).then(|| frame(rest, offset));
+            match verdict {
+                Some(Ok(len)) => {
+                    let doc = self.start..self.start + len;
+                    self.start = doc.end;
+                    return Ok(Some(Ok((offset, &self.chunk[doc]))));
+                }
+                None if self.eof => return Ok(None),
+                None => self.refill(4)?,
+                Some(Err(FrameError::Truncated { declared, .. })) if !self.eof => {
+                    self.refill(declared.max(4))?
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Ok(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    /// Moves the unframed bytes to the front, makes room for `need` bytes, and reads once.
+    fn refill(&mut self, need: usize) -> std::io::Result<()> {
+        if self.start > 0 {
+            self.chunk.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if need > self.chunk.len() {
+            self.chunk.resize(need, 0);
+        }
+        let read = loop {
+            match self.inner.read(&mut self.chunk[self.end..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        self.end += read;
+        self.eof = read == 0;
+        Ok(())
+    }
+}
+
 /// Fills `buf` as far as the stream goes; returns the bytes read.
 fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
@@ -263,6 +372,103 @@ mod tests {
                 available: 7
             })
         );
+    }
+
+    /// A stream handing out at most `sizes[i]` bytes on its i-th read (cycling), as a pipe may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        sizes: Vec<usize>,
+        reads: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let size = self.sizes[self.reads % self.sizes.len()].max(1);
+            self.reads += 1;
+            let n = size.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// Everything `DocumentChunks` yields, documents copied out.
+    fn chunked(
+        input: impl std::io::Read,
+        chunk_size: usize,
+    ) -> Vec<Result<(u64, Vec<u8>), FrameError>> {
+        let mut docs = DocumentChunks::new(input, chunk_size);
+        let mut out = Vec::new();
+        while let Some(item) = docs.next_document().unwrap() {
+            out.push(item.map(|(offset, doc)| (offset, doc.to_vec())));
+        }
+        out
+    }
+
+    fn sliced(bytes: &[u8]) -> Vec<Result<(u64, Vec<u8>), FrameError>> {
+        documents(bytes)
+            .map(|item| item.map(|(offset, doc)| (offset, doc.to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn chunks_frame_as_slices_do_across_every_cut() {
+        let whole = [doc(1), doc(2), vec![20, 0, 0, 0], vec![0; 16], doc(3)].concat();
+        let mut broken = whole.clone();
+        broken[43] = 1; // the NUL ending the document at 24
+        let mut huge = whole.clone();
+        huge[12..16].copy_from_slice(&[0, 0, 0, 0x7f]);
+        for bytes in [&whole, &broken, &huge] {
+            for cut in 0..=bytes.len() {
+                let input = &bytes[..cut];
+                for (chunk_size, read_size) in [(1, 1), (5, 3), (13, 64), (4 << 20, 7)] {
+                    let trickle = Trickle {
+                        bytes: input,
+                        sizes: vec![read_size],
+                        reads: 0,
+                    };
+                    assert_eq!(chunked(trickle, chunk_size), sliced(input), "cut {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn after_a_framing_error_the_rest_starts_at_the_broken_document() {
+        let bytes = [doc(1), vec![4, 0, 0, 0, 0]].concat();
+        let mut docs = DocumentChunks::new(&bytes[..], 64);
+        assert!(matches!(docs.next_document(), Ok(Some(Ok((0, _))))));
+        assert_eq!(
+            docs.next_document().unwrap(),
+            Some(Err(FrameError::Corrupt {
+                offset: 12,
+                reason: "impossible length"
+            }))
+        );
+        assert_eq!(docs.rest(), &bytes[12..]);
+        assert_eq!(docs.offset(), 12);
+        assert_eq!(docs.next_document().unwrap(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunks_agree_with_slices(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            docs in proptest::collection::vec(0u8..20, 0..8),
+            cut in proptest::prelude::any::<usize>(),
+            sizes in proptest::collection::vec(1usize..40, 1..5),
+            chunk_size in 1usize..64,
+        ) {
+            // Real documents (cut somewhere), or arbitrary bytes.
+            let input = if docs.is_empty() {
+                bytes
+            } else {
+                let all: Vec<u8> = docs.iter().flat_map(|&n| doc(n)).collect();
+                all[..cut % (all.len() + 1)].to_vec()
+            };
+            let trickle = Trickle { bytes: &input, sizes, reads: 0 };
+            proptest::prop_assert_eq!(chunked(trickle, chunk_size), sliced(&input));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Command-line interface of `ziggyview`.
 
+use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,10 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::reader::ReadError;
-use crate::safe::escape;
-use crate::source::{ChannelPattern, files_for_range};
-use crate::view::{ViewError, ViewOptions, Viewer};
+use ziggyview::{
+    ChannelPattern, LiveError, ReadError, ViewError, ViewOptions, Viewer, escape, files_for_range,
+};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -105,13 +105,13 @@ pub struct Cli {
     pub timeout_ms: u64,
 }
 
-fn usage(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {}", escape(message));
+fn usage(message: impl Display) -> ExitCode {
+    eprintln!("ziggyview: {}", escape(&message.to_string()));
     ExitCode::from(EXIT_USAGE)
 }
 
-fn failure(message: &str) -> ExitCode {
-    eprintln!("ziggyview: {}", escape(message));
+fn failure(message: impl Display) -> ExitCode {
+    eprintln!("ziggyview: {}", escape(&message.to_string()));
     ExitCode::from(EXIT_FAILURE)
 }
 
@@ -129,7 +129,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     };
     let pattern = match ChannelPattern::parse(&pattern_text) {
         Ok(p) => p,
-        Err(e) => return usage(&e),
+        Err(e) => return usage(e),
     };
     let color = match cli.color {
         ColorChoice::Always => true,
@@ -151,23 +151,18 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let mut viewer = Viewer::new(std::io::BufWriter::with_capacity(1 << 16, stdout), options);
 
     if let Some(host) = &cli.host {
-        return live(
-            &mut viewer,
-            host,
-            pattern.subscription(),
-            Duration::from_millis(cli.timeout_ms),
-        );
+        return live(&mut viewer, host, Duration::from_millis(cli.timeout_ms));
     }
     let result = match &cli.log_path {
         Some(dir) => {
             let listing = match files_for_range(
                 dir,
-                &pattern_text,
+                &pattern,
                 cli.start_date.as_deref(),
                 cli.end_date.as_deref(),
             ) {
                 Ok(listing) => listing,
-                Err(e) => return usage(&e),
+                Err(e) => return usage(e),
             };
             viewer.count_problems(listing.skipped);
             read_files(&mut viewer, &listing.files, true)
@@ -181,19 +176,14 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let finished = viewer.finish();
     match result.err().or(finished.err()) {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
-        Some(e) => failure(&format!("writing output: {e}")),
+        Some(e) => failure(format_args!("writing output: {e}")),
         None if viewer.problems() > 0 => ExitCode::from(EXIT_FAILURE),
         None => ExitCode::from(EXIT_OK),
     }
 }
 
 /// Live mode: SIGINT and SIGTERM stop the stream; what is held is printed and flushed, exit 0.
-fn live<W: Write>(
-    viewer: &mut Viewer<W>,
-    host: &str,
-    subscription: &str,
-    timeout: Duration,
-) -> ExitCode {
+fn live<W: Write>(viewer: &mut Viewer<W>, host: &str, timeout: Duration) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while stopping ends the process at once.
@@ -204,17 +194,17 @@ fn live<W: Write>(
         )
         .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
         if let Err(e) = installed {
-            return failure(&format!("cannot install the signal handler: {e}"));
+            return failure(format_args!("cannot install the signal handler: {e}"));
         }
     }
-    match crate::live::run(host, viewer, subscription, timeout, &stop) {
+    match viewer.follow(host, timeout, &stop) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        Err(crate::live::LiveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(LiveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
             let _ = viewer.finish();
-            failure(&e.to_string())
+            failure(e)
         }
     }
 }

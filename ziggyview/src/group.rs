@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use ziggy_proto::channel::is_self_or_ancestor;
+
 use crate::record::Record;
 
 /// One group of events with the same id.
@@ -80,7 +82,7 @@ fn node_at<'a>(roots: &'a mut [Node], path: &[usize]) -> &'a mut Node {
 }
 
 fn is_proper_ancestor(ancestor: &str, channel: &str) -> bool {
-    channel.len() > ancestor.len() && ziggy::channel::is_self_or_ancestor(ancestor, channel)
+    channel.len() > ancestor.len() && is_self_or_ancestor(ancestor, channel)
 }
 
 /// Collects events into groups and releases the ones that are done.
@@ -152,7 +154,7 @@ fn finish(id: String, mut events: Vec<Record>) -> Group {
         !root.channel.contains('.')
             && events
                 .iter()
-                .all(|e| ziggy::channel::is_self_or_ancestor(&root.channel, &e.channel))
+                .all(|e| is_self_or_ancestor(&root.channel, &e.channel))
     });
     Group {
         id,

@@ -1,69 +1,203 @@
 //! BSON → JSON the way `jq` users expect: doubles and integers as numbers, dates as ISO-8601,
 //! binary as base64 (binary subtype 0 holding UTF-8, as the 2012 clients wrote strings, as text),
-//! object ids as hex; keys in document order.
+//! object ids as hex; keys in document order, a repeated key once with its first value.
+//!
+//! Written straight from BSON bytes into a line buffer (no `Document`, no `serde_json::Value`:
+//! this is the hot path of `--json`), terminal-safe (see [`crate::safe`]). Writing into a `Vec`
+//! cannot fail, so the only errors are the event's own.
+
+use std::io::Write as _;
 
 use base64::Engine;
-use bson::Bson;
+use bson::raw::{RawBson, RawBsonRef, RawDocument};
 use bson::spec::BinarySubtype;
-use serde_json::{Map, Number, Value};
+use bson::{Bson, Document};
 
-/// Converts one BSON value.
-pub fn to_json(value: &Bson) -> Value {
-    match value {
-        Bson::Double(d) => Number::from_f64(*d)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(d.to_string())),
-        Bson::String(s) => Value::String(s.clone()),
-        Bson::Document(doc) => Value::Object(
-            doc.iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Bson::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Bson::Boolean(b) => Value::Bool(*b),
-        Bson::Null | Bson::Undefined => Value::Null,
-        Bson::Int32(i) => Value::Number((*i).into()),
-        Bson::Int64(i) => Value::Number((*i).into()),
-        Bson::Binary(b) => match (b.subtype, std::str::from_utf8(&b.bytes)) {
-            (BinarySubtype::Generic, Ok(text)) => Value::String(text.to_owned()),
-            _ => Value::String(base64::engine::general_purpose::STANDARD.encode(&b.bytes)),
-        },
-        Bson::DateTime(dt) => Value::String(
-            dt.try_to_rfc3339_string()
-                .unwrap_or_else(|_| dt.timestamp_millis().to_string()),
-        ),
-        Bson::ObjectId(oid) => Value::String(oid.to_hex()),
-        Bson::Timestamp(ts) => serde_json::json!({ "t": ts.time, "i": ts.increment }),
-        Bson::RegularExpression(re) => Value::String(format!("/{}/{}", re.pattern, re.options)),
-        Bson::Decimal128(d) => Value::String(d.to_string()),
-        other => Value::String(other.to_string()),
-    }
+use crate::record::{DecodeError, check_depth, owned_value};
+use crate::safe::write_json_str;
+
+/// Header fields, first and in docs/PROTOCOL.md §1 order; then any other field; `body` last.
+const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
+
+/// A field added to an event object (a group's `children`). It takes the place of the event's
+/// own field of that name, else comes last; its key is neither a header field nor `body`.
+pub(crate) struct Extra<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// Writes the value.
+    pub value: &'a mut dyn FnMut(&mut Vec<u8>) -> Result<(), DecodeError>,
 }
 
-/// One event as a JSON object: header fields first in docs/PROTOCOL.md §1 order, then any other field, body last.
-pub fn event_json(doc: &bson::Document) -> Map<String, Value> {
-    const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
-    let mut out = Map::new();
-    for key in ORDER {
-        if let Some(v) = doc.get(key) {
-            out.insert(key.to_owned(), to_json(v));
+/// Writes one event, its BSON bytes, as a JSON object. Refuses nesting deeper than
+/// [`MAX_DEPTH`](crate::record::MAX_DEPTH); on an error, part of the object may have been written.
+pub(crate) fn write_event(
+    out: &mut Vec<u8>,
+    bytes: &[u8],
+    mut extra: Option<Extra<'_>>,
+) -> Result<(), DecodeError> {
+    let doc = RawDocument::from_bytes(bytes)?;
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, key: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        text(out, key);
+        out.push(b':');
+    };
+    for name in ORDER {
+        if let Some(v) = doc.get(name)? {
+            key(out, name);
+            write_value(out, v, 1)?;
         }
     }
-    for (k, v) in doc {
-        if !ORDER.contains(&k.as_str()) && k != "body" {
-            out.insert(k.clone(), to_json(v));
+    let mut body = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for element in doc.iter() {
+        let (name, value) = element?;
+        let name = name.as_str();
+        if name == "body" {
+            body = body.or(Some(value));
+        } else if !ORDER.contains(&name) && !seen.contains(&name) {
+            seen.push(name);
+            key(out, name);
+            match extra.take_if(|e| e.key == name) {
+                Some(e) => (e.value)(out)?,
+                None => write_value(out, value, 1)?,
+            }
         }
     }
-    if let Some(body) = doc.get("body") {
-        out.insert("body".into(), to_json(body));
+    if let Some(body) = body {
+        key(out, "body");
+        write_value(out, body, 1)?;
     }
-    out
+    if let Some(e) = extra {
+        key(out, e.key);
+        (e.value)(out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes one event as a line of `--json` output (see [`write_event`]).
+pub(crate) fn write_line(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DecodeError> {
+    write_event(out, bytes, None)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Writes a decoded event (see [`write_event`]).
+pub(crate) fn write_document(
+    out: &mut Vec<u8>,
+    doc: &Document,
+    extra: Option<Extra<'_>>,
+) -> Result<(), DecodeError> {
+    write_event(out, &doc.to_vec()?, extra)
+}
+
+/// A decoded value as JSON text, `depth` being the level of the document holding it.
+pub(crate) fn value_text(value: &Bson, depth: usize) -> Result<String, DecodeError> {
+    let raw = RawBson::try_from(value.clone())?;
+    let mut out = Vec::new();
+    write_value(&mut out, raw.as_raw_bson_ref(), depth)?;
+    // Only whole strings and ASCII were written.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The error of writing a decoded event, which cannot happen: its keys come from BSON and its
+/// depth is capped, so it encodes and writes again.
+pub(crate) fn reencoding(e: DecodeError) -> std::io::Error {
+    std::io::Error::other(format!("re-encoding a decoded event: {e}"))
+}
+
+/// Writes `s` as a JSON string.
+fn text(out: &mut Vec<u8>, s: &str) {
+    // A Vec never fails.
+    let _ = write_json_str(out, s);
+}
+
+/// Writes `value`, held by a document at level `depth`.
+fn write_value(out: &mut Vec<u8>, value: RawBsonRef<'_>, depth: usize) -> Result<(), DecodeError> {
+    match value {
+        RawBsonRef::Double(d) => double(out, d),
+        RawBsonRef::String(s) => text(out, s),
+        // A Vec never fails.
+        RawBsonRef::Int32(i) => _ = write!(out, "{i}"),
+        RawBsonRef::Int64(i) => _ = write!(out, "{i}"),
+        RawBsonRef::Boolean(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        RawBsonRef::Null | RawBsonRef::Undefined => out.extend_from_slice(b"null"),
+        RawBsonRef::Document(d) => {
+            check_depth(depth + 1)?;
+            out.push(b'{');
+            let mut seen: Vec<&str> = Vec::new();
+            for element in d.iter() {
+                let (k, v) = element?;
+                if seen.contains(&k.as_str()) {
+                    continue; // first value wins
+                }
+                if !seen.is_empty() {
+                    out.push(b',');
+                }
+                seen.push(k.as_str());
+                text(out, k.as_str());
+                out.push(b':');
+                write_value(out, v, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+        RawBsonRef::Array(a) => {
+            check_depth(depth + 1)?;
+            out.push(b'[');
+            for (i, v) in a.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, v?, depth + 1)?;
+            }
+            out.push(b']');
+        }
+        // Rare types: converted with the depth cap (a JavaScript scope is a document), so the
+        // `bson` crate's normalisation (regex options in order) applies.
+        other => match owned_value(other, depth)? {
+            Bson::Binary(b) => match (b.subtype, std::str::from_utf8(&b.bytes)) {
+                (BinarySubtype::Generic, Ok(s)) => text(out, s),
+                _ => text(
+                    out,
+                    &base64::engine::general_purpose::STANDARD.encode(&b.bytes),
+                ),
+            },
+            Bson::DateTime(dt) => match dt.try_to_rfc3339_string() {
+                Ok(s) => text(out, &s),
+                Err(_) => text(out, &dt.timestamp_millis().to_string()),
+            },
+            Bson::ObjectId(oid) => text(out, &oid.to_hex()),
+            Bson::Timestamp(ts) => _ = write!(out, r#"{{"t":{},"i":{}}}"#, ts.time, ts.increment),
+            Bson::RegularExpression(re) => text(out, &format!("/{}/{}", re.pattern, re.options)),
+            Bson::Decimal128(d) => text(out, &d.to_string()),
+            other => text(out, &other.to_string()),
+        },
+    }
+    Ok(())
+}
+
+/// A finite double as a JSON number (shortest round-trip form); NaN and infinities as text.
+fn double(out: &mut Vec<u8>, d: f64) {
+    match serde_json::Number::from_f64(d) {
+        Some(n) => _ = write!(out, "{n}"),
+        None => text(out, &d.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bson::{Binary, doc};
+
+    fn line(d: &Document) -> String {
+        let mut out = Vec::new();
+        write_document(&mut out, d, None).unwrap();
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn jq_friendly_types() {
@@ -74,143 +208,16 @@ mod tests {
             "raw": Binary { subtype: BinarySubtype::Generic, bytes: vec![0xff, 0x00] },
             "body": { "a": [1, "b"] },
         };
-        let json = Value::Object(event_json(&d)).to_string();
         assert_eq!(
-            json,
+            line(&d),
             r#"{"id":"x","type":"request","n":1,"f":0.5,"big":1099511627776,"when":"1970-01-01T00:00:00Z","old":"text","raw":"/wA=","body":{"a":[1,"b"]}}"#
         );
     }
-}
-
-/// Writes one event as a JSON line straight from its bytes (no `Document`, no `Value`): the same
-/// text as [`event_json`], for the plain `--json` path. Refuses nesting deeper than
-/// [`MAX_DEPTH`](crate::record::MAX_DEPTH); on an error, part of the line may have been written.
-pub fn write_raw_event(out: &mut impl std::io::Write, bytes: &[u8]) -> Result<(), DecodeError> {
-    const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
-    let doc = bson::RawDocument::from_bytes(bytes)?;
-    out.write_all(b"{").map_err(io)?;
-    let mut first = true;
-    let mut field = |out: &mut dyn std::io::Write,
-                     key: &str,
-                     value: RawBsonRef<'_>|
-     -> Result<(), DecodeError> {
-        if !std::mem::take(&mut first) {
-            out.write_all(b",").map_err(io)?;
-        }
-        write_json_str(out, key).map_err(io)?;
-        out.write_all(b":").map_err(io)?;
-        write_raw_value(out, value, 1)
-    };
-    for key in ORDER {
-        if let Some(v) = doc.get(key)? {
-            field(out, key, v)?;
-        }
-    }
-    let mut body = None;
-    // A key repeated in a document counts once, with its first value (as everywhere in ziggy).
-    let mut seen: Vec<&str> = Vec::new();
-    for element in doc.iter() {
-        let (key, value) = element?;
-        let key = key.as_str();
-        if key == "body" {
-            body = body.or(Some(value));
-        } else if !ORDER.contains(&key) && !seen.contains(&key) {
-            seen.push(key);
-            field(out, key, value)?;
-        }
-    }
-    if let Some(body) = body {
-        field(out, "body", body)?;
-    }
-    out.write_all(b"}\n").map_err(io)
-}
-
-fn io(e: std::io::Error) -> DecodeError {
-    DecodeError::Malformed(e.to_string())
-}
-
-fn ser(e: serde_json::Error) -> DecodeError {
-    DecodeError::Malformed(e.to_string())
-}
-
-/// Writes `value`, held by a document at level `depth`.
-fn write_raw_value(
-    out: &mut dyn std::io::Write,
-    value: RawBsonRef<'_>,
-    depth: usize,
-) -> Result<(), DecodeError> {
-    let js = |out: &mut dyn std::io::Write, v: &dyn erased::Ser| v.write(out).map_err(ser);
-    match value {
-        RawBsonRef::Double(d) if d.is_finite() => js(out, &d),
-        RawBsonRef::String(s) => write_json_str(out, s).map_err(io),
-        RawBsonRef::Int32(i) => js(out, &i),
-        RawBsonRef::Int64(i) => js(out, &i),
-        RawBsonRef::Boolean(b) => js(out, &b),
-        RawBsonRef::Null | RawBsonRef::Undefined => out.write_all(b"null").map_err(io),
-        RawBsonRef::Document(d) => {
-            check_depth(depth + 1)?;
-            out.write_all(b"{").map_err(io)?;
-            let mut seen: Vec<&str> = Vec::new();
-            for element in d.iter() {
-                let (k, v) = element?;
-                if seen.contains(&k.as_str()) {
-                    continue; // first value wins
-                }
-                if !seen.is_empty() {
-                    out.write_all(b",").map_err(io)?;
-                }
-                seen.push(k.as_str());
-                write_json_str(out, k.as_str()).map_err(io)?;
-                out.write_all(b":").map_err(io)?;
-                write_raw_value(out, v, depth + 1)?;
-            }
-            out.write_all(b"}").map_err(io)
-        }
-        RawBsonRef::Array(a) => {
-            check_depth(depth + 1)?;
-            out.write_all(b"[").map_err(io)?;
-            for (i, v) in a.into_iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",").map_err(io)?;
-                }
-                write_raw_value(out, v?, depth + 1)?;
-            }
-            out.write_all(b"]").map_err(io)
-        }
-        other => {
-            // Rare types: through the owned path, so the mapping stays in one place (`to_json`),
-            // with the depth cap (a JavaScript scope is a document).
-            let owned = owned_value(other, depth)?;
-            write_json(&mut *out, &to_json(&owned)).map_err(ser)
-        }
-    }
-}
-
-use crate::record::{DecodeError, check_depth, owned_value};
-use crate::safe::{write_json, write_json_str};
-use bson::raw::RawBsonRef;
-
-mod erased {
-    /// Serialises a value as JSON into a `dyn Write` (serde_json needs a sized writer), with the
-    /// terminal-safe formatter.
-    pub trait Ser {
-        fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn write(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
-            crate::safe::write_json(out, self)
-        }
-    }
-}
-
-#[cfg(test)]
-mod raw_tests {
-    use super::*;
-    use bson::{Binary, doc};
 
     #[test]
     fn repeated_keys_count_once_with_their_first_value_on_both_paths() {
-        // Found by `cargo fuzz run viewer`: the two readers printed different values.
+        // Found by `cargo fuzz run viewer`: raw bytes and the decoded event printed different
+        // values.
         let d = doc! { "id": "x", "type": "request", "host": "h", "body": { "a": 1, "b": 2 } };
         let mut bytes = d.to_vec().unwrap();
         for (from, to) in [(&b"host\0"[..], &b"type\0"[..]), (b"b\0", b"a\0")] {
@@ -218,9 +225,9 @@ mod raw_tests {
             bytes[at..at + to.len()].copy_from_slice(to);
         }
         let mut raw = Vec::new();
-        write_raw_event(&mut raw, &bytes).unwrap();
+        write_line(&mut raw, &bytes).unwrap();
         let record = crate::record::Record::decode(&bytes).unwrap();
-        let expected = format!("{}\n", Value::Object(event_json(&record.doc)));
+        let expected = format!("{}\n", line(&record.doc));
         assert_eq!(String::from_utf8(raw).unwrap(), expected);
         assert_eq!(
             expected,
@@ -229,7 +236,7 @@ mod raw_tests {
     }
 
     #[test]
-    fn raw_writer_matches_the_document_path() {
+    fn lines_have_header_fields_first_and_special_doubles_as_text() {
         let docs = [
             doc! { "type": "request", "id": "x", "n": 1, "f": 0.5, "big": 1i64 << 40, "nan": f64::NAN,
             "when": bson::DateTime::from_millis(0),
@@ -238,11 +245,38 @@ mod raw_tests {
             doc! { "id": "y", "type": "job", "host": "h", "pid": 3, "start": 1709164801.0, "end": 1709164801.0125,
             "sample_rate": 0.25, "body": {} },
         ];
-        for d in docs {
+        let expected = [
+            "{\"id\":\"x\",\"type\":\"request\",\"n\":1,\"f\":0.5,\"big\":1099511627776,\"nan\":\"NaN\",\"when\":\"1970-01-01T00:00:00Z\",\"old\":\"text\",\"body\":{\"a\":[1,\"b\",{\"c\":null}],\"s\":\"quote\\\"d\\n\"}}\n",
+            "{\"id\":\"y\",\"type\":\"job\",\"host\":\"h\",\"pid\":3,\"start\":1709164801.0,\"end\":1709164801.0125,\"sample_rate\":0.25,\"body\":{}}\n",
+        ];
+        for (d, expected) in docs.iter().zip(expected) {
             let mut raw = Vec::new();
-            write_raw_event(&mut raw, &d.to_vec().unwrap()).unwrap();
-            let expected = format!("{}\n", Value::Object(event_json(&d)));
+            write_line(&mut raw, &d.to_vec().unwrap()).unwrap();
             assert_eq!(String::from_utf8(raw).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn an_extra_field_replaces_the_events_own_or_comes_last() {
+        let mut children = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b"[]");
+            Ok(())
+        };
+        let mut out = Vec::new();
+        let d = doc! { "id": "x", "children": 1, "z": 2, "body": {} };
+        let extra = Extra {
+            key: "children",
+            value: &mut children,
+        };
+        write_document(&mut out, &d, Some(extra)).unwrap();
+        assert_eq!(out, br#"{"id":"x","children":[],"z":2,"body":{}}"#);
+        out.clear();
+        let d = doc! { "id": "x", "body": {} };
+        let extra = Extra {
+            key: "children",
+            value: &mut children,
+        };
+        write_document(&mut out, &d, Some(extra)).unwrap();
+        assert_eq!(out, br#"{"id":"x","body":{},"children":[]}"#);
     }
 }

@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use ziggy_proto::client::ClientError;
 
-use crate::record::Record;
 use crate::view::Viewer;
 
 /// How long the stream may stay silent before the daemon's control endpoint is asked whether it
 /// is still there.
-pub const SILENCE: Duration = Duration::from_secs(2);
+const SILENCE: Duration = Duration::from_secs(2);
 
 /// How often the stop flag is looked at while no event arrives.
 const TICK_MS: i32 = 100;
@@ -102,12 +101,26 @@ impl Prober {
     }
 }
 
-/// Streams events from the daemon whose control endpoint is `addr` (or whose collect address it
-/// is: the control endpoint is then the port below) until `--count` is reached or `stop` is set.
-/// Says on stderr where it streams from. `timeout` bounds each control request; the first one failing is an error.
-pub fn run<W: Write>(
-    addr: &str,
+impl<W: Write> Viewer<W> {
+    /// Streams the matching events of the daemon whose control endpoint is `addr` (or whose
+    /// collect address it is: the control endpoint is then the port below) until `--count` is
+    /// reached or `stop` is set, then prints what is held. Says on stderr where it streams from.
+    /// `timeout` bounds each control request; the first one failing is an error.
+    pub fn follow(
+        &mut self,
+        addr: &str,
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<(), LiveError> {
+        let subscription = self.pattern().subscription().to_owned();
+        follow(self, addr, &subscription, timeout, stop)
+    }
+}
+
+/// See [`Viewer::follow`].
+fn follow<W: Write>(
     viewer: &mut Viewer<W>,
+    addr: &str,
     subscription: &str,
     timeout: Duration,
     stop: &AtomicBool,
@@ -139,16 +152,11 @@ pub fn run<W: Write>(
                 if std::mem::take(&mut away) {
                     eprintln!("ziggyview: ziggyd at {addr} is streaming again");
                 }
-                match parts.as_slice() {
-                    [_, event] if viewer.wants(event) => match Record::decode(event) {
-                        Ok(rec) => {
-                            viewer.event(rec)?;
-                            viewer.flush()?;
-                        }
-                        Err(e) => viewer
-                            .report(&format_args!("{endpoint}: message {received} skipped: {e}")),
-                    },
-                    _ => {}
+                if let [_, event] = parts.as_slice() {
+                    if let Some(e) = viewer.take(event)? {
+                        viewer.report(&format_args!("{endpoint}: message {received} skipped: {e}"));
+                    }
+                    viewer.flush()?;
                 }
             }
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {}

@@ -1,6 +1,9 @@
 //! `ziggyview`: see `ziggyview --help`.
+
+mod cli;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    ziggyview::cli::main_with(ziggyview::cli::Cli::parse())
+    cli::main_with(cli::Cli::parse())
 }

@@ -5,9 +5,9 @@ use std::io::{self, Write};
 
 use bson::{Bson, Document};
 
-use crate::json::to_json;
-use crate::record::Record;
-use crate::safe::{escape, json_string};
+use crate::json::{reencoding, value_text};
+use crate::record::{DecodeError, Record};
+use crate::safe::escape;
 
 /// ANSI styles, or none.
 #[derive(Debug, Clone, Copy)]
@@ -66,14 +66,29 @@ pub fn write_event(
     writeln!(out)?;
     let body = rec.body();
     let mut lines = Vec::new();
-    flatten("", &body, &mut lines);
-    for (key, value) in lines {
-        writeln!(out, "{pad}  {} = {value}", style.paint("32", &escape(&key)))?;
+    flatten("", &body, 2, &mut lines).map_err(reencoding)?;
+    for line in lines {
+        let key = style.paint("32", &escape(&line.key));
+        writeln!(out, "{pad}  {key} = {}", line.value)?;
     }
     Ok(())
 }
 
-fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, String)>) {
+/// One line of a flattened body.
+struct BodyLine {
+    /// The dotted key.
+    key: String,
+    /// The value as JSON.
+    value: String,
+}
+
+/// The values of `doc`, at level `depth`, under their dotted keys.
+fn flatten(
+    prefix: &str,
+    doc: &Document,
+    depth: usize,
+    out: &mut Vec<BodyLine>,
+) -> Result<(), DecodeError> {
     for (k, v) in doc {
         let key = if prefix.is_empty() {
             k.clone()
@@ -81,8 +96,12 @@ fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, String)>) {
             format!("{prefix}.{k}")
         };
         match v {
-            Bson::Document(d) if !d.is_empty() => flatten(&key, d, out),
-            other => out.push((key, json_string(&to_json(other)))),
+            Bson::Document(d) if !d.is_empty() => flatten(&key, d, depth + 1, out)?,
+            other => {
+                let value = value_text(other, depth)?;
+                out.push(BodyLine { key, value });
+            }
         }
     }
+    Ok(())
 }

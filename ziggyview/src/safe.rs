@@ -32,7 +32,9 @@ fn first_suspect(s: &str) -> Option<usize> {
         .position(|b| b < 0x20 || matches!(b, 0x7F | 0xC2 | 0xD8 | 0xE2))
 }
 
-/// `s` with every character of [`needs_escape`] written as `\uXXXX` (lower-case hex).
+/// `s` with every character that must not reach a terminal raw (control characters, bidi
+/// overrides and isolates, line separators: see `needs_escape`) written as `\uXXXX` (lower-case
+/// hex).
 pub fn escape(s: &str) -> Cow<'_, str> {
     let Some(from) = first_suspect(s) else {
         return Cow::Borrowed(s);
@@ -152,7 +154,8 @@ pub fn write_json<W: io::Write, T: serde::Serialize + ?Sized>(
 }
 
 /// `value` as compact JSON text with [`SafeFormatter`].
-pub fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> String {
+#[cfg(test)]
+fn json_string<T: serde::Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
     // Writing into a Vec fails only for values serde_json cannot represent (none of ours).
     let _ = write_json(&mut out, value);

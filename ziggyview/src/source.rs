@@ -1,8 +1,10 @@
 //! Which files to read: the day folders and channel files of docs/PROTOCOL.md §6, and the channel pattern.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ziggy_proto::day::Day;
+use ziggy_proto::channel::{ChannelNameError, validate_channel_name};
+use ziggy_proto::day::{Day, channel_of_file_name};
 
 /// `request` (exact) or `request*` (prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,15 +17,30 @@ pub enum ChannelPattern {
     Prefix(String),
 }
 
+/// Why a channel pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The empty pattern.
+    #[error(
+        "empty channel pattern: give a channel (`request`), a prefix (`request*`), or `*` for every channel"
+    )]
+    Empty,
+    /// Not a channel name, or not the start of one.
+    #[error("bad channel pattern {pattern:?}: {reason}")]
+    BadName {
+        /// The pattern as given.
+        pattern: String,
+        /// What the channel rule says.
+        reason: ChannelNameError,
+    },
+}
+
 impl ChannelPattern {
     /// Parses `request`, `request*` or `*`. An empty pattern is refused (it used to match
     /// everything, which `''` in a script rarely means).
-    pub fn parse(s: &str) -> Result<ChannelPattern, String> {
+    pub fn parse(s: &str) -> Result<ChannelPattern, PatternError> {
         if s.is_empty() {
-            return Err(
-                "empty channel pattern: give a channel (`request`), a prefix (`request*`), or `*` for every channel"
-                    .into(),
-            );
+            return Err(PatternError::Empty);
         }
         if s == "*" {
             return Ok(ChannelPattern::Any);
@@ -34,8 +51,10 @@ impl ChannelPattern {
         };
         let check = name.trim_end_matches('.');
         if !check.is_empty() {
-            ziggy::channel::validate_channel_name(check)
-                .map_err(|e| format!("bad channel pattern {s:?}: {e}"))?;
+            validate_channel_name(check).map_err(|reason| PatternError::BadName {
+                pattern: s.to_owned(),
+                reason,
+            })?;
         }
         Ok(if prefix {
             ChannelPattern::Prefix(name.to_owned())
@@ -54,6 +73,7 @@ impl ChannelPattern {
     }
 
     /// Whether a channel given as bytes matches (no UTF-8 check needed: patterns are ASCII).
+    #[inline]
     pub fn matches_bytes(&self, channel: &[u8]) -> bool {
         match self {
             ChannelPattern::Any => true,
@@ -63,7 +83,7 @@ impl ChannelPattern {
     }
 
     /// The ZeroMQ subscription prefix that covers the pattern.
-    pub fn subscription(&self) -> &str {
+    pub(crate) fn subscription(&self) -> &str {
         match self {
             ChannelPattern::Any => "",
             ChannelPattern::Exact(c) | ChannelPattern::Prefix(c) => c,
@@ -71,19 +91,60 @@ impl ChannelPattern {
     }
 }
 
-/// Parses `YYYYMMDD` into a day number (days since 1970-01-01).
-pub fn parse_day(s: &str) -> Result<i64, String> {
-    let bad = || format!("bad date {s:?}: expected YYYYMMDD, e.g. 20240229");
-    Day::parse(s).map(|day| day.0).ok_or_else(bad)
+/// A date that is not `YYYYMMDD`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad date {0:?}: expected YYYYMMDD, e.g. 20240229")]
+pub struct BadDate(pub String);
+
+/// Parses `YYYYMMDD`.
+fn parse_day(s: &str) -> Result<Day, BadDate> {
+    Day::parse(s).ok_or_else(|| BadDate(s.to_owned()))
 }
 
-/// Today's day number (UTC).
-pub fn today() -> i64 {
+/// Today (UTC).
+fn today() -> Day {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    (secs / 86_400) as i64
+    Day((secs / 86_400) as i64)
+}
+
+/// Why a `--log-path` listing could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// `--start-date` or `--end-date` is not a date.
+    #[error(transparent)]
+    Date(#[from] BadDate),
+    /// The range is backwards.
+    #[error("--end-date is before --start-date ({} < {} in days)", .last.0, .first.0)]
+    EndBeforeStart {
+        /// The start date.
+        first: Day,
+        /// The end date.
+        last: Day,
+    },
+    /// The log path cannot be listed.
+    #[error("log path {} is not a readable directory", .0.display())]
+    Unreadable(PathBuf),
+    /// The one day of the range has no folder.
+    #[error("no day folder {}", .0.display())]
+    NoDayFolder(PathBuf),
+    /// No day of the range has a folder.
+    #[error("no day folder between {} and {}", .first.display(), .last.display())]
+    NoDayFolders {
+        /// The first day's folder.
+        first: PathBuf,
+        /// The last day's folder.
+        last: PathBuf,
+    },
+}
+
+/// A day folder of the range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DayFolder {
+    day: Day,
+    path: PathBuf,
 }
 
 /// What a `--log-path` listing found.
@@ -97,16 +158,15 @@ pub struct Listing {
 }
 
 /// The files of channels matching `pattern` in the day folders from `start` to `end` inclusive
-/// (default: today UTC). Errors when the log path or every day folder of the range is missing;
-/// when only some are, one summary line goes to stderr. The log path is listed once (not probed
-/// day by day), so a range of centuries costs no more than the folders that exist.
+/// (`YYYYMMDD`, default: today UTC). Errors when the log path or every day folder of the range
+/// is missing; when only some are, one summary line goes to stderr. The log path is listed once
+/// (not probed day by day), so a range of centuries costs no more than the folders that exist.
 pub fn files_for_range(
     log_path: &Path,
-    pattern: &str,
+    pattern: &ChannelPattern,
     start: Option<&str>,
     end: Option<&str>,
-) -> Result<Listing, String> {
-    let pattern = ChannelPattern::parse(pattern)?;
+) -> Result<Listing, ListingError> {
     let first = start.map(parse_day).transpose()?.unwrap_or_else(today);
     let last = end
         .map(parse_day)
@@ -117,56 +177,45 @@ pub fn files_for_range(
             first
         });
     if last < first {
-        return Err(format!(
-            "--end-date is before --start-date ({last} < {first} in days)"
-        ));
+        return Err(ListingError::EndBeforeStart { first, last });
     }
-    let unreadable = || {
-        format!(
-            "log path {} is not a readable directory",
-            log_path.display()
-        )
-    };
+    let unreadable = || ListingError::Unreadable(log_path.to_owned());
     if !log_path.is_dir() {
         return Err(unreadable());
     }
-    let day_name = |day: i64| Day(day).to_string();
     // Day folders in the range, in order.
-    let mut days: Vec<(i64, PathBuf)> = std::fs::read_dir(log_path)
+    let mut days: Vec<DayFolder> = std::fs::read_dir(log_path)
         .map_err(|_| unreadable())?
         .flatten()
         .filter_map(|e| {
             let day = parse_day(e.file_name().to_str()?).ok()?;
             let path = e.path();
-            ((first..=last).contains(&day) && path.is_dir()).then_some((day, path))
+            ((first..=last).contains(&day) && path.is_dir()).then_some(DayFolder { day, path })
         })
         .collect();
     days.sort();
-    let total = last - first + 1;
+    let total = last.0 - first.0 + 1;
     let missing = total - days.len() as i64;
     if days.is_empty() {
+        let folder = |day: Day| log_path.join(day.to_string());
         return Err(if total == 1 {
-            format!("no day folder {}", log_path.join(day_name(first)).display())
+            ListingError::NoDayFolder(folder(first))
         } else {
-            format!(
-                "no day folder between {} and {}",
-                log_path.join(day_name(first)).display(),
-                log_path.join(day_name(last)).display()
-            )
+            ListingError::NoDayFolders {
+                first: folder(first),
+                last: folder(last),
+            }
         });
     }
     if missing > 0 {
         eprintln!(
-            "ziggyview: no day folder for {missing} of {total} days in {}..{} under {}{}",
-            day_name(first),
-            day_name(last),
+            "ziggyview: no day folder for {missing} of {total} days in {first}..{last} under {}{}",
             log_path.display(),
             missing_days(first, last, &days)
         );
     }
     let mut listing = Listing::default();
-    for (day, folder) in days {
-        let suffix = format!(".{}.bson", day_name(day));
+    for DayFolder { day, path: folder } in days {
         let Ok(entries) = std::fs::read_dir(&folder) else {
             eprintln!("ziggyview: cannot list {}, skipped", folder.display());
             listing.skipped += 1;
@@ -176,7 +225,7 @@ pub fn files_for_range(
             .flatten()
             .filter_map(|e| {
                 let file_name = e.file_name().into_string().ok()?;
-                let channel = file_name.strip_suffix(&suffix)?;
+                let channel = channel_of_file_name(&file_name, day)?;
                 pattern.matches(channel).then(|| e.path())
             })
             .collect();
@@ -199,10 +248,10 @@ pub fn files_for_range(
 
 /// `: 20240102, 20240105` when at most five days are missing (found from the gaps between the
 /// folders that exist, without walking the range), else nothing.
-fn missing_days(first: i64, last: i64, found: &[(i64, PathBuf)]) -> String {
+fn missing_days(first: Day, last: Day, found: &[DayFolder]) -> String {
     let mut gaps = Vec::new();
-    let mut next = first;
-    for day in found.iter().map(|(d, _)| *d).chain([last + 1]) {
+    let mut next = first.0;
+    for day in found.iter().map(|f| f.day.0).chain([last.0 + 1]) {
         if day - next + gaps.len() as i64 > 5 {
             return String::new();
         }
@@ -213,28 +262,60 @@ fn missing_days(first: i64, last: i64, found: &[(i64, PathBuf)]) -> String {
     format!(": {}", names.join(", "))
 }
 
+/// Why a listed entry is not read.
+#[derive(Debug, thiserror::Error)]
+enum NotRegular {
+    /// Its metadata could not be read.
+    #[error(transparent)]
+    Metadata(std::io::Error),
+    /// It is something else.
+    #[error("not a regular file ({0})")]
+    Kind(FileKind),
+}
+
+/// What a listed entry is instead of a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Fifo,
+    Socket,
+    Device,
+    Directory,
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+            FileKind::Directory => "a directory",
+            FileKind::Other => "something else",
+        })
+    }
+}
+
 /// `Ok` for a regular file (symbolic links followed), else what it is instead. Looks at metadata
 /// only: a FIFO is never opened.
-pub fn regular_file(path: &Path) -> Result<(), String> {
+fn regular_file(path: &Path) -> Result<(), NotRegular> {
     use std::os::unix::fs::FileTypeExt;
     let kind = std::fs::metadata(path)
-        .map_err(|e| e.to_string())?
+        .map_err(NotRegular::Metadata)?
         .file_type();
     if kind.is_file() {
         return Ok(());
     }
-    let what = if kind.is_fifo() {
-        "a FIFO"
+    Err(NotRegular::Kind(if kind.is_fifo() {
+        FileKind::Fifo
     } else if kind.is_socket() {
-        "a socket"
+        FileKind::Socket
     } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
+        FileKind::Device
     } else if kind.is_dir() {
-        "a directory"
+        FileKind::Directory
     } else {
-        "something else"
-    };
-    Err(format!("not a regular file ({what})"))
+        FileKind::Other
+    }))
 }
 
 #[cfg(test)]
@@ -243,9 +324,9 @@ mod tests {
 
     #[test]
     fn days_round_trip_and_reject_nonsense() {
-        assert_eq!(parse_day("19700101"), Ok(0));
+        assert_eq!(parse_day("19700101"), Ok(Day(0)));
         assert_eq!(
-            parse_day("20240229").map(|d| Day(d).to_string()),
+            parse_day("20240229").map(|d| d.to_string()),
             Ok("20240229".into())
         );
         for bad in [
@@ -273,13 +354,18 @@ mod tests {
 
     #[test]
     fn missing_days_are_named_only_when_few() {
-        let found = |days: &[i64]| -> Vec<(i64, PathBuf)> {
-            days.iter().map(|d| (*d, PathBuf::new())).collect()
+        let found = |days: &[i64]| -> Vec<DayFolder> {
+            days.iter()
+                .map(|d| DayFolder {
+                    day: Day(*d),
+                    path: PathBuf::new(),
+                })
+                .collect()
         };
         assert_eq!(
-            missing_days(0, 4, &found(&[1, 3])),
+            missing_days(Day(0), Day(4), &found(&[1, 3])),
             ": 19700101, 19700103, 19700105"
         );
-        assert_eq!(missing_days(0, 50_000, &found(&[7])), "");
+        assert_eq!(missing_days(Day(0), Day(50_000), &found(&[7])), "");
     }
 }

@@ -7,14 +7,15 @@
 
 use std::io::{self, Read, Write};
 
+use ziggy_proto::framing::{DocumentChunks, FrameError, declared_len};
+
 use crate::group::{Group, Grouper, Node};
-use crate::json::event_json;
+use crate::json;
 use crate::pretty::{Style, write_event};
-use crate::reader::{EventReader, ReadError};
-use crate::record::{Record, raw_channel_bytes};
-use crate::safe::{escape, write_json};
+use crate::record::{DecodeError, Record, raw_channel_bytes};
+use crate::safe::{escape, write_json_str};
 use crate::source::ChannelPattern;
-use crate::stats::KeyStats;
+use crate::timers::TimerStats;
 
 /// What to show and how.
 #[derive(Debug, Clone)]
@@ -40,11 +41,106 @@ pub struct Viewer<W: Write> {
     out: W,
     options: ViewOptions,
     grouper: Option<Grouper>,
-    stats: Option<KeyStats>,
+    stats: Option<TimerStats>,
     scratch: Vec<u8>,
     /// Matching events seen.
-    pub seen: u64,
+    seen: u64,
     problems: u64,
+}
+
+/// Bytes read from an input at a time: large enough that reading costs little more than `cat`.
+const CHUNK: usize = 4 << 20;
+
+/// Why reading an input stopped before its end, or an event of it was skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The input ended inside an event.
+    #[error(
+        "{source_name}: truncated event at byte {offset}: it declares {declared} bytes, only {available} remain"
+    )]
+    Truncated {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// Byte offset of the event's start.
+        offset: u64,
+        /// Its declared length (4, the length's own size, when even that is cut).
+        declared: usize,
+        /// Bytes left in the input.
+        available: usize,
+    },
+    /// A frame no event can have: nothing after it can be trusted.
+    #[error("{source_name}: corrupt event at byte {offset}: {reason}")]
+    Corrupt {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// Byte offset of the event's start.
+        offset: u64,
+        /// What is wrong.
+        reason: Corruption,
+    },
+    /// A well-framed event that could not be shown (malformed inside, or nested too deep); the
+    /// events after it are still read.
+    #[error("{source_name}: event at byte {offset} skipped: {reason}")]
+    Skipped {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// Byte offset of the event's start.
+        offset: u64,
+        /// What is wrong.
+        reason: DecodeError,
+    },
+    /// The input could not be opened or read.
+    #[error("{source_name}: {error}")]
+    Io {
+        /// File name, or `<stdin>`.
+        source_name: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+}
+
+/// What is wrong with a corrupt frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// A length below 5 bytes or over the framing limit.
+    #[error("length prefix {0} is not a plausible BSON document length")]
+    Length(i32),
+    /// The last byte of the document is not NUL.
+    #[error("document does not end with a NUL byte")]
+    NoNul,
+}
+
+impl ReadError {
+    /// The framing error `broken` of input `name`, `rest` holding the bytes from the broken
+    /// event on.
+    fn framing(name: &str, broken: FrameError, rest: &[u8]) -> ReadError {
+        let source_name = name.to_owned();
+        match broken {
+            FrameError::Truncated {
+                offset,
+                declared,
+                available,
+            } => ReadError::Truncated {
+                source_name,
+                offset,
+                declared: declared.max(4),
+                available,
+            },
+            FrameError::Corrupt { offset, .. } => {
+                // A plausible length makes the missing NUL the corruption.
+                let prefix = rest.first_chunk::<4>().copied().unwrap_or_default();
+                let reason = match declared_len(prefix) {
+                    None => Corruption::Length(i32::from_le_bytes(prefix)),
+                    Some(_) => Corruption::NoNul,
+                };
+                ReadError::Corrupt {
+                    source_name,
+                    offset,
+                    reason,
+                }
+            }
+        }
+    }
 }
 
 /// Why viewing failed.
@@ -62,7 +158,7 @@ impl<W: Write> Viewer<W> {
     /// A viewer writing to `out`.
     pub fn new(out: W, options: ViewOptions) -> Self {
         let grouper = options.group_window.map(|w| Grouper::new(w, 1_000_000));
-        let stats = options.stats_key.as_deref().map(KeyStats::new);
+        let stats = options.stats_key.as_deref().map(TimerStats::new);
         Viewer {
             out,
             options,
@@ -91,8 +187,13 @@ impl<W: Write> Viewer<W> {
         self.problems
     }
 
+    /// The channels shown.
+    pub(crate) fn pattern(&self) -> &ChannelPattern {
+        &self.options.pattern
+    }
+
     /// Flushes the output (live mode does after every event).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
@@ -105,17 +206,19 @@ impl<W: Write> Viewer<W> {
     }
 
     /// True once `--count` events were shown.
+    #[inline]
     pub fn done(&self) -> bool {
         self.options.count.is_some_and(|n| self.seen >= n)
     }
 
     /// Whether raw event bytes are wanted (channel filter), decided without decoding the body.
-    pub fn wants(&self, bytes: &[u8]) -> bool {
+    #[inline]
+    pub(crate) fn wants(&self, bytes: &[u8]) -> bool {
         raw_channel_bytes(bytes).is_some_and(|c| self.options.pattern.matches_bytes(c))
     }
 
     /// Handles one matching event.
-    pub fn event(&mut self, mut rec: Record) -> io::Result<()> {
+    pub(crate) fn event(&mut self, mut rec: Record) -> io::Result<()> {
         if self.done() {
             return Ok(());
         }
@@ -151,134 +254,64 @@ impl<W: Write> Viewer<W> {
         self.out.flush()
     }
 
-    /// Reads a file in large chunks, slicing events in place; only matching ones are decoded.
-    /// Same results and errors as [`Viewer::read_input`], without a copy per event.
-    pub fn read_file(&mut self, mut file: impl Read, name: &str) -> Result<(), ViewError> {
-        const CHUNK: usize = 4 << 20;
-        let mut buf = vec![0u8; CHUNK];
-        let (mut filled, mut base) = (0usize, 0u64); // bytes in buf; file offset of buf[0]
-        let mut eof = false;
-        loop {
-            // Consume every complete event in the buffer.
-            let mut pos = 0;
-            while !self.done() {
-                let rest = &buf[pos..filled];
-                if rest.len() < 4 {
-                    break;
-                }
-                let offset = base + pos as u64;
-                let corrupt = |reason: String| ReadError::Corrupt {
-                    source_name: name.to_owned(),
-                    offset,
-                    reason,
-                };
-                let skipped = |reason: String| ReadError::Skipped {
-                    source_name: name.to_owned(),
-                    offset,
-                    reason,
-                };
-                let len = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                if len < 5 || len as usize > crate::reader::MAX_DOCUMENT_BYTES {
-                    return Err(corrupt(format!(
-                        "length prefix {len} is not a plausible BSON document length"
-                    ))
-                    .into());
-                }
-                let len = len as usize;
-                if len > rest.len() {
-                    if len > buf.len() {
-                        buf.resize(len, 0); // a document larger than the chunk
-                    }
-                    break;
-                }
-                let event = &rest[..len];
-                if event[len - 1] != 0 {
-                    return Err(corrupt("document does not end with a NUL byte".into()).into());
-                }
-                if self.wants(event) {
-                    if self.plain_json() {
-                        // The common `--json` case: straight from bytes to text.
-                        // Into a scratch line first: a malformed nested value must not leave half
-                        // a line on stdout.
-                        let mut line = std::mem::take(&mut self.scratch);
-                        line.clear();
-                        let written = crate::json::write_raw_event(&mut line, event);
-                        match written {
-                            Ok(()) => {
-                                self.out.write_all(&line)?;
-                                self.seen += 1;
-                            }
-                            Err(e) => self.report(&skipped(e.to_string())),
-                        }
-                        self.scratch = line;
-                    } else {
-                        match Record::decode(event) {
-                            Ok(rec) => self.event(rec)?,
-                            Err(e) => self.report(&skipped(e.to_string())),
-                        }
-                    }
-                }
-                pos += len;
-            }
-            if self.done() {
-                return Ok(());
-            }
-            buf.copy_within(pos..filled, 0);
-            filled -= pos;
-            base += pos as u64;
-            if eof {
-                if filled == 0 {
-                    return Ok(());
-                }
-                let declared = if filled >= 4 {
-                    i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize
-                } else {
-                    4
-                };
-                return Err(ReadError::Truncated {
-                    source_name: name.to_owned(),
-                    offset: base,
-                    declared,
-                    available: filled,
-                }
-                .into());
-            }
-            while filled < buf.len() {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => {
-                        return Err(ReadError::Io {
-                            source_name: name.to_owned(),
-                            error,
-                        }
-                        .into());
-                    }
-                }
-            }
+    /// Handles one event's bytes: filtered on the channel, then printed, or held for grouping
+    /// and timers. Returns why a matching event could not be shown (nothing of it is written).
+    #[inline] // the filter runs for every event of a file; most do not match
+    pub(crate) fn take(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
+        if self.done() || !self.wants(bytes) {
+            return Ok(None);
         }
+        self.show(bytes)
     }
 
-    /// Reads one input to its end (or `--count`). On a read error, what was complete has been
-    /// handled; the caller prints the error after [`Viewer::finish`].
-    pub fn read_input(&mut self, input: impl Read, name: &str) -> Result<(), ViewError> {
-        let mut reader = EventReader::new(io::BufReader::with_capacity(1 << 20, input), name);
-        while !self.done() {
-            let Some(bytes) = reader.next_event()? else {
-                break;
+    /// [`Viewer::take`] for a matching event.
+    fn show(&mut self, bytes: &[u8]) -> io::Result<Option<DecodeError>> {
+        if !self.plain_json() {
+            return match Record::decode(bytes) {
+                Ok(rec) => self.event(rec).map(|()| None),
+                Err(e) => Ok(Some(e)),
             };
-            if !self.wants(bytes) {
-                continue;
+        }
+        // The common `--json` case: straight from bytes to text, into a scratch line first, so
+        // a malformed nested value leaves no half line on stdout.
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        let skipped = match json::write_line(&mut line, bytes) {
+            Ok(()) => {
+                self.out.write_all(&line)?;
+                self.seen += 1;
+                None
             }
-            match Record::decode(bytes) {
-                Ok(rec) => self.event(rec)?,
-                Err(e) => {
-                    let problem = reader.skipped_here(e.to_string());
-                    self.report(&problem);
+            Err(e) => Some(e),
+        };
+        self.scratch = line;
+        Ok(skipped)
+    }
+
+    /// Reads one input to its end (or `--count`) in large chunks, slicing events in place: only
+    /// matching ones are decoded. An event that cannot be shown is reported with its offset and
+    /// skipped. On a broken frame or a read error, what was complete has been handled; the
+    /// caller reports the error after [`Viewer::finish`].
+    pub fn read_file(&mut self, input: impl Read, name: &str) -> Result<(), ViewError> {
+        let mut docs = DocumentChunks::new(input, CHUNK);
+        while !self.done() {
+            let next = docs.next_document().map_err(|error| ReadError::Io {
+                source_name: name.to_owned(),
+                error,
+            })?;
+            match next {
+                None => break,
+                Some(Ok((offset, event))) => {
+                    if let Some(reason) = self.take(event)? {
+                        self.report(&ReadError::Skipped {
+                            source_name: name.to_owned(),
+                            offset,
+                            reason,
+                        });
+                    }
+                }
+                Some(Err(broken)) => {
+                    return Err(ReadError::framing(name, broken, docs.rest()).into());
                 }
             }
         }
@@ -288,8 +321,10 @@ impl<W: Write> Viewer<W> {
 
 fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io::Result<()> {
     if options.json {
-        write_json(&mut *out, &event_json(&rec.doc))?;
-        writeln!(out)
+        let mut line = Vec::new();
+        json::write_document(&mut line, &rec.doc, None).map_err(json::reencoding)?;
+        line.push(b'\n');
+        out.write_all(&line)
     } else {
         write_event(out, rec, Style::new(options.color), 0)?;
         writeln!(out)
@@ -299,19 +334,38 @@ fn write_record(out: &mut impl Write, rec: &Record, options: &ViewOptions) -> io
 fn write_group(out: &mut impl Write, group: &Group, options: &ViewOptions) -> io::Result<()> {
     let tree = group.tree();
     if options.json {
-        fn node_json(group: &Group, node: &Node) -> serde_json::Value {
-            let mut obj = event_json(&group.events[node.index].doc);
-            if !node.children.is_empty() {
-                let children = node.children.iter().map(|c| node_json(group, c)).collect();
-                obj.insert("children".into(), serde_json::Value::Array(children));
-            }
-            serde_json::Value::Object(obj)
+        fn node_json(line: &mut Vec<u8>, group: &Group, node: &Node) -> Result<(), DecodeError> {
+            let mut children = |line: &mut Vec<u8>| {
+                line.push(b'[');
+                for (i, child) in node.children.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    node_json(line, group, child)?;
+                }
+                line.push(b']');
+                Ok(())
+            };
+            let extra = (!node.children.is_empty()).then_some(json::Extra {
+                key: "children",
+                value: &mut children,
+            });
+            json::write_document(line, &group.events[node.index].doc, extra)
         }
-        let events: Vec<_> = tree.iter().map(|n| node_json(group, n)).collect();
-        let line =
-            serde_json::json!({ "id": group.id, "partial": group.partial, "events": events });
-        write_json(&mut *out, &line)?;
-        writeln!(out)
+        let mut line = br#"{"id":"#.to_vec();
+        write_json_str(&mut line, &group.id)?;
+        let partial: &[u8] = if group.partial { b"true" } else { b"false" };
+        line.extend_from_slice(br#","partial":"#);
+        line.extend_from_slice(partial);
+        line.extend_from_slice(br#","events":["#);
+        for (i, node) in tree.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            node_json(&mut line, group, node).map_err(json::reencoding)?;
+        }
+        line.extend_from_slice(b"]}\n");
+        out.write_all(&line)
     } else {
         let style = Style::new(options.color);
         let partial = if group.partial {

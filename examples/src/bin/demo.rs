@@ -95,7 +95,8 @@ fn main() {
     );
     let mut per_channel: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let mut with_error = 0;
-    for file in ziggyview::source::files_for_range(&log_path, "request*", None, None)
+    let requests = ziggyview::ChannelPattern::parse("request*").expect("a valid pattern");
+    for file in ziggyview::files_for_range(&log_path, &requests, None, None)
         .map(|listing| listing.files)
         .unwrap_or_default()
     {

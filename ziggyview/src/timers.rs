@@ -1,5 +1,5 @@
-//! `--stats KEY`: count, min, p50, p90, p99, max of a numeric body key per channel, and a small
-//! text histogram.
+//! `--stats KEY`: a timer (or any numeric body key) summarised per channel: count, min, p50, p90,
+//! p99, max, and a small text histogram.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -8,7 +8,7 @@ use crate::record::{Record, number};
 
 /// Values of one key, per channel.
 #[derive(Debug, Default)]
-pub struct KeyStats {
+pub struct TimerStats {
     key: String,
     values: BTreeMap<String, Vec<f64>>,
     missing: u64,
@@ -17,6 +17,8 @@ pub struct KeyStats {
 /// The summary of one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    /// The channel.
+    pub channel: String,
     /// Events with the key.
     pub count: usize,
     /// Smallest value.
@@ -29,8 +31,17 @@ pub struct Summary {
     pub p99: f64,
     /// Largest value.
     pub max: f64,
-    /// Ten equal-width buckets over `[min, max]`: `(lower bound, count)`.
-    pub histogram: Vec<(f64, usize)>,
+    /// Ten equal-width buckets over `[min, max]`.
+    pub histogram: Vec<Bucket>,
+}
+
+/// One bucket of a histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Its lower bound.
+    pub from: f64,
+    /// Values in it.
+    pub count: usize,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -39,10 +50,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-impl KeyStats {
+impl TimerStats {
     /// Statistics of the dotted body key `key`.
     pub fn new(key: &str) -> Self {
-        KeyStats {
+        TimerStats {
             key: key.to_owned(),
             ..Default::default()
         }
@@ -50,32 +61,36 @@ impl KeyStats {
 
     /// Adds an event.
     pub fn push(&mut self, rec: &Record) {
-        let body = rec.body();
-        match number(ziggy::event::lookup(&body, &self.key)) {
+        match number(rec.body_value(&self.key)) {
             Some(v) if v.is_finite() => self.values.entry(rec.channel.clone()).or_default().push(v),
             _ => self.missing += 1,
         }
     }
 
     /// Per channel summaries.
-    pub fn summaries(&mut self) -> Vec<(String, Summary)> {
+    pub fn summaries(&mut self) -> Vec<Summary> {
         self.values
             .iter_mut()
             .map(|(channel, values)| {
                 values.sort_by(f64::total_cmp);
                 let (min, max) = (values[0], values[values.len() - 1]);
                 let width = (max - min) / 10.0;
-                let mut histogram: Vec<(f64, usize)> =
-                    (0..10).map(|i| (min + width * i as f64, 0)).collect();
+                let mut histogram: Vec<Bucket> = (0..10)
+                    .map(|i| Bucket {
+                        from: min + width * i as f64,
+                        count: 0,
+                    })
+                    .collect();
                 for v in values.iter() {
                     let bucket = if width > 0.0 {
                         (((v - min) / width) as usize).min(9)
                     } else {
                         0
                     };
-                    histogram[bucket].1 += 1;
+                    histogram[bucket].count += 1;
                 }
-                let summary = Summary {
+                Summary {
+                    channel: channel.clone(),
                     count: values.len(),
                     min,
                     p50: percentile(values, 50.0),
@@ -83,8 +98,7 @@ impl KeyStats {
                     p99: percentile(values, 99.0),
                     max,
                     histogram,
-                };
-                (channel.clone(), summary)
+                }
             })
             .collect()
     }
@@ -96,14 +110,14 @@ impl KeyStats {
         let missing = self.missing;
         let summaries = self.summaries();
         if json {
-            for (channel, s) in &summaries {
+            for s in &summaries {
                 let histogram: Vec<_> = s
                     .histogram
                     .iter()
-                    .map(|(lo, n)| serde_json::json!({ "from": lo, "count": n }))
+                    .map(|b| serde_json::json!({ "from": b.from, "count": b.count }))
                     .collect();
                 let line = serde_json::json!({
-                    "channel": channel, "key": key, "count": s.count, "min": s.min, "p50": s.p50,
+                    "channel": s.channel, "key": key, "count": s.count, "min": s.min, "p50": s.p50,
                     "p90": s.p90, "p99": s.p99, "max": s.max, "histogram": histogram,
                 });
                 crate::safe::write_json(&mut *out, &line)?;
@@ -124,26 +138,26 @@ impl KeyStats {
             "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12}",
             "channel", "count", "min", "p50", "p90", "p99", "max"
         )?;
-        for (channel, s) in &summaries {
-            let channel = crate::safe::escape(channel);
+        for s in &summaries {
+            let channel = crate::safe::escape(&s.channel);
             writeln!(
                 out,
                 "{channel:<24} {:>8} {:>12.6} {:>12.6} {:>12.6} {:>12.6} {:>12.6}",
                 s.count, s.min, s.p50, s.p90, s.p99, s.max
             )?;
         }
-        for (channel, s) in &summaries {
-            writeln!(out, "\n{}", crate::safe::escape(channel))?;
+        for s in &summaries {
+            writeln!(out, "\n{}", crate::safe::escape(&s.channel))?;
             let peak = s
                 .histogram
                 .iter()
-                .map(|(_, n)| *n)
+                .map(|b| b.count)
                 .max()
                 .unwrap_or(1)
                 .max(1);
-            for (lo, n) in &s.histogram {
-                let bar = "#".repeat((n * 40).div_ceil(peak));
-                writeln!(out, "  {lo:>12.6} | {bar:<40} {n}")?;
+            for Bucket { from, count } in &s.histogram {
+                let bar = "#".repeat((count * 40).div_ceil(peak));
+                writeln!(out, "  {from:>12.6} | {bar:<40} {count}")?;
             }
         }
         Ok(())
