@@ -104,7 +104,7 @@ fn two_writers_split_the_partitions_and_write_every_event_once() {
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let (l, w0, w1) = (Tier::new(), Tier::new(), Tier::new());
-    let local = start_local(&l, &cluster, &root.path().join("spool"));
+    let _local = start_local(&l, &cluster, &root.path().join("spool"));
     let mut writer0 = start_writer(&w0, &cluster, &logs, "0");
     let mut writer1 = start_writer(&w1, &cluster, &logs, "1");
     const N: i64 = 20_000;
@@ -224,7 +224,7 @@ fn a_foreign_message_on_the_stream_is_counted_and_the_rest_written() {
     let root = tempdir();
     let logs = root.path().join("logs");
     let (l, w) = (Tier::new(), Tier::new());
-    let local = start_local(&l, &cluster, &root.path().join("spool"));
+    let _local = start_local(&l, &cluster, &root.path().join("spool"));
     let _writer = start_writer(&w, &cluster, &logs, "0,1");
     push_events(&l.collect, 0, 0..100);
     assert!(wait_until(Duration::from_secs(30), || total_written(&logs) == 100));
@@ -445,7 +445,9 @@ fn the_cluster_down_for_30s_events_spool_with_flat_memory_then_drain() {
         num(&s, "forward.spool_events")
     );
     assert!(peak < 96 * 1024, "peak RSS {peak} KiB");
-    assert_eq!(num(&s, "jetstream.connected"), 0);
+    let link = s.get_document("jetstream").unwrap();
+    assert_eq!(link.get_bool("connected").ok(), Some(false), "{link}");
+    assert!(num(&s, "jetstream.failed") > 0, "{link}");
     cluster.start_node(0);
     assert!(
         wait_until(Duration::from_secs(180), || {

@@ -125,7 +125,11 @@ fn terminal_escapes_in_any_field_are_printed_escaped() {
                 text = text.replace(code, "");
             }
         }
-        assert_eq!(raw_controls(&text), [], "{args:?} printed {text:?}");
+        assert_eq!(
+            raw_controls(&text),
+            Vec::<char>::new(),
+            "{args:?} printed {text:?}"
+        );
         assert!(!out.stdout.is_empty(), "{args:?}");
     }
     let readable = run(&["--color", "never", f], None).stdout;
@@ -142,7 +146,12 @@ fn terminal_escapes_in_any_field_are_printed_escaped() {
     // JSON: valid, nothing raw, and the same strings once parsed.
     for args in [vec!["--json", f], vec!["--json", "--group", f]] {
         let out = run(&args, None);
-        assert_eq!(raw_controls(&out.stdout), [], "{}", out.stdout);
+        assert_eq!(
+            raw_controls(&out.stdout),
+            Vec::<char>::new(),
+            "{}",
+            out.stdout
+        );
         let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         let e = if args.len() == 3 { &v["events"][0] } else { &v };
         assert_eq!(e["host"], format!("host{nasty}"));
@@ -150,7 +159,7 @@ fn terminal_escapes_in_any_field_are_printed_escaped() {
     }
     // stdin takes the same path.
     let out = run(&["--color", "never"], Some(&hostile));
-    assert_eq!(raw_controls(&out.stdout), []);
+    assert_eq!(raw_controls(&out.stdout), Vec::<char>::new());
     assert!(out.stdout.contains("host=host\\u001b]0;"));
 }
 

@@ -62,7 +62,7 @@ pub struct WriteFailing {
 /// Paths listed in STATUS's `write_failing` at most (the count says how many there are).
 const WRITE_FAILING_LISTED: usize = 20;
 
-/// Connections of a socket that accepts peers, counted by [`crate::connections`].
+/// Connections of a socket that accepts peers, counted by `connections`.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     /// Connections open now (gauge).
@@ -71,7 +71,7 @@ pub struct ConnectionStats {
     pub disconnects: AtomicU64,
     /// Connections the daemon ended while the peer was still connected, not in a handshake:
     /// ZeroMQ does that to a connection carrying a frame over the socket's size cap (or, from a
-    /// broken peer, a ZMTP protocol error). Best effort: see [`crate::connections`].
+    /// broken peer, a ZMTP protocol error). Best effort: see `connections`.
     pub cut_oversized: AtomicU64,
 }
 
