@@ -398,6 +398,7 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
             missing.first(),
             missing.last()
         );
+        eprintln!("stream holds {} messages", cluster.stream_messages("ZIGGY"));
         for t in locals_t.iter().chain(&writers_t) {
             let s = status_at(&t.control).unwrap_or_default();
             eprintln!("forward {:?}", s.get("forward"));

@@ -149,21 +149,15 @@ impl Window {
     /// Takes a new batch in; a batch that starts at or before one in flight is the forwarder
     /// sending again (after a timeout or a refusal), so what was in flight no longer counts.
     fn take(&mut self, sender: &str, first_seq: u64, last_seq: u64, ids: HashSet<String>) {
-        if sender != self.sender {
-            *self = Window {
-                generation: self.generation + 1,
-                sender: sender.to_owned(),
-                ..Window::default()
-            };
-        } else if self
-            .pending
-            .last_key_value()
-            .is_some_and(|(&first, _)| first_seq <= first)
+        if !self.arrived(sender, first_seq)
+            && self
+                .pending
+                .last_key_value()
+                .is_some_and(|(&first, _)| first_seq <= first)
         {
             self.pending.clear();
             self.generation += 1;
         }
-        self.confirmed.get_or_insert(first_seq.saturating_sub(1));
         self.pending.insert(
             first_seq,
             Pending {
@@ -171,6 +165,22 @@ impl Window {
                 outstanding: ids,
             },
         );
+    }
+
+    /// Notes a batch of `sender` starting at `first_seq`, whether or not it can be published:
+    /// a new sender id starts afresh, and the first batch under a sender id sets the floor (the
+    /// forwarder sends from its confirmed mark + 1). True when the window started afresh.
+    fn arrived(&mut self, sender: &str, first_seq: u64) -> bool {
+        let fresh = sender != self.sender;
+        if fresh {
+            *self = Window {
+                generation: self.generation + 1,
+                sender: sender.to_owned(),
+                ..Window::default()
+            };
+        }
+        self.confirmed.get_or_insert(first_seq.saturating_sub(1));
+        fresh
     }
 
     /// Records an acknowledged message; returns the seq to confirm, if the batches at the front
@@ -239,9 +249,7 @@ async fn publish_loop(
                         Ok(n) => partitions = Some(n),
                         Err(e) => {
                             stats.failed.fetch_add(1, Ordering::Relaxed);
-                            if batch.sender != window.sender {
-                                window = Window { sender: batch.sender.clone(), ..Window::default() };
-                            }
+                            window.arrived(&batch.sender, batch.first_seq);
                             let mark = window.failed();
                             let _ = replies.send(Reply::nak(mark, Refusal::WriteFailed, &e.to_string()));
                             continue;
@@ -401,6 +409,20 @@ mod tests {
         w.take("s", 21, 30, ids(&["c"]));
         assert_eq!(w.acknowledged(21, "c"), None);
         assert_eq!(w.acknowledged(11, "b"), Some(30));
+    }
+
+    #[test]
+    fn a_batch_refused_before_the_stream_is_known_sets_the_floor() {
+        let mut w = Window::default();
+        // The first batch cannot be published (no stream yet); the second can.
+        w.arrived("s", 1);
+        assert_eq!(w.failed(), 0);
+        w.take("s", 2001, 4000, ids(&["b"]));
+        assert_eq!(
+            w.acknowledged(2001, "b"),
+            None,
+            "1..2000 are not in the stream"
+        );
     }
 
     #[test]
