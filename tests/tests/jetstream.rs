@@ -274,6 +274,19 @@ fn bad_nats_flags_exit_2_with_the_reason() {
     }
 }
 
+/// Sends quarter `q` of each local's events (`quarter` events), from two app threads per local.
+fn send_quarter(q: i64, quarter: i64, collects: [String; 2]) {
+    std::thread::scope(|s| {
+        for (l, collect) in collects.iter().enumerate() {
+            for half in 0..2 {
+                let collect = collect.clone();
+                let start = q * quarter + half * quarter / 2;
+                s.spawn(move || push_events(&collect, l as i64, start..start + quarter / 2));
+            }
+        }
+    });
+}
+
 /// A tiny xorshift, seeded and printed, for the kill points.
 struct Rng(u64);
 impl Rng {
@@ -313,20 +326,22 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
     const TOTAL: usize = 2 * PER_LOCAL as usize;
     // Each local gets its events from two app threads, a quarter at a time with the kills between.
     let quarter = PER_LOCAL / 4;
-    let send_quarter = |q: i64, collects: [String; 2]| {
-        std::thread::scope(|s| {
-            for (l, collect) in collects.iter().enumerate() {
-                for half in 0..2 {
-                    let collect = collect.clone();
-                    let start = q * quarter + half * quarter / 2;
-                    s.spawn(move || push_events(&collect, l as i64, start..start + quarter / 2));
-                }
-            }
-        });
-    };
     let collects = || [locals_t[0].collect.clone(), locals_t[1].collect.clone()];
-    send_quarter(0, collects());
+    send_quarter(0, quarter, collects());
 
+    // The stream is up and both locals are publishing before anything is killed.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            locals_t
+                .iter()
+                .all(|t| status_at(&t.control).is_some_and(|s| num(&s, "forward.confirmed") > 0))
+        }),
+        "the locals confirm nothing: {:?}",
+        locals_t
+            .iter()
+            .map(|t| status_at(&t.control))
+            .collect::<Vec<_>>()
+    );
     // 1. kill -9 the stream leader mid-stream; restart it after a pause.
     let leader = (0..100)
         .find_map(|_| {
@@ -338,8 +353,13 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
         .expect("a stream leader");
     let pause = 1 + rng.below(3);
     eprintln!("kill -9 stream leader n{} for {pause} s", leader + 1);
+    let sending = {
+        let collects = collects();
+        std::thread::spawn(move || send_quarter(1, quarter, collects))
+    };
+    std::thread::sleep(Duration::from_millis(200 + rng.below(800)));
     cluster.kill(leader);
-    send_quarter(1, collects());
+    sending.join().unwrap();
     std::thread::sleep(Duration::from_secs(pause));
     cluster.start_node(leader);
 
@@ -348,13 +368,13 @@ fn a_three_node_cluster_loses_nothing_across_kill_9_of_leader_writer_and_local()
     let pause = rng.below(3);
     eprintln!("kill -9 writer {w} for {pause} s");
     drop(writers.remove(w));
-    send_quarter(2, collects());
+    send_quarter(2, quarter, collects());
     std::thread::sleep(Duration::from_secs(pause));
     let partition = if w == 0 { "0" } else { "1" };
     writers.insert(w, start_writer(&writers_t[w], &cluster, &logs, partition));
 
     // 3. kill -9 one local once it has spooled all it received; restart it.
-    send_quarter(3, collects());
+    send_quarter(3, quarter, collects());
     let l = rng.below(2) as usize;
     assert!(wait_until(Duration::from_secs(60), || {
         status_at(&locals_t[l].control).is_some_and(|s| {
