@@ -50,11 +50,16 @@ pub fn range_header(first: u64, last: u64) -> String {
     format!("{first}-{last}")
 }
 
-/// Reads a `Ziggy-Range` header: `first-last` with `1 <= first <= last`.
+/// Most seqs one batch may cover. A forwarder's batches hold at most a few thousand events; the
+/// bound keeps a forged message from claiming a sender's next million seqs as written.
+pub const MAX_BATCH_SEQS: u64 = 65_536;
+
+/// Reads a `Ziggy-Range` header: `first-last` with `1 <= first <= last` and at most
+/// [`MAX_BATCH_SEQS`] seqs.
 pub fn parse_range(text: &str) -> Option<(u64, u64)> {
     let (a, b) = text.split_once('-')?;
     let (first, last) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
-    (first >= 1 && first <= last).then_some((first, last))
+    (first >= 1 && first <= last && last - first < MAX_BATCH_SEQS).then_some((first, last))
 }
 
 /// The description a stream carries, naming its partition count: publishers and writers read it
@@ -209,6 +214,9 @@ mod tests {
         assert_eq!(parse_range("9-5"), None);
         assert_eq!(parse_range("0-5"), None);
         assert_eq!(parse_range("x"), None);
+        assert_eq!(parse_range("1-65536"), Some((1, 65_536)));
+        assert_eq!(parse_range("1-65537"), None, "wider than any batch");
+        assert_eq!(parse_range(&format!("1-{}", u64::MAX)), None);
         assert_eq!(partitions_in_description(&stream_description(4)), Some(4));
         assert_eq!(partitions_in_description("partitions=0"), None);
         assert_eq!(partitions_in_description("other"), None);
