@@ -3,6 +3,7 @@
 //! Everything the runtime, the macros, `ziggyd` and `ziggyview` must agree on lives here once
 //! (the contract is `docs/PROTOCOL.md`):
 //! - [`channel`]: the channel-name rule;
+//! - [`fields`]: the field names of an event;
 //! - [`day`]: UTC days and the log file layout;
 //! - [`framing`]: concatenated BSON documents, from a slice or a stream;
 //! - [`walk`]: the structural BSON check and element walk (no decoding);
@@ -23,6 +24,7 @@ pub mod channel;
 pub mod client;
 pub mod day;
 pub mod endpoint;
+pub mod fields;
 pub mod forward;
 pub mod framing;
 pub mod jetstream;

@@ -5,6 +5,7 @@
 //! carry the docs/PROTOCOL.md §1 fields with their types. Strings may also be BSON binary (subtype 0) holding
 //! UTF-8: the 2012 Python clients wrote them that way.
 
+use crate::fields;
 use crate::walk::Element;
 
 use crate::channel::validate_channel_name;
@@ -137,14 +138,14 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
 
 /// The fields of docs/PROTOCOL.md §1 that may appear once each.
 const HEADER_KEYS: [&str; 8] = [
-    "id",
-    "type",
-    "host",
-    "pid",
-    "start",
-    "end",
-    "sample_rate",
-    "body",
+    fields::ID,
+    fields::TYPE,
+    fields::HOST,
+    fields::PID,
+    fields::START,
+    fields::END,
+    fields::SAMPLE_RATE,
+    fields::BODY,
 ];
 
 /// Validates one event's bytes.

@@ -6,6 +6,7 @@
 //! free on the sender thread (glibc frees into the allocating thread's arena, which is slow).
 
 use std::sync::LazyLock;
+use ziggy_proto::fields;
 
 use bson::Document;
 use crossbeam_queue::ArrayQueue;
@@ -71,17 +72,17 @@ pub(crate) fn event(
     }
     let mut out = buffer();
     out.extend_from_slice(&[0; 4]);
-    string(&mut out, "id", header.id);
-    string(&mut out, "type", header.channel);
-    string(&mut out, "host", &identity.host);
-    key(&mut out, 0x10, "pid");
+    string(&mut out, fields::ID, header.id);
+    string(&mut out, fields::TYPE, header.channel);
+    string(&mut out, fields::HOST, &identity.host);
+    key(&mut out, 0x10, fields::PID);
     out.extend_from_slice(&identity.pid.to_le_bytes());
-    double(&mut out, "start", header.start);
-    double(&mut out, "end", header.end);
+    double(&mut out, fields::START, header.start);
+    double(&mut out, fields::END, header.end);
     if let Some(rate) = header.sample_rate {
-        double(&mut out, "sample_rate", rate);
+        double(&mut out, fields::SAMPLE_RATE, rate);
     }
-    key(&mut out, 0x03, "body");
+    key(&mut out, 0x03, fields::BODY);
     if let Err(e) = body.to_writer(&mut out) {
         recycle(out);
         return Err(e);

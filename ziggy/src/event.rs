@@ -3,25 +3,8 @@
 use bson::{Bson, Document};
 use serde::{Deserialize, Serialize};
 
-/// Field names of an event document.
-pub mod fields {
-    /// `id`: 32 hex chars, shared by a context and its sub-contexts.
-    pub const ID: &str = "id";
-    /// `type`: the channel.
-    pub const TYPE: &str = "type";
-    /// `host`: host name of the emitting process.
-    pub const HOST: &str = "host";
-    /// `pid`: process id (int32).
-    pub const PID: &str = "pid";
-    /// `start`: Unix seconds (double) when the context opened.
-    pub const START: &str = "start";
-    /// `end`: Unix seconds (double) when it closed.
-    pub const END: &str = "end";
-    /// `sample_rate`: the rate that kept a sampled event (double, optional).
-    pub const SAMPLE_RATE: &str = "sample_rate";
-    /// `body`: everything set inside the context.
-    pub const BODY: &str = "body";
-}
+/// Field names of an event document (`ziggy_proto::fields`).
+pub use ziggy_proto::fields;
 
 /// One event, as emitted by the runtime and written by `ziggyd`.
 ///

@@ -7,6 +7,7 @@
 //! cannot fail, so the only errors are the event's own.
 
 use std::io::Write as _;
+use ziggy_proto::fields;
 
 use base64::Engine;
 use bson::raw::{RawBson, RawBsonRef, RawDocument};
@@ -17,7 +18,7 @@ use crate::record::{DecodeError, check_depth, owned_value};
 use crate::safe::write_json_str;
 
 /// Header fields, first and in docs/PROTOCOL.md §1 order; then any other field; `body` last.
-const ORDER: [&str; 7] = ["id", "type", "host", "pid", "start", "end", "sample_rate"];
+const ORDER: [&str; 7] = ziggy_proto::fields::HEADER;
 
 /// A field added to an event object (a group's `children`). It takes the place of the event's
 /// own field of that name, else comes last; its key is neither a header field nor `body`.
@@ -56,7 +57,7 @@ pub(crate) fn write_event(
     for element in doc.iter() {
         let (name, value) = element?;
         let name = name.as_str();
-        if name == "body" {
+        if name == fields::BODY {
             body = body.or(Some(value));
         } else if !ORDER.contains(&name) && !seen.contains(&name) {
             seen.push(name);
@@ -68,7 +69,7 @@ pub(crate) fn write_event(
         }
     }
     if let Some(body) = body {
-        key(out, "body");
+        key(out, fields::BODY);
         write_value(out, body, 1)?;
     }
     if let Some(e) = extra {

@@ -2,6 +2,7 @@
 //! text taken from an event goes through [`crate::safe::escape`] (values through its JSON writer).
 
 use std::io::{self, Write};
+use ziggy_proto::fields;
 
 use bson::{Bson, Document};
 
@@ -60,7 +61,7 @@ pub fn write_event(
         escape(&rec.host),
         rec.pid
     )?;
-    if let Some(rate) = crate::record::number(rec.doc.get("sample_rate")) {
+    if let Some(rate) = crate::record::number(rec.doc.get(fields::SAMPLE_RATE)) {
         write!(out, " sample_rate={rate}")?;
     }
     writeln!(out)?;

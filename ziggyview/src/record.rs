@@ -3,6 +3,7 @@
 use bson::raw::RawBsonRef;
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, RawDocument};
+use ziggy_proto::fields;
 
 /// An event's header fields and body.
 #[derive(Debug, Clone)]
@@ -48,7 +49,7 @@ pub fn raw_channel_bytes(bytes: &[u8]) -> Option<&[u8]> {
         let key_len = bytes.get(key_start..)?.iter().position(|&b| b == 0)?;
         let key = &bytes[key_start..key_start + key_len];
         let v = key_start + key_len + 1;
-        if key == b"type" {
+        if key == fields::TYPE.as_bytes() {
             return match tag {
                 0x02 => {
                     let len = le32(v)?;
@@ -90,7 +91,7 @@ pub fn raw_channel_bytes(bytes: &[u8]) -> Option<&[u8]> {
 /// path against in tests).
 pub fn raw_channel_checked(bytes: &[u8]) -> Option<&str> {
     let doc = RawDocument::from_bytes(bytes).ok()?;
-    match doc.get("type").ok()?? {
+    match doc.get(fields::TYPE).ok()?? {
         RawBsonRef::String(s) => Some(s),
         RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Generic => {
             std::str::from_utf8(b.bytes).ok()
@@ -190,25 +191,28 @@ impl Record {
         let raw = RawDocument::from_bytes(bytes)?;
         let doc = first_values(raw, 1)?;
         Ok(Record {
-            id: text(doc.get("id")).unwrap_or_default(),
-            channel: text(doc.get("type")).unwrap_or_default(),
-            host: text(doc.get("host")).unwrap_or_default(),
+            id: text(doc.get(fields::ID)).unwrap_or_default(),
+            channel: text(doc.get(fields::TYPE)).unwrap_or_default(),
+            host: text(doc.get(fields::HOST)).unwrap_or_default(),
             pid: number(doc.get("pid")).unwrap_or(0.0) as i64,
-            start: number(doc.get("start")).unwrap_or(0.0),
-            end: number(doc.get("end")).unwrap_or(0.0),
+            start: number(doc.get(fields::START)).unwrap_or(0.0),
+            end: number(doc.get(fields::END)).unwrap_or(0.0),
             doc,
         })
     }
 
     /// The body (empty if absent).
     pub fn body(&self) -> Document {
-        self.doc.get_document("body").cloned().unwrap_or_default()
+        self.doc
+            .get_document(fields::BODY)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The body value at a dotted key (`response.status`), if there is one.
     pub fn body_value(&self, dotted_key: &str) -> Option<&Bson> {
         let mut segments = dotted_key.split('.');
-        let body = self.doc.get_document("body").ok()?;
+        let body = self.doc.get_document(fields::BODY).ok()?;
         let mut value = body.get(segments.next()?)?;
         for segment in segments {
             value = value.as_document()?.get(segment)?;
@@ -224,7 +228,7 @@ impl Record {
                 insert_dotted(&mut kept, field, value.clone());
             }
         }
-        self.doc.insert("body", kept);
+        self.doc.insert(fields::BODY, kept);
     }
 }
 
