@@ -1,11 +1,10 @@
 //! What the collector hands to the sinks (file writer, forwarder): one received frame and where
-//! its valid events are in it, and what the file writer reports back about forwarded batches.
+//! its valid events are in it, and the mark a forwarded batch carries until it is confirmed.
 
 use std::ops::Range;
 
 use ziggy_proto::day::Day;
 
-use crate::files::WriteError;
 use crate::validate::EventMeta;
 
 /// The valid events of one frame, by reference into the frame's bytes.
@@ -64,15 +63,6 @@ pub struct ForwardMark {
     pub first_seq: u64,
     /// Highest sequence number the batch covers.
     pub last_seq: u64,
-}
-
-/// The file writer's verdict on one forwarded batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// The batch.
-    pub mark: ForwardMark,
-    /// `Ok` when every event of it is written and fsynced; otherwise which path failed and why.
-    pub result: Result<(), WriteError>,
 }
 
 impl Batch {

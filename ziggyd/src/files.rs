@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use ziggy_proto::day::{Day, log_file_path};
 
-use crate::batch::{Batch, WriteOutcome};
+use crate::batch::{Batch, ForwardMark};
 use crate::config::DaemonConfig;
 use crate::lock::DirLock;
 use crate::ratelog::RateLimitedLog;
@@ -40,6 +40,15 @@ use crate::stats::DaemonStats;
 
 pub use error::{LogPathError, WriteError, describe_io_error};
 use log_file::{FileKey, LogFile, Origin, Pending};
+
+/// The file writer's verdict on one forwarded batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The batch.
+    pub mark: ForwardMark,
+    /// `Ok` when every event of it is written and fsynced; otherwise which path failed and why.
+    pub result: Result<(), WriteError>,
+}
 
 /// Batches written together before one fsync of the files they touched (group commit).
 const GROUP_BATCHES: usize = 64;

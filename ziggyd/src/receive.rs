@@ -30,11 +30,12 @@ use crossbeam_channel::Receiver;
 
 use ziggy_proto::forward::{self as protocol, Refusal, Reply};
 
-use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
+use crate::batch::{Batch, EventSpan, ForwardMark};
 use crate::config::DaemonConfig;
 use crate::connections::{Side, Watch, Watcher};
 use crate::control::NoForwardPort;
 use crate::files::LogPathError;
+use crate::files::WriteOutcome;
 use crate::gate::{CurveSetupError, Gate};
 use crate::ratelog::RateLimitedLog;
 use crate::runtime::{Shared, Worker};

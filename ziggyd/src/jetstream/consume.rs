@@ -26,8 +26,9 @@ use super::coverage::{self, Coverage};
 use super::{
     JetStreamConfig, JetStreamError, JetStreamStats, connect, ensure_stream, note_server, runtime,
 };
-use crate::batch::{Batch, EventSpan, ForwardMark, WriteOutcome};
+use crate::batch::{Batch, EventSpan, ForwardMark};
 use crate::config::{ConsumeFrom, DaemonConfig};
+use crate::files::WriteOutcome;
 use crate::files::{FileWriter, LogPathError};
 use crate::lock::DirLock;
 use crate::ratelog::RateLimitedLog;
