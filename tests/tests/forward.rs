@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,20 +30,6 @@ fn start_local(t: &Tier, master: &Tier, spool: &Path) -> Proc {
             spool.to_str().unwrap(),
         ],
     )
-}
-
-/// Reads the master's files: `(thread, seq)` → copies.
-fn copies(logs: &Path) -> HashMap<(i64, i64), usize> {
-    let mut map = HashMap::new();
-    for (_, e) in read_all_events(logs) {
-        let body = e.get("body").unwrap();
-        let key = (
-            body.get("t").and_then(Value::int).unwrap(),
-            body.get("i").and_then(Value::int).unwrap(),
-        );
-        *map.entry(key).or_default() += 1;
-    }
-    map
 }
 
 /// A tiny xorshift, seeded and printed, for the kill points.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,20 +71,6 @@ fn push_events(collect: &str, t: i64, range: std::ops::Range<i64>) {
         }
     }
     push.set_linger(10_000).unwrap();
-}
-
-/// `(t, i)` → copies, from the files under `logs`.
-fn copies(logs: &Path) -> HashMap<(i64, i64), usize> {
-    let mut map = HashMap::new();
-    for (_, e) in read_all_events(logs) {
-        let body = e.get("body").unwrap();
-        let key = (
-            body.get("t").and_then(Value::int).unwrap(),
-            body.get("i").and_then(Value::int).unwrap(),
-        );
-        *map.entry(key).or_default() += 1;
-    }
-    map
 }
 
 fn total_written(logs: &Path) -> usize {

@@ -68,20 +68,6 @@ fn push_mixed(collect: &str, t: i64, n: i64) {
     }
 }
 
-/// `(t, i)` → copies, over every file under `logs` (decoded independently).
-fn copies(logs: &Path) -> HashMap<(i64, i64), usize> {
-    let mut map = HashMap::new();
-    for (_, e) in read_all_events(logs) {
-        let body = e.get("body").unwrap();
-        let key = (
-            body.get("t").and_then(Value::int).unwrap(),
-            body.get("i").and_then(Value::int).unwrap(),
-        );
-        *map.entry(key).or_default() += 1;
-    }
-    map
-}
-
 /// `(t, i)` → copies, in one file.
 fn copies_in(file: &Path) -> HashMap<(i64, i64), usize> {
     let mut map = HashMap::new();

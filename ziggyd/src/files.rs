@@ -100,16 +100,7 @@ impl FileWriter {
         dir: &Path,
         outcomes: Sender<WriteOutcome>,
     ) -> Result<FileWriter, LogPathError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogPathError::io(dir, e))?;
-        let lock = DirLock::acquire(dir, ".ziggyd-lock")?;
-        let mut writer = FileWriter::new(dir, shared.stats.clone())
-            .map_err(|e| LogPathError::io(dir, e))?
-            .with_outcomes(outcomes)
-            .with_reopen(shared.reopen.clone());
-        writer.flush_interval = config.flush_interval;
-        writer.idle_close = config.idle_close;
-        writer._lock = Some(lock);
-        Ok(writer)
+        FileWriter::build_locked(shared, config, dir, outcomes, DirLock::acquire)
     }
 
     /// The writer of a JetStream writer daemon (`--consume`): the directory is locked shared, so
@@ -121,8 +112,19 @@ impl FileWriter {
         dir: &Path,
         outcomes: Sender<WriteOutcome>,
     ) -> Result<FileWriter, LogPathError> {
+        FileWriter::build_locked(shared, config, dir, outcomes, DirLock::acquire_shared)
+    }
+
+    /// Creates `dir`, locks it with `lock`, and builds the writer holding that lock.
+    fn build_locked(
+        shared: &Shared,
+        config: &DaemonConfig,
+        dir: &Path,
+        outcomes: Sender<WriteOutcome>,
+        lock: fn(&Path, &str) -> Result<DirLock, crate::lock::LockError>,
+    ) -> Result<FileWriter, LogPathError> {
         std::fs::create_dir_all(dir).map_err(|e| LogPathError::io(dir, e))?;
-        let lock = DirLock::acquire_shared(dir, ".ziggyd-lock")?;
+        let lock = lock(dir, ".ziggyd-lock")?;
         let mut writer = FileWriter::new(dir, shared.stats.clone())
             .map_err(|e| LogPathError::io(dir, e))?
             .with_outcomes(outcomes)

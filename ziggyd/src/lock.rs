@@ -64,12 +64,7 @@ impl DirLock {
             .open(&path)
             .map_err(io)?;
         if held {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = match text.trim().parse::<u32>() {
-                Ok(pid) => format!("pid {pid}"),
-                Err(_) => "pid unknown".to_owned(),
-            };
+            let holder = holder(&mut file);
             return Err(LockError::Held { path, holder });
         }
         file.set_len(0).map_err(io)?;
@@ -92,10 +87,9 @@ impl DirLock {
         match dir_handle.try_lock_shared() {
             Ok(()) => Ok(DirLock { _dir: dir_handle }),
             Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u32>().ok())
-                    .map_or("pid unknown".to_owned(), |pid| format!("pid {pid}"));
+                let holder = File::open(&path)
+                    .map(|mut f| holder(&mut f))
+                    .unwrap_or_else(|_| "pid unknown".to_owned());
                 Err(LockError::Held { path, holder })
             }
             Err(TryLockError::Error(e)) => Err(io(e)),
@@ -122,12 +116,7 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "pid unknown".to_owned(),
-                };
+                let holder = holder(&mut file);
                 return Err(LockError::Held { path, holder });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
@@ -136,6 +125,16 @@ impl DirLock {
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         Ok(DirLock { _dir: file })
+    }
+}
+
+/// Who holds a lock, as its pid file says.
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match text.trim().parse::<u32>() {
+        Ok(pid) => format!("pid {pid}"),
+        Err(_) => "pid unknown".to_owned(),
     }
 }
 

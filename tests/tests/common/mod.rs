@@ -220,3 +220,17 @@ pub fn num(doc: &bson::Document, path: &str) -> i64 {
         _ => 0,
     }
 }
+
+/// `(t, i)` of each event's body → how many times it is in the files under `logs`.
+pub fn copies(logs: &Path) -> std::collections::HashMap<(i64, i64), usize> {
+    let mut map = std::collections::HashMap::new();
+    for (_, e) in read_all_events(logs) {
+        let body = e.get("body").unwrap();
+        let key = (
+            body.get("t").and_then(minibson::Value::int).unwrap(),
+            body.get("i").and_then(minibson::Value::int).unwrap(),
+        );
+        *map.entry(key).or_default() += 1;
+    }
+    map
+}
