@@ -9,6 +9,7 @@ use bson::Document;
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::counters::COUNTERS;
 use crate::encode::now_unix;
+use crate::overrides::SampleOverride;
 use crate::sink::{self, SharedSink};
 use crate::stack::{self, ContextGuard, Frame, with_stack};
 use crate::switch::enabled;
@@ -113,10 +114,19 @@ impl Context {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        let silenced = match crate::overrides::lookup(&self.channel) {
+            Some(SampleOverride::Off) => true,
+            Some(SampleOverride::Rate(rate)) => {
+                let target = self.sample.take().map_or(self.channel.clone(), |(t, _)| t);
+                self.sample = Some((target, rate));
+                false
+            }
+            None => false,
+        };
         let serial = stack::next_serial();
         let around = self.surroundings();
         let id = pick_id(self.id.take(), around.parent_id);
-        let (active, sample_rate) = if around.parent_active {
+        let (active, sample_rate) = if around.parent_active && !silenced {
             self.sampling(around.target_id.as_deref().unwrap_or(&id))
         } else {
             (false, None)

@@ -68,8 +68,10 @@ pub mod event;
 mod future;
 mod id;
 mod identity;
+mod json_lines;
 #[cfg(feature = "log")]
 pub mod log_bridge;
+mod overrides;
 mod panic_message;
 mod registry;
 mod sampling;
@@ -88,11 +90,16 @@ pub use counters::{Stats, stats};
 pub use event::Event;
 pub use future::{InContext, Instrument, in_context};
 pub use id::new_id;
+pub use json_lines::JsonOutput;
+pub use overrides::{SampleOverride, SampleSpecError, sample_overrides, set_sample_overrides};
 pub use registry::{ChannelEntry, DeclaredChannel, InstrumentedFn, channels};
 pub use stack::ContextGuard;
 pub use switch::enabled;
 pub use timer::{TimerGuard, timeit};
-pub use transport::{ConfigureError, TransportConfig, configure, configure_with, flush, shutdown};
+pub use transport::{
+    ConfigureError, TransportConfig, configure, configure_json, configure_json_with,
+    configure_with, flush, shutdown,
+};
 pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
 

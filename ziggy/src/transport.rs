@@ -1,10 +1,18 @@
-//! The sender: a bounded queue drained by one background thread into a ZeroMQ PUSH socket.
+//! The transport: a bounded queue drained by one background thread ([`sender`]) into a ZeroMQ
+//! PUSH socket, or into JSON lines for development ([`crate::json_lines`]).
 //!
 //! The application thread only ever pushes into a lock-free bounded queue: it never blocks on the
 //! network and makes no system call (the sender is not woken per event; it polls the queue every
 //! millisecond when idle), and when the queue is full the event is dropped and counted. The sender
-//! thread batches what is queued into frames of concatenated BSON events (docs/PROTOCOL.md §3) and never lets
-//! ZeroMQ block it for long, so `flush` and `shutdown` stay responsive while no daemon listens.
+//! batches what is queued into frames of concatenated BSON events (docs/PROTOCOL.md §3).
+//!
+//! Returning from `main` (or `std::process::exit`) without [`shutdown`] loses nothing queued: the
+//! first `configure` registers an exit handler that runs `shutdown`, which waits up to the
+//! shutdown timeout for the queue to drain and ZeroMQ to deliver.
+
+mod at_exit;
+mod outlet;
+mod sender;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,9 +23,10 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::counters::COUNTERS;
-use crate::encode::{self, now_unix};
+use crate::json_lines::JsonOutput;
 use crate::sink::Sink;
 use crate::switch;
+use outlet::Outlet;
 
 /// Settings of [`configure_with`]: start from `default()` and change what you need, with the
 /// `with_*` methods (the struct may gain fields, so it cannot be built as a literal).
@@ -102,15 +111,24 @@ pub enum ConfigureError {
         /// ZeroMQ's error.
         source: zmq::Error,
     },
+    /// The JSON lines output could not be opened.
+    #[error("cannot open {output} for JSON lines: {source}")]
+    JsonOutput {
+        /// The output tried.
+        output: JsonOutput,
+        /// The system's error.
+        source: std::io::Error,
+    },
 }
 
-type Queue = Arc<ArrayQueue<Vec<u8>>>;
+pub(crate) type Queue = Arc<ArrayQueue<Vec<u8>>>;
 
 struct Running {
     queue: Queue,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
-    context: zmq::Context,
+    /// The ZeroMQ context of a socket outlet, terminated last by `shutdown`.
+    context: Option<zmq::Context>,
     shutdown_timeout: Duration,
 }
 
@@ -143,7 +161,17 @@ pub fn configure(addr: &str) -> Result<(), ConfigureError> {
 }
 
 /// Starts (or restarts, after flushing the previous one) the sender thread for `addr`.
+///
+/// When the environment has `ZIGGY_JSON` (see [`configure_json`]), events go there as JSON lines
+/// instead, and one line on stderr says so.
 pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), ConfigureError> {
+    if let Some(output) = JsonOutput::from_env() {
+        eprintln!(
+            "ziggy: {}={output}: events go there as JSON lines, not to {addr}",
+            crate::json_lines::ENV_VAR
+        );
+        return configure_json_with(output, config);
+    }
     let resolved = endpoint_for(addr)?;
     let endpoint = resolved.endpoint;
     // A context per transport, terminated by `shutdown`: termination is what makes ZeroMQ honour
@@ -166,15 +194,53 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
             endpoint: endpoint.clone(),
             source,
         })?;
+    start(Outlet::Zmq(socket), Some(context), &config);
+    Ok(())
+}
+
+/// Sends events as JSON lines to stderr or a file, with the default settings: development without
+/// a daemon. Stops, flushes and exits like the ZeroMQ transport.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("ziggy-doc-{}.jsonl", std::process::id()));
+/// ziggy::configure_json(ziggy::JsonOutput::File(path.clone())).unwrap();
+/// {
+///     let _ctx = ziggy::Context::new("request").enter();
+///     ziggy::set("response.status", 200);
+/// }
+/// ziggy::shutdown();
+/// let line = std::fs::read_to_string(&path).unwrap();
+/// assert!(line.contains(r#""body":{"response":{"status":200}}"#));
+/// # std::fs::remove_file(path).unwrap();
+/// ```
+pub fn configure_json(output: JsonOutput) -> Result<(), ConfigureError> {
+    configure_json_with(output, TransportConfig::default())
+}
+
+/// [`configure_json`] with settings (the queue capacity, batch size and timeouts apply).
+pub fn configure_json_with(
+    output: JsonOutput,
+    config: TransportConfig,
+) -> Result<(), ConfigureError> {
+    let writer = output
+        .open()
+        .map_err(|source| ConfigureError::JsonOutput { output, source })?;
+    start(Outlet::JsonLines(writer), None, &config);
+    Ok(())
+}
+
+/// Replaces the running transport (flushing it) by a sender thread feeding `outlet`.
+fn start(outlet: Outlet, context: Option<zmq::Context>, config: &TransportConfig) {
     shutdown();
+    crate::overrides::load_env();
     let queue: Queue = Arc::new(ArrayQueue::new(config.queue_capacity.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let max_batch = config.max_batch_bytes;
     let (q, st) = (queue.clone(), stop.clone());
-    let reports = DropReports::new(config.drop_report_interval);
+    let reports = sender::DropReports::new(config.drop_report_interval);
     let thread = std::thread::Builder::new()
         .name("ziggy-sender".into())
-        .spawn(move || sender_loop(socket, q, st, max_batch, reports))
+        .spawn(move || sender::run(outlet, q, st, max_batch, reports))
         .expect("spawning the ziggy sender thread");
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
         queue,
@@ -184,8 +250,8 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
         shutdown_timeout: config.shutdown_timeout,
     });
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    at_exit::register();
     switch::set_configured(true);
-    Ok(())
 }
 
 /// The transport as a sink: where events go unless a test capture takes them.
@@ -216,117 +282,6 @@ fn submit(bytes: Vec<u8>) {
     } else {
         COUNTERS.dropped.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The `ziggy.dropped` events: how many events were dropped since the previous report.
-struct DropReports {
-    interval: Duration,
-    last_check: Instant,
-    reported: u64,
-    since: f64,
-}
-
-impl DropReports {
-    fn new(interval: Duration) -> DropReports {
-        DropReports {
-            interval,
-            last_check: Instant::now(),
-            reported: COUNTERS.dropped.load(Ordering::Relaxed),
-            since: now_unix(),
-        }
-    }
-
-    /// Appends a report to `frame` when one is due; true if it did.
-    fn append_due(&mut self, frame: &mut Vec<u8>) -> bool {
-        if self.last_check.elapsed() < self.interval {
-            return false;
-        }
-        self.last_check = Instant::now();
-        let total = COUNTERS.dropped.load(Ordering::Relaxed);
-        if total == self.reported {
-            return false;
-        }
-        let now = now_unix();
-        let body = bson::doc! {
-            "dropped": (total - self.reported) as i64,
-            "dropped_total": total as i64,
-        };
-        let Some(event) = encode::own_event("ziggy.dropped", self.since, now, &body) else {
-            return false;
-        };
-        frame.extend_from_slice(&event);
-        self.reported = total;
-        self.since = now;
-        true
-    }
-}
-
-fn sender_loop(
-    socket: zmq::Socket,
-    queue: Queue,
-    stop: Arc<AtomicBool>,
-    max_batch: usize,
-    mut reports: DropReports,
-) {
-    let mut frame: Vec<u8> = Vec::with_capacity(max_batch.max(1024));
-    let mut in_frame: u64 = 0;
-    // The frame holds a drop report (not an application event: not in the counters).
-    let mut has_report = false;
-    loop {
-        if in_frame == 0 && !has_report {
-            has_report = reports.append_due(&mut frame);
-            // Batch whatever is queued, up to the frame size.
-            while let Some(event) = queue.pop() {
-                frame.extend_from_slice(&event);
-                encode::recycle(event);
-                in_frame += 1;
-                if frame.len() >= max_batch {
-                    break;
-                }
-            }
-            if in_frame == 0 && !has_report {
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                // Idle: look again shortly. Producers never wake this thread, so emitting costs
-                // them no system call.
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-        }
-        match socket.send(&frame[..], zmq::DONTWAIT) {
-            Ok(()) => {
-                COUNTERS.sent.fetch_add(in_frame, Ordering::Relaxed);
-                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
-                frame.clear();
-                in_frame = 0;
-                has_report = false;
-            }
-            Err(zmq::Error::EAGAIN) => {
-                // No peer or peer slow: wait a little for room, but keep hearing `stop`.
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                let _ = socket.poll(zmq::POLLOUT, 50);
-            }
-            Err(_) => {
-                // A frame ZeroMQ refuses outright cannot be retried usefully.
-                COUNTERS.dropped.fetch_add(in_frame, Ordering::Relaxed);
-                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
-                frame.clear();
-                in_frame = 0;
-                has_report = false;
-            }
-        }
-    }
-    // Whatever could not be handed to ZeroMQ before stopping is dropped, and counted.
-    let mut left = in_frame;
-    while queue.pop().is_some() {
-        left += 1;
-    }
-    COUNTERS.dropped.fetch_add(left, Ordering::Relaxed);
-    COUNTERS.queued.fetch_sub(left, Ordering::Relaxed);
-    drop(socket); // closes with the configured linger, delivering what ZeroMQ holds
 }
 
 /// Waits until every queued event has been handed to ZeroMQ, at most `timeout`. Returns whether

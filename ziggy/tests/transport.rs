@@ -56,3 +56,15 @@ fn ten_thousand_events_from_four_threads_arrive_as_bson() {
     assert_eq!(stats.queued, 0);
     ziggy::shutdown();
 }
+
+#[test]
+fn a_json_output_that_cannot_be_opened_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("events.jsonl");
+    let err = ziggy::configure_json(ziggy::JsonOutput::File(missing.clone())).unwrap_err();
+    assert!(
+        matches!(&err, ziggy::ConfigureError::JsonOutput { output, .. } if *output == ziggy::JsonOutput::File(missing.clone())),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("events.jsonl"), "{err}");
+}
