@@ -1,16 +1,27 @@
-//! Dotted-key writes into an event body.
+//! An event body: the values written into one open context, kept as a small tree that is
+//! encoded straight to BSON when the context closes.
 //!
 //! `set("a.b", 1)` nests: `{a: {b: 1}}`; every segment is a plain map key, digits included
-//! (`codes.200` is `{codes: {"200": …}}`). Conflicts have one outcome, *the later write wins*: a value
-//! in the way of a write (a number where a document is needed, a string where `append` needs an
-//! array, a non-number where `add` needs one) is replaced, and the replacement is counted in
-//! [`crate::Stats::conflicts`]. Instrumentation never panics and never returns an error.
+//! (`codes.200` is `{codes: {"200": …}}`). Conflicts have one outcome, *the later write wins*: a
+//! value in the way of a write (a number where a document is needed, a string where `append`
+//! needs an array, a non-number where `add` needs one) is replaced, and the replacement is counted
+//! in [`crate::Stats::conflicts`]. Instrumentation never panics and never returns an error.
+//!
+//! Why not a `bson::Document`: the document is an ordered hash map of owned keys holding owned
+//! values, so every write allocated a key (and a string value), hashed each dotted segment, and
+//! the close went through bson's serializer. Here a body is one vector of nodes and one text arena
+//! (names and strings), reused from event to event on the thread, and primitive values are
+//! captured from serde without building a `Bson` ([`capture`]).
+
+mod capture;
+mod tree;
 
 use std::sync::atomic::Ordering;
 
-use bson::{Bson, Document};
-
 use crate::counters::COUNTERS;
+
+pub(crate) use capture::write_serialize;
+pub(crate) use tree::{Body, EncodeError, Op, Value};
 
 /// What a write did to the body; `Replaced` means a conflicting value was overwritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,177 +50,40 @@ pub(crate) fn count(outcome: WriteOutcome) {
     }
 }
 
-/// Applies one write (`set`, `append` or `add`) by the rules above.
-// Only the tracing bridge calls it directly.
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-pub(crate) fn write(
-    body: &mut Document,
-    key: &str,
-    value: Bson,
-    op: fn(&mut Document, &str, Bson) -> WriteOutcome,
-) {
+/// Applies one write by the rules above, if the key is acceptable, and counts what it did.
+pub(crate) fn write(body: &mut Body, key: &str, value: Value<'_>, op: Op) {
     if accept_key(key) {
-        count(op(body, key, value));
+        count(body.write(key, value, op));
     }
 }
 
-/// Walks `key`'s segments, creating documents as needed, and returns the parent document of the
-/// last segment together with that segment.
-fn parent_of<'d, 'k>(
-    mut doc: &'d mut Document,
-    key: &'k str,
-    outcome: &mut WriteOutcome,
-) -> (&'d mut Document, &'k str) {
-    let mut segments = key.split('.');
-    let mut current = segments.next().unwrap_or("");
-    for next in segments {
-        let slot = doc
-            .entry(current.to_owned())
-            .or_insert_with(|| Bson::Document(Document::new()));
-        if !matches!(slot, Bson::Document(_)) {
-            *slot = Bson::Document(Document::new());
-            *outcome = WriteOutcome::Replaced;
-        }
-        doc = match slot {
-            Bson::Document(d) => d,
-            _ => unreachable!("slot was just made a document"),
-        };
-        current = next;
-    }
-    (doc, current)
+/// Emptied bodies kept for the next contexts on this thread.
+const SPARE_BODIES: usize = 8;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Body>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `body[key] = value`.
-pub(crate) fn set(body: &mut Document, key: &str, value: Bson) -> WriteOutcome {
-    let mut outcome = WriteOutcome::Clean;
-    let (doc, last) = parent_of(body, key, &mut outcome);
-    if let Some(old) = doc.insert(last.to_owned(), value) {
-        // Overwriting a scalar with a scalar is an ordinary update; replacing a sub-document is not.
-        if matches!(old, Bson::Document(_)) {
-            outcome = WriteOutcome::Replaced;
-        }
-    }
-    outcome
+/// An empty body for a new context: a recycled one if this thread has one.
+#[inline]
+pub(crate) fn take() -> Body {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
-/// Pushes `value` onto the array at `key`, creating it.
-pub(crate) fn append(body: &mut Document, key: &str, value: Bson) -> WriteOutcome {
-    let mut outcome = WriteOutcome::Clean;
-    let (doc, last) = parent_of(body, key, &mut outcome);
-    match doc.get_mut(last) {
-        Some(Bson::Array(items)) => items.push(value),
-        Some(other) => {
-            *other = Bson::Array(vec![value]);
-            outcome = WriteOutcome::Replaced;
-        }
-        None => {
-            doc.insert(last.to_owned(), Bson::Array(vec![value]));
-        }
-    }
-    outcome
-}
-
-/// Adds the number `delta` to the number at `key` (missing counts as 0). Integers stay integers
-/// (an `i32` sum that overflows widens to `i64`), floats stay floats, and int + float is a float.
-pub(crate) fn add(body: &mut Document, key: &str, delta: Bson) -> WriteOutcome {
-    let mut outcome = WriteOutcome::Clean;
-    let (doc, last) = parent_of(body, key, &mut outcome);
-    let sum = match (doc.get(last), &delta) {
-        (None, _) => delta,
-        (Some(current), _) => match numeric_sum(current, &delta) {
-            Some(sum) => sum,
-            None => {
-                outcome = WriteOutcome::Replaced;
-                delta
+/// Gives a closed context's body back for reuse on this thread.
+#[inline]
+pub(crate) fn recycle(mut body: Body) {
+    if body.reset() {
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < SPARE_BODIES
+            {
+                s.push(body);
             }
-        },
-    };
-    doc.insert(last.to_owned(), sum);
-    outcome
-}
-
-fn numeric_sum(a: &Bson, b: &Bson) -> Option<Bson> {
-    use Bson::{Double, Int32, Int64};
-    Some(match (a, b) {
-        (Int32(x), Int32(y)) => x
-            .checked_add(*y)
-            .map(Int32)
-            .unwrap_or(Int64(*x as i64 + *y as i64)),
-        (Int32(x), Int64(y)) | (Int64(y), Int32(x)) => Int64((*x as i64).wrapping_add(*y)),
-        (Int64(x), Int64(y)) => Int64(x.wrapping_add(*y)),
-        (Double(x), Double(y)) => Double(x + y),
-        (Double(x), Int32(y)) | (Int32(y), Double(x)) => Double(x + *y as f64),
-        (Double(x), Int64(y)) | (Int64(y), Double(x)) => Double(x + *y as f64),
-        _ => return None,
-    })
-}
-
-/// True for the BSON types `add` accepts.
-pub(crate) fn is_number(value: &Bson) -> bool {
-    matches!(value, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bson::doc;
-
-    #[test]
-    fn dotted_keys_merge() {
-        let mut body = Document::new();
-        set(&mut body, "a.b", Bson::Int32(1));
-        set(&mut body, "a.c", Bson::Int32(2));
-        set(&mut body, "codes.200", Bson::Int32(3));
-        assert_eq!(
-            body,
-            doc! { "a": { "b": 1, "c": 2 }, "codes": { "200": 3 } }
-        );
-    }
-
-    #[test]
-    fn conflicts_later_write_wins() {
-        let mut body = Document::new();
-        set(&mut body, "a", Bson::Int32(1));
-        assert_eq!(
-            set(&mut body, "a.b", Bson::Int32(2)),
-            WriteOutcome::Replaced
-        );
-        assert_eq!(body, doc! { "a": { "b": 2 } });
-        assert_eq!(set(&mut body, "a", Bson::Int32(3)), WriteOutcome::Replaced);
-        assert_eq!(body, doc! { "a": 3 });
-        assert_eq!(
-            append(&mut body, "a", Bson::Int32(4)),
-            WriteOutcome::Replaced
-        );
-        assert_eq!(body, doc! { "a": [4] });
-        assert_eq!(add(&mut body, "a", Bson::Int32(5)), WriteOutcome::Replaced);
-        assert_eq!(body, doc! { "a": 5 });
-        assert_eq!(set(&mut body, "a", Bson::Int32(6)), WriteOutcome::Clean);
-    }
-
-    #[test]
-    fn append_keeps_order() {
-        let mut body = Document::new();
-        for i in 0..3 {
-            append(&mut body, "x.items", Bson::Int32(i));
-        }
-        assert_eq!(body, doc! { "x": { "items": [0, 1, 2] } });
-    }
-
-    #[test]
-    fn add_keeps_numeric_kind() {
-        let mut body = Document::new();
-        add(&mut body, "n", Bson::Int32(2));
-        add(&mut body, "n", Bson::Int32(3));
-        add(&mut body, "f", Bson::Double(0.5));
-        add(&mut body, "f", Bson::Double(0.25));
-        add(&mut body, "mix", Bson::Int32(1));
-        add(&mut body, "mix", Bson::Double(0.5));
-        add(&mut body, "big", Bson::Int32(i32::MAX));
-        add(&mut body, "big", Bson::Int32(1));
-        assert_eq!(
-            body,
-            doc! { "n": 5, "f": 0.75, "mix": 1.5, "big": (i32::MAX as i64) + 1 }
-        );
+        });
     }
 }

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
-use bson::Document;
-
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::counters::COUNTERS;
 use crate::encode::now_unix;
@@ -125,7 +123,8 @@ impl Context {
         };
         let serial = stack::next_serial();
         let around = self.surroundings();
-        let id = pick_id(self.id.take(), around.parent_id);
+        let start = now_unix();
+        let id = pick_id(self.id.take(), around.parent_id, start);
         let (active, sample_rate) = if around.parent_active && !silenced {
             self.sampling(around.target_id.as_deref().unwrap_or(&id))
         } else {
@@ -135,8 +134,8 @@ impl Context {
             serial,
             channel: self.channel,
             id,
-            start: now_unix(),
-            body: Document::new(),
+            start,
+            body: crate::body::take(),
             active,
             sample_rate,
             // The scoped sink is consulted only when no open context carries one.
@@ -200,15 +199,15 @@ impl Context {
 }
 
 /// The id given with [`Context::id`] if valid, else the parent's, else a fresh one.
-fn pick_id(given: Option<String>, parent_id: Option<String>) -> String {
+fn pick_id(given: Option<String>, parent_id: Option<String>, start: f64) -> String {
     match given {
         Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => id,
         Some(_) => {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-            crate::id::new_id()
+            crate::id::new_id_at(start)
         }
         None => parent_id
             .filter(|id| !id.is_empty())
-            .unwrap_or_else(crate::id::new_id),
+            .unwrap_or_else(|| crate::id::new_id_at(start)),
     }
 }

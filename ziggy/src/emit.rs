@@ -2,8 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use bson::Document;
-
+use crate::body::{Body, Op, Value};
 use crate::counters::COUNTERS;
 use crate::encode::{self, EventHeader};
 use crate::sink::Sink;
@@ -11,18 +10,16 @@ use crate::transport::ZmqSink;
 
 /// Encodes an event and hands it to `sink`, or to the transport when `None`.
 #[inline]
-pub(crate) fn emit(header: &EventHeader<'_>, body: &Document, sink: Option<&dyn Sink>) {
+pub(crate) fn emit(header: &EventHeader<'_>, body: &Body, sink: Option<&dyn Sink>) {
     let identity = crate::identity::current();
     let bytes = match encode::event(header, &identity, body) {
         Ok(bytes) => bytes,
         Err(e) => {
-            // A key bson cannot encode (a NUL inside a serde map key): keep the event, say why.
+            // A key BSON cannot hold (a NUL inside a serde map key): keep the event, say why.
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-            let mut body = Document::new();
-            body.insert(
-                "error",
-                format!("ziggy: body could not be encoded as BSON: {e}"),
-            );
+            let mut body = Body::new();
+            let why = format!("ziggy: body could not be encoded as BSON: {e}");
+            body.write("error", Value::Str(&why), Op::Set);
             match encode::event(header, &identity, &body) {
                 Ok(bytes) => bytes,
                 Err(_) => return,

@@ -1,16 +1,16 @@
 //! Encoding an event into BSON bytes, and the pool of buffers events are encoded into.
 //!
-//! The event is written by hand in docs/PROTOCOL.md §1 field order (only the body goes through
-//! `bson`), without building an outer `Document`. The buffers come back from the sender thread
+//! The event is written by hand in docs/PROTOCOL.md §1 field order, the body by its own encoder
+//! (`body::Body::encode`), without building a `Document`. The buffers come back from the sender thread
 //! once sent, so in steady state an event costs no allocation on the application thread and no
 //! free on the sender thread (glibc frees into the allocating thread's arena, which is slow).
 
 use std::sync::LazyLock;
 use ziggy_proto::fields;
 
-use bson::Document;
 use crossbeam_queue::ArrayQueue;
 
+use crate::body::{Body, EncodeError};
 use crate::identity::Identity;
 
 /// The header fields of an event.
@@ -49,12 +49,12 @@ pub(crate) fn recycle(mut buffer: Vec<u8>) {
     }
 }
 
-/// Encodes an event; fails only when `bson` cannot encode the body (a NUL in a serde map key).
+/// Encodes an event; fails only when the body cannot be encoded (a NUL in a serde map key).
 pub(crate) fn event(
     header: &EventHeader<'_>,
     identity: &Identity,
-    body: &Document,
-) -> Result<Vec<u8>, bson::error::Error> {
+    body: &Body,
+) -> Result<Vec<u8>, EncodeError> {
     fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
         out.push(tag);
         out.extend_from_slice(name.as_bytes());
@@ -83,7 +83,7 @@ pub(crate) fn event(
         double(&mut out, fields::SAMPLE_RATE, rate);
     }
     key(&mut out, 0x03, fields::BODY);
-    if let Err(e) = body.to_writer(&mut out) {
+    if let Err(e) = body.encode(&mut out) {
         recycle(out);
         return Err(e);
     }
@@ -94,7 +94,7 @@ pub(crate) fn event(
 }
 
 /// Encodes an event of Ziggy's own (a drop report) with this process's identity and a new id.
-pub(crate) fn own_event(channel: &str, start: f64, end: f64, body: &Document) -> Option<Vec<u8>> {
+pub(crate) fn own_event(channel: &str, start: f64, end: f64, body: &Body) -> Option<Vec<u8>> {
     let id = crate::id::new_id();
     let header = EventHeader {
         id: &id,
@@ -123,8 +123,10 @@ mod tests {
             end: 2.5,
             sample_rate: Some(0.25),
         };
-        let bytes = event(&header, &identity, &bson::doc! { "a": { "b": 1 } }).unwrap();
-        let doc = Document::from_reader(&bytes[..]).unwrap();
+        let mut body = Body::new();
+        body.write("a.b", crate::body::Value::I32(1), crate::body::Op::Set);
+        let bytes = event(&header, &identity, &body).unwrap();
+        let doc = bson::Document::from_reader(&bytes[..]).unwrap();
         let keys: Vec<_> = doc.keys().map(String::as_str).collect();
         assert_eq!(
             keys,

@@ -8,8 +8,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
-use bson::Document;
-
+use crate::body::{Body, Op, Value};
 use crate::encode::{EventHeader, now_unix};
 use crate::sink::SharedSink;
 
@@ -20,7 +19,7 @@ pub(crate) struct Frame {
     pub channel: Cow<'static, str>,
     pub id: String,
     pub start: f64,
-    pub body: Document,
+    pub body: Body,
     /// False when sampling (or an unsampled ancestor) silenced this context: writes are ignored
     /// and nothing is emitted, but the frame still stands so writes do not leak into its parent.
     pub active: bool,
@@ -60,10 +59,11 @@ impl Frame {
     /// Closes the context: emits its event, unless it was silenced.
     pub(crate) fn close(mut self, error: Option<String>) {
         if !self.active {
+            crate::body::recycle(self.body);
             return;
         }
         if let Some(error) = error {
-            self.body.insert("error", error);
+            self.body.write("error", Value::Str(&error), Op::Set);
         }
         let header = EventHeader {
             id: &self.id,
@@ -73,6 +73,7 @@ impl Frame {
             sample_rate: self.sample_rate,
         };
         crate::emit::emit(&header, &self.body, self.sink.as_deref());
+        crate::body::recycle(self.body);
     }
 }
 
@@ -141,7 +142,7 @@ impl ContextGuard {
             if let Some(f) = stack.iter_mut().rev().find(|f| f.serial == self.serial)
                 && f.active
             {
-                f.body.insert("error", message);
+                f.body.write("error", Value::Str(&message), Op::Set);
             }
         });
     }

@@ -41,7 +41,7 @@ impl Drop for TimerGuard {
     fn drop(&mut self) {
         if let Some((serial, at)) = self.started {
             let secs = at.elapsed().as_secs_f64();
-            crate::write::set_on(serial, self.key, bson::Bson::Double(secs));
+            crate::write::set_on(serial, self.key, crate::body::Value::F64(secs));
         }
     }
 }

@@ -26,7 +26,7 @@
 //! assert_eq!(events[0].body.get_i64("rows").unwrap(), 3);
 //! ```
 
-use bson::{Bson, Document};
+use crate::body::{Body, Op, Value};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
@@ -57,7 +57,7 @@ struct SpanEvent {
     channel: String,
     id: String,
     start: f64,
-    body: Document,
+    body: Body,
     /// Where the event goes; `None` for the transport.
     sink: Option<SharedSink>,
 }
@@ -77,36 +77,36 @@ fn segment(name: &str) -> String {
     if s.is_empty() { "span".into() } else { s }
 }
 
-struct BodyVisitor<'a>(&'a mut Document);
+struct BodyVisitor<'a>(&'a mut Body);
 
 impl BodyVisitor<'_> {
     /// Dotted names nest (`user.id` → `{user: {id: …}}`), by the rule of `ziggy::set`.
-    fn put(&mut self, field: &Field, value: Bson) {
-        crate::body::write(self.0, field.name(), value, crate::body::set);
+    fn put(&mut self, field: &Field, value: Value<'_>) {
+        crate::body::write(self.0, field.name(), value, Op::Set);
     }
 }
 
 impl Visit for BodyVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, Bson::Double(value));
+        self.put(field, Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Bson::Int64(value));
+        self.put(field, Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.put(
             field,
-            i64::try_from(value).map_or(Bson::Double(value as f64), Bson::Int64),
+            i64::try_from(value).map_or(Value::F64(value as f64), Value::I64),
         );
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Bson::Boolean(value));
+        self.put(field, Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Bson::String(value.to_owned()));
+        self.put(field, Value::Str(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, Bson::String(format!("{value:?}")));
+        self.put(field, Value::Str(&format!("{value:?}")));
     }
 }
 
@@ -135,7 +135,7 @@ where
         if validate_channel_name(&channel).is_err() {
             return;
         }
-        let mut body = Document::new();
+        let mut body = Body::new();
         attrs.record(&mut BodyVisitor(&mut body));
         span.extensions_mut().insert(SpanEvent {
             channel,
@@ -169,12 +169,13 @@ where
             None => ("log".to_owned(), new_id(), sink::scoped()),
         };
         let meta = event.metadata();
-        let mut body = Document::new();
-        body.insert("level", meta.level().as_str());
-        body.insert("target", meta.target());
+        let mut body = Body::new();
+        body.write("level", Value::Str(meta.level().as_str()), Op::Set);
+        body.write("target", Value::Str(meta.target()), Op::Set);
         event.record(&mut BodyVisitor(&mut body));
         if let (Some(file), Some(line)) = (meta.file(), meta.line()) {
-            body.insert("location", format!("{file}:{line}"));
+            let location = format!("{file}:{line}");
+            body.write("location", Value::Str(&location), Op::Set);
         }
         let now = now_unix();
         let header = EventHeader {

@@ -3,47 +3,57 @@
 //!
 //! Each public write is an `#[inline]` check of the switch over an `#[inline(never)]` slow path,
 //! so while ziggy is off a write is one relaxed load and a branch. The value is serialised only
-//! once an active context is known to be there to receive it.
+//! once an active context is known to be there to receive it: a primitive straight into the body
+//! (`body::write_serialize`), anything else through `bson` first.
 
 use std::sync::atomic::Ordering;
 
-use bson::{Bson, Document};
 use serde::Serialize;
 
-use crate::body::{self, WriteOutcome};
+use crate::body::{self, Op, Value};
 use crate::counters::COUNTERS;
 use crate::stack::with_stack;
 use crate::switch::enabled;
 
-/// Writes into the innermost open context of this thread, if it is active.
-fn write_innermost(key: &str, value: Bson, op: fn(&mut Document, &str, Bson) -> WriteOutcome) {
-    if !body::accept_key(key) {
+/// Writes `value` into the innermost open context of this thread, if it is active.
+fn write_innermost<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
+    let captured = with_stack(|stack| match stack.last_mut() {
+        Some(f) if f.active && body::accept_key(key) => {
+            Some(body::write_serialize(&mut f.body, key, value, op))
+        }
+        _ => None,
+    })
+    .flatten();
+    match captured {
+        Some(Ok(outcome)) => body::count(outcome),
+        // Not a primitive: converted by bson outside the stack's borrow (a `Serialize` impl may
+        // itself call ziggy), then written.
+        Some(Err(_)) => write_converted(key, value, op),
+        None => {}
+    }
+}
+
+#[inline(never)]
+fn write_converted<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
+    let value = match bson::serialize_to_bson(value) {
+        Ok(v) => Value::from(v),
+        Err(_) => {
+            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    if op == Op::Add && !value.is_number() {
+        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    // Counted after the stack is released: the closure stays small enough to inline.
     let outcome = with_stack(|stack| match stack.last_mut() {
-        Some(f) if f.active => Some(op(&mut f.body, key, value)),
+        Some(f) if f.active => Some(f.body.write(key, value, op)),
         _ => None,
     })
     .flatten();
     if let Some(outcome) = outcome {
         body::count(outcome);
     }
-}
-
-/// Converts a value for the body; `None` (counted) when serde or bson refuses it.
-fn to_bson<V: Serialize>(value: &V) -> Option<Bson> {
-    match bson::serialize_to_bson(value) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-fn has_open_context() -> bool {
-    with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
 }
 
 /// Sets `key` (dotted keys nest) in the innermost open context. Outside a context: nothing.
@@ -65,12 +75,7 @@ pub fn set<V: Serialize>(key: &str, value: V) {
 
 #[inline(never)]
 fn set_slow<V: Serialize>(key: &str, value: &V) {
-    if !has_open_context() {
-        return;
-    }
-    if let Some(v) = to_bson(value) {
-        write_innermost(key, v, body::set);
-    }
+    write_innermost(key, value, Op::Set);
 }
 
 /// Appends `value` to the array at `key`, creating it.
@@ -92,12 +97,7 @@ pub fn append<V: Serialize>(key: &str, value: V) {
 
 #[inline(never)]
 fn append_slow<V: Serialize>(key: &str, value: &V) {
-    if !has_open_context() {
-        return;
-    }
-    if let Some(v) = to_bson(value) {
-        write_innermost(key, v, body::append);
-    }
+    write_innermost(key, value, Op::Append);
 }
 
 /// Adds a number to the counter at `key` (missing counts as zero; ints stay ints, floats floats).
@@ -119,16 +119,7 @@ pub fn add<N: Serialize>(key: &str, number: N) {
 
 #[inline(never)]
 fn add_slow<N: Serialize>(key: &str, number: &N) {
-    if !has_open_context() {
-        return;
-    }
-    match to_bson(number) {
-        Some(v) if body::is_number(&v) => write_innermost(key, v, body::add),
-        Some(_) => {
-            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-        }
-        None => {}
-    }
+    write_innermost(key, number, Op::Add);
 }
 
 /// The id of the innermost open context on this thread, if any.
@@ -154,13 +145,13 @@ pub(crate) fn innermost_active_serial() -> Option<u64> {
 
 /// Sets `key` on the frame with `serial`, if it is still open on this thread. The key is a
 /// timer's `&'static str`, written as given (no key check: it would cost every timer a scan).
-pub(crate) fn set_on(serial: u64, key: &str, value: Bson) {
+pub(crate) fn set_on(serial: u64, key: &str, value: Value<'_>) {
     let outcome = with_stack(|stack| {
         stack
             .iter_mut()
             .rev()
             .find(|f| f.serial == serial)
-            .map(|f| body::set(&mut f.body, key, value))
+            .map(|f| f.body.write(key, value, Op::Set))
     })
     .flatten();
     if let Some(outcome) = outcome {
@@ -172,7 +163,7 @@ pub(crate) fn set_on(serial: u64, key: &str, value: Bson) {
 pub(crate) fn record_error_innermost(message: String) {
     with_stack(|stack| {
         if let Some(f) = stack.last_mut().filter(|f| f.active) {
-            f.body.insert("error", message);
+            f.body.write("error", Value::Str(&message), Op::Set);
         }
     });
 }

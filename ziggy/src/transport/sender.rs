@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Queue;
 use super::outlet::{Outlet, Sent};
+use crate::body::{Body, Op, Value};
 use crate::counters::COUNTERS;
 use crate::encode::{self, now_unix};
 
@@ -40,10 +41,10 @@ impl DropReports {
             return false;
         }
         let now = now_unix();
-        let body = bson::doc! {
-            "dropped": (total - self.reported) as i64,
-            "dropped_total": total as i64,
-        };
+        let mut body = Body::new();
+        let dropped = (total - self.reported) as i64;
+        body.write("dropped", Value::I64(dropped), Op::Set);
+        body.write("dropped_total", Value::I64(total as i64), Op::Set);
         let Some(event) = encode::own_event("ziggy.dropped", self.since, now, &body) else {
             return false;
         };

@@ -1,0 +1,623 @@
+//! The body tree: nodes in one vector, linked to their parent and siblings, names and strings in
+//! one text arena; writes by dotted key, and the BSON encoder.
+
+use std::collections::HashMap;
+
+use bson::{Bson, Document};
+
+use super::WriteOutcome;
+
+/// "No node": the end of a sibling list, or the root as a parent.
+const NONE: u32 = u32::MAX;
+/// From this many nodes on, children are found through a hash index instead of a list walk, so a
+/// body with thousands of keys costs each write a lookup, not a scan.
+const INDEX_FROM: usize = 32;
+/// A body whose buffers grew beyond these is freed after use rather than kept for the next event.
+const KEEP_NODES: usize = 256;
+const KEEP_TEXT: usize = 16 * 1024;
+
+/// A value to write, as a writer has it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value<'a> {
+    Null,
+    Bool(bool),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Str(&'a str),
+    /// Anything else serde produced (documents, arrays, binary, ...).
+    Bson(Bson),
+}
+
+impl From<Bson> for Value<'static> {
+    fn from(value: Bson) -> Self {
+        match value {
+            Bson::Null => Value::Null,
+            Bson::Boolean(b) => Value::Bool(b),
+            Bson::Int32(n) => Value::I32(n),
+            Bson::Int64(n) => Value::I64(n),
+            Bson::Double(x) => Value::F64(x),
+            other => Value::Bson(other),
+        }
+    }
+}
+
+impl Value<'_> {
+    /// True for the values `add` accepts.
+    pub(crate) fn is_number(&self) -> bool {
+        matches!(self, Value::I32(_) | Value::I64(_) | Value::F64(_))
+    }
+
+    fn into_bson(self) -> Bson {
+        match self {
+            Value::Null => Bson::Null,
+            Value::Bool(b) => Bson::Boolean(b),
+            Value::I32(n) => Bson::Int32(n),
+            Value::I64(n) => Bson::Int64(n),
+            Value::F64(x) => Bson::Double(x),
+            Value::Str(s) => Bson::String(s.to_owned()),
+            Value::Bson(b) => b,
+        }
+    }
+}
+
+/// Which write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `body[key] = value`.
+    Set,
+    /// Push onto the array at `key`, creating it.
+    Append,
+    /// Add the number to the number at `key` (missing counts as 0).
+    Add,
+}
+
+/// A range of the text arena.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A node's value as stored.
+#[derive(Debug, Clone)]
+enum Stored {
+    /// A document whose fields are the node's children.
+    Doc,
+    Null,
+    Bool(bool),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Str(Span),
+    Bson(Box<Bson>),
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: Span,
+    value: Stored,
+    next: u32,
+    first: u32,
+    last: u32,
+}
+
+/// The body could not be encoded: a name holding a NUL (from a serde map key), or a value bson
+/// refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct EncodeError(String);
+
+/// One context's body.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    nodes: Vec<Node>,
+    text: String,
+    /// The root document's first and last field.
+    first: u32,
+    last: u32,
+    /// (parent, name) → node, once the body is large.
+    index: Option<HashMap<(u32, Box<str>), u32>>,
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::new()
+    }
+}
+
+impl Body {
+    /// An empty body (no allocation until the first write).
+    pub(crate) const fn new() -> Body {
+        Body {
+            nodes: Vec::new(),
+            text: String::new(),
+            first: NONE,
+            last: NONE,
+            index: None,
+        }
+    }
+
+    /// Empties the body, keeping its buffers unless they grew large; false when it is not worth
+    /// keeping.
+    pub(crate) fn reset(&mut self) -> bool {
+        self.nodes.clear();
+        self.text.clear();
+        self.first = NONE;
+        self.last = NONE;
+        self.index = None;
+        self.nodes.capacity() <= KEEP_NODES && self.text.capacity() <= KEEP_TEXT
+    }
+
+    /// True when nothing was written.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first == NONE
+    }
+
+    fn str_of(&self, span: Span) -> &str {
+        &self.text[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    /// Compares bytes only: both sides are whole strings, no boundary check is needed.
+    #[inline]
+    fn name_is(&self, span: Span, name: &str) -> bool {
+        span.len as usize == name.len()
+            && &self.text.as_bytes()[span.start as usize..(span.start + span.len) as usize]
+                == name.as_bytes()
+    }
+
+    fn intern(&mut self, s: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        Span {
+            start,
+            len: s.len() as u32,
+        }
+    }
+
+    fn head(&self, parent: u32) -> u32 {
+        if parent == NONE {
+            self.first
+        } else {
+            self.nodes[parent as usize].first
+        }
+    }
+
+    #[inline]
+    fn find_child(&self, parent: u32, name: &str) -> Option<u32> {
+        if let Some(index) = &self.index {
+            // A lookup by (u32, &str) needs an owned key in std's map; large bodies only.
+            return index.get(&(parent, Box::from(name))).copied();
+        }
+        let mut at = self.head(parent);
+        while at != NONE {
+            let node = &self.nodes[at as usize];
+            if self.name_is(node.name, name) {
+                return Some(at);
+            }
+            at = node.next;
+        }
+        None
+    }
+
+    fn add_child(&mut self, parent: u32, name: &str, value: Stored) -> u32 {
+        let id = self.nodes.len() as u32;
+        let name_span = self.intern(name);
+        self.nodes.push(Node {
+            name: name_span,
+            value,
+            next: NONE,
+            first: NONE,
+            last: NONE,
+        });
+        let tail = if parent == NONE {
+            self.last
+        } else {
+            self.nodes[parent as usize].last
+        };
+        if tail == NONE {
+            if parent == NONE {
+                self.first = id;
+            } else {
+                self.nodes[parent as usize].first = id;
+            }
+        } else {
+            self.nodes[tail as usize].next = id;
+        }
+        if parent == NONE {
+            self.last = id;
+        } else {
+            self.nodes[parent as usize].last = id;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert((parent, Box::from(name)), id);
+        } else if self.nodes.len() >= INDEX_FROM {
+            self.build_index();
+        }
+        id
+    }
+
+    fn build_index(&mut self) {
+        let mut index = HashMap::with_capacity(self.nodes.len() * 2);
+        let mut stack = vec![NONE];
+        while let Some(parent) = stack.pop() {
+            let mut at = self.head(parent);
+            while at != NONE {
+                let node = &self.nodes[at as usize];
+                index.insert((parent, Box::from(self.str_of(node.name))), at);
+                stack.push(at);
+                at = node.next;
+            }
+        }
+        self.index = Some(index);
+    }
+
+    /// Detaches every descendant of `node` (their slots stay unused in the vector).
+    fn drop_children(&mut self, node: u32) {
+        if self.index.is_some() {
+            let mut stack = vec![node];
+            while let Some(parent) = stack.pop() {
+                let mut at = self.nodes[parent as usize].first;
+                while at != NONE {
+                    let name: Box<str> = Box::from(self.str_of(self.nodes[at as usize].name));
+                    if let Some(index) = &mut self.index {
+                        index.remove(&(parent, name));
+                    }
+                    stack.push(at);
+                    at = self.nodes[at as usize].next;
+                }
+            }
+        }
+        let n = &mut self.nodes[node as usize];
+        n.first = NONE;
+        n.last = NONE;
+    }
+
+    fn store(&mut self, value: Value<'_>) -> Stored {
+        match value {
+            Value::Null => Stored::Null,
+            Value::Bool(b) => Stored::Bool(b),
+            Value::I32(n) => Stored::I32(n),
+            Value::I64(n) => Stored::I64(n),
+            Value::F64(x) => Stored::F64(x),
+            Value::Str(s) => Stored::Str(self.intern(s)),
+            Value::Bson(b) => Stored::Bson(Box::new(b)),
+        }
+    }
+
+    /// Replaces `node`'s value; a document in the way (its fields) is a conflict.
+    fn replace(&mut self, node: u32, value: Stored, outcome: &mut WriteOutcome) {
+        let old = std::mem::replace(&mut self.nodes[node as usize].value, value);
+        match old {
+            Stored::Doc => {
+                self.drop_children(node);
+                *outcome = WriteOutcome::Replaced;
+            }
+            Stored::Bson(b) if matches!(*b, Bson::Document(_)) => *outcome = WriteOutcome::Replaced,
+            _ => {}
+        }
+    }
+
+    /// The document node for `name` under `parent`, creating it or replacing what is in the way.
+    fn descend(&mut self, parent: u32, name: &str, outcome: &mut WriteOutcome) -> u32 {
+        let Some(node) = self.find_child(parent, name) else {
+            return self.add_child(parent, name, Stored::Doc);
+        };
+        match std::mem::replace(&mut self.nodes[node as usize].value, Stored::Doc) {
+            Stored::Doc => {}
+            // A document set whole (`set("user", &user)`) and now written into: its fields
+            // become nodes, in their order.
+            Stored::Bson(b) if matches!(*b, Bson::Document(_)) => {
+                if let Bson::Document(doc) = *b {
+                    self.adopt(node, doc);
+                }
+            }
+            _ => *outcome = WriteOutcome::Replaced,
+        }
+        node
+    }
+
+    fn adopt(&mut self, node: u32, doc: Document) {
+        for (name, value) in doc {
+            let stored = match value {
+                Bson::String(s) => self.store(Value::Str(&s)),
+                other => self.store(Value::from(other)),
+            };
+            self.add_child(node, &name, stored);
+        }
+    }
+
+    /// Applies one write; the key was checked by the caller.
+    pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
+        let mut outcome = WriteOutcome::Clean;
+        let mut parent = NONE;
+        let mut last = key;
+        // Byte search for the dots: `str::split` with a char pattern costs several times more.
+        while let Some(dot) = last.as_bytes().iter().position(|&b| b == b'.') {
+            parent = self.descend(parent, &last[..dot], &mut outcome);
+            last = &last[dot + 1..];
+        }
+        let existing = self.find_child(parent, last);
+        match op {
+            Op::Set => {
+                let stored = self.store(value);
+                match existing {
+                    Some(node) => self.replace(node, stored, &mut outcome),
+                    None => {
+                        self.add_child(parent, last, stored);
+                    }
+                }
+            }
+            Op::Append => match existing {
+                Some(node) => {
+                    if let Stored::Bson(b) = &mut self.nodes[node as usize].value
+                        && let Bson::Array(items) = b.as_mut()
+                    {
+                        items.push(value.into_bson());
+                    } else {
+                        let array = Stored::Bson(Box::new(Bson::Array(vec![value.into_bson()])));
+                        self.replace(node, array, &mut outcome);
+                        outcome = WriteOutcome::Replaced;
+                    }
+                }
+                None => {
+                    let array = Stored::Bson(Box::new(Bson::Array(vec![value.into_bson()])));
+                    self.add_child(parent, last, array);
+                }
+            },
+            Op::Add => match existing {
+                Some(node) => {
+                    let sum = numeric_sum(&self.nodes[node as usize].value, &value);
+                    let stored = match sum {
+                        Some(sum) => sum,
+                        None => {
+                            outcome = WriteOutcome::Replaced;
+                            self.store(value)
+                        }
+                    };
+                    self.replace(node, stored, &mut outcome);
+                }
+                None => {
+                    let stored = self.store(value);
+                    self.add_child(parent, last, stored);
+                }
+            },
+        }
+        outcome
+    }
+
+    /// The value at a top-level key, as BSON (for tests and the error path).
+    #[cfg(test)]
+    pub(crate) fn to_document(&self) -> Document {
+        let mut bytes = Vec::new();
+        self.encode(&mut bytes).unwrap();
+        Document::from_reader(&bytes[..]).unwrap()
+    }
+
+    /// Appends the body as one BSON document to `out`.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_doc(NONE, out)
+    }
+
+    fn encode_doc(&self, parent: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut at = self.head(parent);
+        while at != NONE {
+            let node = &self.nodes[at as usize];
+            let name = self.str_of(node.name);
+            if name.as_bytes().contains(&0) {
+                return Err(EncodeError(format!("key {name:?} contains a NUL byte")));
+            }
+            let tag = |out: &mut Vec<u8>, tag: u8| {
+                out.push(tag);
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            };
+            match &node.value {
+                Stored::Doc => {
+                    tag(out, 0x03);
+                    self.encode_doc(at, out)?;
+                }
+                Stored::Null => tag(out, 0x0A),
+                Stored::Bool(b) => {
+                    tag(out, 0x08);
+                    out.push(u8::from(*b));
+                }
+                Stored::I32(n) => {
+                    tag(out, 0x10);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                Stored::I64(n) => {
+                    tag(out, 0x12);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                Stored::F64(x) => {
+                    tag(out, 0x01);
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                Stored::Str(span) => {
+                    let s = self.str_of(*span);
+                    tag(out, 0x02);
+                    out.extend_from_slice(&(s.len() as i32 + 1).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                    out.push(0);
+                }
+                Stored::Bson(b) => encode_bson(name, b, out)?,
+            }
+            at = node.next;
+        }
+        out.push(0);
+        let len = (out.len() - start) as i32;
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// One element of a value only bson knows how to encode: encoded as a one-field document, whose
+/// element bytes are then spliced in.
+fn encode_bson(name: &str, value: &Bson, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let mut one = Document::new();
+    one.insert(name, value.clone());
+    let mut bytes = Vec::new();
+    one.to_writer(&mut bytes)
+        .map_err(|e| EncodeError(e.to_string()))?;
+    out.extend_from_slice(&bytes[4..bytes.len() - 1]);
+    Ok(())
+}
+
+fn numeric_sum(current: &Stored, delta: &Value<'_>) -> Option<Stored> {
+    use Stored::{F64, I32, I64};
+    Some(match (current, delta) {
+        (I32(x), Value::I32(y)) => x
+            .checked_add(*y)
+            .map(I32)
+            .unwrap_or(I64(*x as i64 + *y as i64)),
+        (I32(x), Value::I64(y)) => I64((*x as i64).wrapping_add(*y)),
+        (I64(y), Value::I32(x)) => I64((*x as i64).wrapping_add(*y)),
+        (I64(x), Value::I64(y)) => I64(x.wrapping_add(*y)),
+        (F64(x), Value::F64(y)) => F64(x + y),
+        (F64(x), Value::I32(y)) => F64(x + *y as f64),
+        (I32(y), Value::F64(x)) => F64(x + *y as f64),
+        (F64(x), Value::I64(y)) => F64(x + *y as f64),
+        (I64(y), Value::F64(x)) => F64(x + *y as f64),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn set(body: &mut Body, key: &str, value: Bson) -> WriteOutcome {
+        body.write(key, Value::from(value), Op::Set)
+    }
+    fn append(body: &mut Body, key: &str, value: Bson) -> WriteOutcome {
+        body.write(key, Value::from(value), Op::Append)
+    }
+    fn add(body: &mut Body, key: &str, value: Bson) -> WriteOutcome {
+        body.write(key, Value::from(value), Op::Add)
+    }
+
+    #[test]
+    fn dotted_keys_merge() {
+        let mut body = Body::new();
+        set(&mut body, "a.b", Bson::Int32(1));
+        set(&mut body, "a.c", Bson::Int32(2));
+        set(&mut body, "codes.200", Bson::Int32(3));
+        body.write("s", Value::Str("text"), Op::Set);
+        assert_eq!(
+            body.to_document(),
+            doc! { "a": { "b": 1, "c": 2 }, "codes": { "200": 3 }, "s": "text" }
+        );
+    }
+
+    #[test]
+    fn conflicts_later_write_wins() {
+        let mut body = Body::new();
+        set(&mut body, "a", Bson::Int32(1));
+        assert_eq!(
+            set(&mut body, "a.b", Bson::Int32(2)),
+            WriteOutcome::Replaced
+        );
+        assert_eq!(body.to_document(), doc! { "a": { "b": 2 } });
+        assert_eq!(set(&mut body, "a", Bson::Int32(3)), WriteOutcome::Replaced);
+        assert_eq!(body.to_document(), doc! { "a": 3 });
+        assert_eq!(
+            append(&mut body, "a", Bson::Int32(4)),
+            WriteOutcome::Replaced
+        );
+        assert_eq!(body.to_document(), doc! { "a": [4] });
+        assert_eq!(add(&mut body, "a", Bson::Int32(5)), WriteOutcome::Replaced);
+        assert_eq!(body.to_document(), doc! { "a": 5 });
+        assert_eq!(set(&mut body, "a", Bson::Int32(6)), WriteOutcome::Clean);
+        // A document in the way of `add` and `append` is replaced too, its fields gone.
+        set(&mut body, "d.x", Bson::Int32(1));
+        assert_eq!(add(&mut body, "d", Bson::Int32(1)), WriteOutcome::Replaced);
+        set(&mut body, "d.y", Bson::Int32(2));
+        assert_eq!(
+            append(&mut body, "d", Bson::Int32(1)),
+            WriteOutcome::Replaced
+        );
+        assert_eq!(body.to_document(), doc! { "a": 6, "d": [1] });
+    }
+
+    #[test]
+    fn a_document_set_whole_can_be_written_into() {
+        let mut body = Body::new();
+        set(
+            &mut body,
+            "user",
+            Bson::Document(doc! { "name": "x", "a.b": 1 }),
+        );
+        assert_eq!(
+            set(&mut body, "user.id", Bson::Int32(7)),
+            WriteOutcome::Clean
+        );
+        assert_eq!(
+            set(&mut body, "user.name", Bson::Int32(8)),
+            WriteOutcome::Clean
+        );
+        assert_eq!(
+            body.to_document(),
+            doc! { "user": { "name": 8, "a.b": 1, "id": 7 } }
+        );
+        assert_eq!(set(&mut body, "user", Bson::Null), WriteOutcome::Replaced);
+        assert_eq!(body.to_document(), doc! { "user": null });
+    }
+
+    #[test]
+    fn append_keeps_order() {
+        let mut body = Body::new();
+        for i in 0..3 {
+            append(&mut body, "x.items", Bson::Int32(i));
+        }
+        assert_eq!(body.to_document(), doc! { "x": { "items": [0, 1, 2] } });
+    }
+
+    #[test]
+    fn add_keeps_numeric_kind() {
+        let mut body = Body::new();
+        add(&mut body, "n", Bson::Int32(2));
+        add(&mut body, "n", Bson::Int32(3));
+        add(&mut body, "f", Bson::Double(0.5));
+        add(&mut body, "f", Bson::Double(0.25));
+        add(&mut body, "mix", Bson::Int32(1));
+        add(&mut body, "mix", Bson::Double(0.5));
+        add(&mut body, "big", Bson::Int32(i32::MAX));
+        add(&mut body, "big", Bson::Int32(1));
+        assert_eq!(
+            body.to_document(),
+            doc! { "n": 5, "f": 0.75, "mix": 1.5, "big": (i32::MAX as i64) + 1 }
+        );
+    }
+
+    #[test]
+    fn large_bodies_use_the_index_and_stay_correct() {
+        let mut body = Body::new();
+        let mut expected = Document::new();
+        for i in 0..500 {
+            set(&mut body, &format!("k{i}.v"), Bson::Int32(i));
+            expected.insert(format!("k{i}"), doc! { "v": i });
+        }
+        assert!(body.index.is_some());
+        // Overwrites and conflicts through the index.
+        set(&mut body, "k7", Bson::Int32(-1));
+        expected.insert("k7", -1);
+        set(&mut body, "k7.w", Bson::Int32(2));
+        expected.insert("k7", doc! { "w": 2 });
+        assert_eq!(body.to_document(), expected);
+        assert!(!body.reset() || body.is_empty());
+    }
+
+    #[test]
+    fn a_nul_in_an_adopted_key_is_an_encoding_error_not_a_corrupt_document() {
+        let mut body = Body::new();
+        set(&mut body, "m", Bson::Document(doc! { "a\0b": 1 }));
+        set(&mut body, "m.c", Bson::Int32(2));
+        let mut out = Vec::new();
+        assert!(body.encode(&mut out).is_err());
+    }
+}
