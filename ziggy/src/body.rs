@@ -51,6 +51,8 @@ pub(crate) fn count(outcome: WriteOutcome) {
 }
 
 /// Applies one write by the rules above, if the key is acceptable, and counts what it did.
+// Only the tracing bridge calls it directly.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn write(body: &mut Body, key: &str, value: Value<'_>, op: Op) {
     if accept_key(key) {
         count(body.write(key, value, op));

@@ -118,6 +118,9 @@ pub(crate) struct Body {
     last: u32,
     /// (parent, name) → node, once the body is large.
     index: Option<HashMap<(u32, Box<str>), u32>>,
+    /// Some name came from a document set whole (a serde map key), not through the key rule, and
+    /// may hold a NUL: the encoder checks names.
+    foreign_names: bool,
 }
 
 impl Default for Body {
@@ -135,6 +138,7 @@ impl Body {
             first: NONE,
             last: NONE,
             index: None,
+            foreign_names: false,
         }
     }
 
@@ -146,6 +150,7 @@ impl Body {
         self.first = NONE;
         self.last = NONE;
         self.index = None;
+        self.foreign_names = false;
         self.nodes.capacity() <= KEEP_NODES && self.text.capacity() <= KEEP_TEXT
     }
 
@@ -319,6 +324,7 @@ impl Body {
     }
 
     fn adopt(&mut self, node: u32, doc: Document) {
+        self.foreign_names = true;
         for (name, value) in doc {
             let stored = match value {
                 Bson::String(s) => self.store(Value::Str(&s)),
@@ -397,6 +403,8 @@ impl Body {
 
     /// Appends the body as one BSON document to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        // Names, strings and per-node tags and sizes: one reservation instead of many.
+        out.reserve(self.text.len() + self.nodes.len() * 16 + 8);
         self.encode_doc(NONE, out)
     }
 
@@ -407,7 +415,7 @@ impl Body {
         while at != NONE {
             let node = &self.nodes[at as usize];
             let name = self.str_of(node.name);
-            if name.as_bytes().contains(&0) {
+            if self.foreign_names && name.as_bytes().contains(&0) {
                 return Err(EncodeError(format!("key {name:?} contains a NUL byte")));
             }
             let tag = |out: &mut Vec<u8>, tag: u8| {
