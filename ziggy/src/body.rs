@@ -14,6 +14,8 @@
 //! captured from serde without building a `Bson` ([`capture`]).
 
 mod capture;
+#[cfg(test)]
+mod reference;
 mod tree;
 
 use std::sync::atomic::Ordering;
