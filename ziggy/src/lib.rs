@@ -54,7 +54,13 @@
 //! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
 //!   every call is a no-op that neither allocates, locks nor serialises its value.
 //! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
-//!   and counts ([`stats()`]); the caller never blocks on the network.
+//!   and counts ([`stats()`]); the caller never blocks on the network. Returning from `main` (or
+//!   `std::process::exit`) flushes what is queued, up to the shutdown timeout: [`shutdown`] runs
+//!   from an exit handler.
+//! - **Development**: `ZIGGY_JSON=stderr` (or a file path) makes [`configure`] write events as JSON
+//!   lines there instead of to the daemon; [`configure_json`] does it in code.
+//! - **Sampling overrides**: `ZIGGY_SAMPLE="request.sql=0.1,request.cache=off"`, read by
+//!   [`configure`], and [`set_sample_overrides`] at run time.
 
 #![warn(missing_docs)]
 
