@@ -108,7 +108,7 @@ impl Context {
         if !enabled() {
             return None;
         }
-        if validate_channel_name(&self.channel).is_err() {
+        if !valid_channel(&self.channel) {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -196,6 +196,31 @@ impl Context {
             }
         }
     }
+}
+
+thread_local! {
+    /// The last `&'static str` channel found valid on this thread (address, length): a function
+    /// opens the same channel each call, so its name is checked once per thread, not per call.
+    static LAST_VALID: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Whether `channel` follows the channel rule.
+fn valid_channel(channel: &Cow<'static, str>) -> bool {
+    let Cow::Borrowed(name) = channel else {
+        return validate_channel_name(channel).is_ok();
+    };
+    let key = (name.as_ptr() as usize, name.len());
+    if LAST_VALID
+        .try_with(|last| last.get() == key)
+        .unwrap_or(false)
+    {
+        return true;
+    }
+    let ok = validate_channel_name(name).is_ok();
+    if ok {
+        let _ = LAST_VALID.try_with(|last| last.set(key));
+    }
+    ok
 }
 
 /// The id given with [`Context::id`] if valid, else the parent's, else a fresh one.
