@@ -205,6 +205,8 @@ thread_local! {
 }
 
 /// Whether `channel` follows the channel rule.
+// The `Cow` itself is the point: only a `Borrowed` (`'static`) name may be remembered by address.
+#[allow(clippy::ptr_arg)]
 fn valid_channel(channel: &Cow<'static, str>) -> bool {
     let Cow::Borrowed(name) = channel else {
         return validate_channel_name(channel).is_ok();
