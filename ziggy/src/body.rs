@@ -25,11 +25,14 @@ use crate::counters::COUNTERS;
 pub(crate) use capture::write_serialize;
 pub(crate) use tree::{Body, EncodeError, Op, Value};
 
-/// What a write did to the body; `Replaced` means a conflicting value was overwritten.
+/// What a write did to the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteOutcome {
     Clean,
+    /// A conflicting value was overwritten.
     Replaced,
+    /// The body is full (tens of MiB): nothing was written.
+    Refused,
 }
 
 /// The key rule every writer follows, the tracing bridge included: a key that is empty or holds
@@ -44,11 +47,17 @@ pub(crate) fn accept_key(key: &str) -> bool {
     ok
 }
 
-/// Counts a write that replaced a conflicting value in `conflicts`.
+/// Counts a write that replaced a conflicting value in `conflicts`, a refused one in `invalid`.
 #[inline]
 pub(crate) fn count(outcome: WriteOutcome) {
-    if outcome == WriteOutcome::Replaced {
-        COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+    match outcome {
+        WriteOutcome::Clean => {}
+        WriteOutcome::Replaced => {
+            COUNTERS.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        WriteOutcome::Refused => {
+            COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

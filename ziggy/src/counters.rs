@@ -36,7 +36,7 @@ pub struct Stats {
     /// Events waiting in the queue (or in the sender's hands) right now.
     pub queued: u64,
     /// Rejected inputs: invalid channel names or ids, values serde could not encode, `add` of a
-    /// non-number, keys with NUL.
+    /// non-number, keys with NUL, writes into a body already past 64 MiB of keys and strings.
     pub invalid: u64,
     /// Writes that replaced a conflicting value (see [`crate::set`]'s rules in the crate docs).
     pub conflicts: u64,

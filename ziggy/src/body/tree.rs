@@ -12,6 +12,10 @@ const NONE: u32 = u32::MAX;
 /// From this many nodes on, children are found through a hash index instead of a list walk, so a
 /// body with thousands of keys costs each write a lookup, not a scan.
 const INDEX_FROM: usize = 32;
+/// Past these a body takes no more writes (each refused write is counted as invalid): far beyond
+/// the 16 MiB a daemon accepts per event, and within the `u32` offsets the tree uses.
+const TEXT_LIMIT: usize = 64 << 20;
+const NODE_LIMIT: usize = 4 << 20;
 /// A body whose buffers grew beyond these is freed after use rather than kept for the next event.
 const KEEP_NODES: usize = 256;
 const KEEP_TEXT: usize = 16 * 1024;
@@ -336,6 +340,15 @@ impl Body {
 
     /// Applies one write; the key was checked by the caller.
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
+        let text = key.len()
+            + if let Value::Str(s) = &value {
+                s.len()
+            } else {
+                0
+            };
+        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + key.len() > NODE_LIMIT {
+            return WriteOutcome::Refused;
+        }
         let mut outcome = WriteOutcome::Clean;
         let mut parent = NONE;
         let mut last = key;
@@ -618,6 +631,23 @@ mod tests {
         expected.insert("k7", doc! { "w": 2 });
         assert_eq!(body.to_document(), expected);
         assert!(!body.reset() || body.is_empty());
+    }
+
+    #[test]
+    fn a_body_past_its_limits_refuses_writes_instead_of_overflowing() {
+        let mut body = Body::new();
+        let big = "x".repeat(TEXT_LIMIT / 2);
+        assert_eq!(
+            body.write("a", Value::Str(&big), Op::Set),
+            WriteOutcome::Clean
+        );
+        assert_eq!(
+            body.write("b", Value::Str(&big), Op::Set),
+            WriteOutcome::Refused
+        );
+        assert_eq!(body.write("c", Value::I32(1), Op::Set), WriteOutcome::Clean);
+        let doc = body.to_document();
+        assert_eq!(doc.keys().collect::<Vec<_>>(), ["a", "c"]);
     }
 
     #[test]
