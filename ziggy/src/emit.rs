@@ -6,7 +6,7 @@ use crate::body::{Body, Op, Value};
 use crate::counters::COUNTERS;
 use crate::encode::{self, EventHeader};
 use crate::sink::Sink;
-use crate::transport::ZmqSink;
+use crate::transport::TransportSink;
 
 /// Encodes an event and hands it to `sink`, or to the transport when `None`.
 #[inline]
@@ -30,6 +30,6 @@ pub(crate) fn emit(header: &EventHeader<'_>, body: &Body, sink: Option<&dyn Sink
     match sink {
         Some(sink) => sink.accept(bytes),
         // A direct call: the production path pays no virtual dispatch.
-        None => ZmqSink.accept(bytes),
+        None => TransportSink.accept(bytes),
     }
 }

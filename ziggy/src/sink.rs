@@ -1,6 +1,6 @@
 //! Where a closed event goes: a [`Sink`].
 //!
-//! There are two sinks: the ZeroMQ transport (`transport::ZmqSink`, the process-wide default) and
+//! There are two sinks: the ZeroMQ transport (`transport::TransportSink`, the process-wide default) and
 //! a test capture (`testing::CaptureSink`). A capture becomes this thread's *scoped* sink for the
 //! length of `Capture::run` or of one poll of a `Captured` future; a context opened meanwhile
 //! keeps it, so its event and its sub-contexts' (on any thread) go there. A frame that keeps no

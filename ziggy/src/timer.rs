@@ -26,7 +26,7 @@ pub struct TimerGuard {
 #[inline]
 pub fn timeit(key: &'static str) -> TimerGuard {
     let started = if crate::switch::enabled() {
-        crate::write::innermost_active_serial().map(|s| (s, Instant::now()))
+        start(key)
     } else {
         None
     };
@@ -35,6 +35,13 @@ pub fn timeit(key: &'static str) -> TimerGuard {
         key,
         _not_send: PhantomData,
     }
+}
+
+#[inline(never)]
+fn start(key: &'static str) -> Option<(u64, Instant)> {
+    let serial = crate::write::innermost_active_serial()?;
+    // Checked once here, so the write at the stop needs no check.
+    crate::body::accept_key(key).then(|| (serial, Instant::now()))
 }
 
 impl Drop for TimerGuard {

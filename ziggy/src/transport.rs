@@ -129,6 +129,8 @@ struct Running {
     thread: JoinHandle<()>,
     /// The ZeroMQ context of a socket outlet, terminated last by `shutdown`.
     context: Option<zmq::Context>,
+    /// The process that started the sender (a forked child has none of its threads).
+    pid: u32,
     shutdown_timeout: Duration,
 }
 
@@ -247,6 +249,7 @@ fn start(outlet: Outlet, context: Option<zmq::Context>, config: &TransportConfig
         stop,
         thread,
         context,
+        pid: std::process::id(),
         shutdown_timeout: config.shutdown_timeout,
     });
     GENERATION.fetch_add(1, Ordering::AcqRel);
@@ -254,10 +257,10 @@ fn start(outlet: Outlet, context: Option<zmq::Context>, config: &TransportConfig
     switch::set_configured(true);
 }
 
-/// The transport as a sink: where events go unless a test capture takes them.
-pub(crate) struct ZmqSink;
+/// The transport (ZeroMQ or JSON lines) as a sink: where events go unless a test capture takes them.
+pub(crate) struct TransportSink;
 
-impl Sink for ZmqSink {
+impl Sink for TransportSink {
     fn accept(&self, event: Vec<u8>) {
         submit(event);
     }
@@ -319,8 +322,24 @@ pub fn shutdown() {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     GENERATION.fetch_add(1, Ordering::AcqRel);
     if let Some(running) = running {
+        if running.pid != std::process::id() {
+            // A forked child: the sender thread and its socket are the parent's, and no thread
+            // drains this copy of the queue. Nothing here is ours to flush or close.
+            std::mem::forget(running);
+            return;
+        }
         flush(running.shutdown_timeout);
         running.stop.store(true, Ordering::Release);
+        // Bounded: a sender stuck in a blocking write (a full stderr pipe, or a stderr lock held
+        // by the thread that is exiting) is left behind rather than hanging the process.
+        let deadline = Instant::now() + running.shutdown_timeout;
+        while !running.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !running.thread.is_finished() {
+            std::mem::forget(running.context);
+            return;
+        }
         let _ = running.thread.join();
         // A producer that raced with the stop may have pushed after the final drain.
         let mut late = 0;

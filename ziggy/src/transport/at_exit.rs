@@ -1,6 +1,7 @@
 //! Flushing at process exit: returning from `main` (or `std::process::exit`) runs [`shutdown`],
 //! so what is queued is delivered (up to the shutdown timeout) even when the program never calls
-//! it. A process killed by a signal still loses its queue.
+//! it. A process killed by a signal, or aborting (`panic = "abort"`), still loses its queue; a
+//! forked child's exit leaves the parent's sender alone.
 
 use std::sync::Once;
 
@@ -11,8 +12,11 @@ pub(super) fn register() {
     REGISTERED.call_once(|| {
         // SAFETY: `atexit` only records the function pointer; `flush_at_exit` is an `extern "C"`
         // fn with no arguments that never unwinds.
-        unsafe {
-            libc::atexit(flush_at_exit);
+        let refused = unsafe { libc::atexit(flush_at_exit) } != 0;
+        if refused {
+            eprintln!(
+                "ziggy: cannot register the exit handler: call ziggy::shutdown() before exiting"
+            );
         }
     });
 }
