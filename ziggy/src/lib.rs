@@ -37,25 +37,6 @@
 //! which the attributes refer to); a crate that uses the attributes without it gets "could not find
 //! `ziggy_declared_channels` in the crate root".
 //!
-//! ## Rules
-//! - **Nesting.** A context's parent is the innermost open context whose channel is the same as or
-//!   an ancestor of its own (`request` for `request.sql`); it shares the parent's id unless given
-//!   one with [`Context::id`]. Unrelated contexts get fresh ids.
-//! - **Writes** ([`set`], [`append`], [`add`]) go to the innermost open context of the current
-//!   thread or task, and do nothing outside one. Dotted keys nest and every segment is a plain map
-//!   key (`codes.200`). On a type conflict the later write wins: the value in the way is replaced
-//!   and counted in [`Stats::conflicts`]. No write panics or returns an error.
-//! - **Sampling** ([`Context::sample`]): see docs/PROTOCOL.md §2 and the `sampling` notes: decisions with an
-//!   ancestor as target are a deterministic hash of (ancestor id, channel), so one request keeps all
-//!   or none of its sub-events; an unsampled context silences its sub-contexts.
-//! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
-//!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
-//!   `Display`, or its `Debug` when `e` has no `Display` (see the `err` option below).
-//! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
-//!   every call is a no-op that neither allocates, locks nor serialises its value.
-//! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
-//!   and counts ([`stats()`]); the caller never blocks on the network.
-//!
 //! ## `#[ziggy::context]` options
 //! After the channel, in any order (each at most once), beside `sample = ("target", rate)` and
 //! `id = expr`, as tracing's `#[instrument]` has them:
@@ -106,6 +87,25 @@
 //!     assert_eq!(events[1].body.get_str("error").unwrap(), "empty password");
 //! }
 //! ```
+//!
+//! ## Rules
+//! - **Nesting.** A context's parent is the innermost open context whose channel is the same as or
+//!   an ancestor of its own (`request` for `request.sql`); it shares the parent's id unless given
+//!   one with [`Context::id`]. Unrelated contexts get fresh ids.
+//! - **Writes** ([`set`], [`append`], [`add`]) go to the innermost open context of the current
+//!   thread or task, and do nothing outside one. Dotted keys nest and every segment is a plain map
+//!   key (`codes.200`). On a type conflict the later write wins: the value in the way is replaced
+//!   and counted in [`Stats::conflicts`]. No write panics or returns an error.
+//! - **Sampling** ([`Context::sample`]): see docs/PROTOCOL.md §2 and the `sampling` notes: decisions with an
+//!   ancestor as target are a deterministic hash of (ancestor id, channel), so one request keeps all
+//!   or none of its sub-events; an unsampled context silences its sub-contexts.
+//! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
+//!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
+//!   `Display`, or its `Debug` when `e` has no `Display` (see the options above).
+//! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
+//!   every call is a no-op that neither allocates, locks nor serialises its value.
+//! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
+//!   and counts ([`stats()`]); the caller never blocks on the network.
 
 #![warn(missing_docs)]
 
@@ -121,7 +121,6 @@ mod id;
 mod identity;
 #[cfg(feature = "log")]
 pub mod log_bridge;
-mod macro_support;
 mod panic_message;
 mod registry;
 mod sampling;
@@ -147,6 +146,9 @@ pub use timer::{TimerGuard, timeit};
 pub use transport::{ConfigureError, TransportConfig, configure, configure_with, flush, shutdown};
 pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
+
+// What the expansions of #[ziggy::context]'s options call, re-exported by `__private`.
+mod macro_support;
 
 /// Support for the macros' expansions; not a public API.
 #[doc(hidden)]
