@@ -19,6 +19,7 @@ mod channels;
 use ziggy_proto::channel as channel_rule;
 mod expand;
 mod mangle;
+mod params;
 mod self_rename;
 mod valid;
 
@@ -27,7 +28,9 @@ use proc_macro::TokenStream;
 /// Opens a ziggy context for the duration of the function: one event per call.
 ///
 /// `#[ziggy::context("request")]`, `#[ziggy::context("request.sql", sample = ("request", 0.25))]`,
-/// `#[ziggy::context("request", id = req.id.clone())]`. See the `ziggy` crate docs.
+/// `#[ziggy::context("request", id = req.id.clone())]`, and the recording options
+/// `fields(key = value, ..)`, `args`, `skip(a, ..)`, `skip_all`, `err[(Display|Debug)]`,
+/// `ret[(Debug|Display|Serialize)]`. See the `ziggy` crate docs.
 #[proc_macro_attribute]
 pub fn context(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::context(args.into(), item.into()).into()

@@ -1,9 +1,12 @@
 //! Semantic checks of parsed arguments, collecting every error so the user sees all at once.
 
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, ReturnType, Signature, UnOp};
 
 use crate::attr::ContextArgs;
+use crate::attr::unraw;
 use crate::channel_rule::{is_self_or_ancestor, validate_channel_name};
+use crate::params::bound_names;
+use ziggy_proto::fields::is_valid_body_key;
 
 /// Accumulates errors and turns them into one `syn::Error`.
 #[derive(Default)]
@@ -89,4 +92,166 @@ pub fn context_args(args: &ContextArgs) -> syn::Result<()> {
         }
     }
     errors.finish()
+}
+
+/// Checks the recording options against the fn they annotate.
+pub fn context_options(args: &ContextArgs, sig: &Signature) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    let params = bound_names(sig);
+    check_skip(args, sig, &params, &mut errors);
+    check_keys(args, &params, &mut errors);
+    let returns_nothing = matches!(sig.output, ReturnType::Default);
+    if let Some(err) = &args.err {
+        if returns_nothing {
+            errors.push(syn::Error::new_spanned(
+                &err.keyword,
+                "`err` records the `Err` of a fn returning `Result`, but this fn returns nothing: \
+                 remove `err`",
+            ));
+        } else if crate::expand::contains_impl_trait_return(&sig.output) {
+            errors.push(syn::Error::new_spanned(
+                &err.keyword,
+                "`err` records the `Err` of a fn returning `Result`, but this fn returns `impl Trait`, \
+                 which is not one: return a `Result<_, E>`, or remove `err`",
+            ));
+        }
+    }
+    if let Some(ret) = &args.ret
+        && returns_nothing
+    {
+        errors.push(syn::Error::new_spanned(
+            &ret.keyword,
+            "`ret` records the returned value, but this fn returns nothing: remove `ret`",
+        ));
+    }
+    errors.finish()
+}
+
+/// `skip` needs `args`; `skip_all` contradicts it; every skipped name is a parameter, once.
+fn check_skip(args: &ContextArgs, sig: &Signature, params: &[Ident], errors: &mut Errors) {
+    if let (Some(skip_all), Some(_)) = (&args.skip_all, &args.args) {
+        errors.push(syn::Error::new_spanned(
+            skip_all,
+            "`skip_all` contradicts `args`: `args` records the arguments, `skip_all` none (the default); \
+             keep one, or write `args, skip(a, ..)` to leave some out",
+        ));
+    }
+    let Some(skip) = &args.skip else { return };
+    if args.args.is_none() {
+        errors.push(syn::Error::new_spanned(
+            &skip.keyword,
+            "`skip` leaves arguments out of `args`, but `args` is not given and no argument is recorded \
+             unless asked: write `args, skip(..)` to record the others, or remove `skip`",
+        ));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for name in &skip.names {
+        let text = name.to_string();
+        if seen.contains(&text) {
+            errors.push(syn::Error::new_spanned(
+                name,
+                format!("`{text}` is skipped twice: name it once"),
+            ));
+            continue;
+        }
+        seen.push(text.clone());
+        if text == "self" {
+            if sig.receiver().is_none() {
+                errors.push(syn::Error::new_spanned(
+                    name,
+                    "this fn has no `self` parameter (and `args` never records `self`): remove it",
+                ));
+            }
+            continue;
+        }
+        if !params.iter().any(|p| unraw(p) == unraw(name)) {
+            let listed = if params.is_empty() {
+                "this fn has no named parameter".to_owned()
+            } else {
+                format!(
+                    "the parameters are {}",
+                    params
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            errors.push(syn::Error::new_spanned(
+                name,
+                format!("no parameter named `{text}` to skip: {listed}"),
+            ));
+        }
+    }
+}
+
+/// Every `fields` key follows the body-key rule and is written once: no key is repeated, nor
+/// nested under another key recorded by the same attribute (the later write would replace it).
+fn check_keys(args: &ContextArgs, params: &[Ident], errors: &mut Errors) {
+    // Keys recorded before the fields: the arguments.
+    let mut written: Vec<(String, String)> = Vec::new();
+    if args.args.is_some() {
+        let skipped: Vec<String> = args
+            .skip
+            .iter()
+            .flat_map(|s| s.names.iter().map(unraw))
+            .collect();
+        for p in params {
+            let key = unraw(p);
+            if !skipped.contains(&key) {
+                written.push((
+                    key.clone(),
+                    format!("the argument `{key}` recorded by `args`"),
+                ));
+            }
+        }
+    }
+    let ret_key = args.ret.as_ref().map(|_| "return".to_owned());
+    for field in &args.fields {
+        if !is_valid_body_key(&field.key) {
+            errors.push(syn::Error::new_spanned(
+                &field.key_tokens,
+                format!(
+                    "invalid key {:?}: a body key must not be empty nor hold a NUL byte",
+                    field.key
+                ),
+            ));
+            continue;
+        }
+        let clash = written
+            .iter()
+            .map(|(k, what)| (k.as_str(), what.as_str()))
+            .chain(
+                ret_key
+                    .as_deref()
+                    .map(|k| (k, "the returned value recorded by `ret`")),
+            )
+            .find(|(k, _)| overlaps(k, &field.key));
+        if let Some((key, what)) = clash {
+            let how = if key == field.key {
+                format!("key {key:?} is already {what}")
+            } else {
+                format!(
+                    "key {:?} overlaps {key:?}, {what}: one write would replace the other",
+                    field.key
+                )
+            };
+            errors.push(syn::Error::new_spanned(
+                &field.key_tokens,
+                format!("{how}; give each value its own key"),
+            ));
+            continue;
+        }
+        written.push((field.key.clone(), "set earlier in `fields`".to_owned()));
+    }
+}
+
+/// Equal keys, or one nested under the other (`a` and `a.b`).
+fn overlaps(a: &str, b: &str) -> bool {
+    let nested = |outer: &str, inner: &str| {
+        inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'.'
+    };
+    a == b || nested(a, b) || nested(b, a)
 }

@@ -20,3 +20,10 @@ pub const BODY: &str = "body";
 
 /// The header fields, in the order an event carries them (`body` follows them).
 pub const HEADER: [&str; 7] = [ID, TYPE, HOST, PID, START, END, SAMPLE_RATE];
+
+/// The rule for a key written into `body`: not empty and no NUL byte (BSON keys are C strings).
+/// Dotted keys nest, every segment a plain map key. The runtime refuses (and counts) a key that
+/// breaks it; `#[ziggy::context(fields(..))]` rejects one at compile time.
+pub fn is_valid_body_key(key: &str) -> bool {
+    !key.is_empty() && !key.as_bytes().contains(&0)
+}

@@ -37,6 +37,57 @@
 //! which the attributes refer to); a crate that uses the attributes without it gets "could not find
 //! `ziggy_declared_channels` in the crate root".
 //!
+//! ## `#[ziggy::context]` options
+//! After the channel, in any order (each at most once), beside `sample = ("target", rate)` and
+//! `id = expr`, as tracing's `#[instrument]` has them:
+//!
+//! | option | records |
+//! |---|---|
+//! | `fields(key = value, ..)` | each `value` at `key`, right after the context opens. Keys: `name`, dotted `response.status` (nests), or `"any key"`; the value is borrowed (not moved) and must be `Serialize`; `key = ?value` records its `Debug`, `key = %value` its `Display` |
+//! | `args` | the fn's arguments, each under its name: a `Serialize` argument as a structured value, any other `Debug` one as its `{:?}` string; an argument that is neither does not compile (leave it out with `skip`). Without `args` no argument is recorded. `self` is never recorded (take what you need with `fields(calls = self.calls)`); a destructured parameter (`(a, b): (u8, u8)`) records each name it binds, `_` nothing |
+//! | `skip(a, b)` | with `args`: leaves these out (`skip` without `args` does not compile: ziggy records no argument unless asked); `skip(self)` is accepted and changes nothing |
+//! | `skip_all` | no argument: the default, spelled out for readers coming from tracing (with `args` it does not compile) |
+//! | `err`, `err(Display)`, `err(Debug)` | the `Err` value in `body.error`, via `Display` or `Debug`; the fn must return a `Result` whose error has that trait (a compile error at `err` otherwise) |
+//! | `ret`, `ret(Debug)`, `ret(Display)`, `ret(Serialize)` | the returned value under `return` (`Debug` by default, as tracing); for a `Result`, its `Ok` value, and nothing on `Err` (which `body.error` records) |
+//!
+//! Without `err`, a fn whose return type is spelled `Result<..>` (or `io::Result<..>`, any path
+//! ending in `Result`) still records an `Err` in `body.error`: via `Display`, or via `Debug` when
+//! the error type has no `Display`.
+//!
+//! Recording happens only when the context really records: while ziggy is off or the context is
+//! sampled out, `fields` values are not evaluated and arguments, errors and returned values are
+//! not formatted. For an `async fn` the arguments and fields are recorded when the future is
+//! first polled (inside its context), the error and returned value when it completes. Keys must
+//! be distinct: a `fields` key that repeats or nests under another recorded key (an argument,
+//! another field, `return` with `ret`) is a compile error, as are an empty or NUL-holding key, an
+//! unknown or misspelt option (the error lists the valid ones), and a malformed option.
+//!
+//! ```
+//! ziggy::channels! { request }
+//!
+//! #[derive(serde::Serialize)]
+//! struct User { name: String }
+//!
+//! #[ziggy::context("request", args, skip(password), fields(route = "/login", agent = ?"curl"), err, ret)]
+//! fn login(user: &User, password: &str) -> Result<u32, String> {
+//!     if password.is_empty() { Err("empty password".into()) } else { Ok(7) }
+//! }
+//!
+//! fn main() {
+//!     let events = ziggy::testing::capture(|| {
+//!         let ann = User { name: "ann".into() };
+//!         login(&ann, "pw").unwrap();
+//!         login(&ann, "").unwrap_err();
+//!     });
+//!     let ok = &events[0].body;
+//!     assert_eq!(ok.get_document("user").unwrap().get_str("name").unwrap(), "ann");
+//!     assert!(!ok.contains_key("password"));
+//!     assert_eq!(ok.get_str("agent").unwrap(), "\"curl\"");
+//!     assert_eq!(ok.get_str("return").unwrap(), "7");
+//!     assert_eq!(events[1].body.get_str("error").unwrap(), "empty password");
+//! }
+//! ```
+//!
 //! ## Rules
 //! - **Nesting.** A context's parent is the innermost open context whose channel is the same as or
 //!   an ancestor of its own (`request` for `request.sql`); it shares the parent's id unless given
@@ -50,7 +101,7 @@
 //!   or none of its sub-events; an unsampled context silences its sub-contexts.
 //! - **Errors and panics**: a context unwound by a panic emits with `body.error` set to the panic
 //!   message; `#[ziggy::context]` on a function returning `Err(e)` sets `body.error` to `e`'s
-//!   `Display`.
+//!   `Display`, or its `Debug` when `e` has no `Display` (see the options above).
 //! - **Unconfigured**: before [`configure`] and after [`shutdown`] (outside [`testing`] captures)
 //!   every call is a no-op that neither allocates, locks nor serialises its value.
 //! - **Transport**: [`configure`] starts one sender thread fed by a bounded queue; a full queue drops
@@ -109,13 +160,15 @@ pub use transport::{
 pub use write::{add, append, current_id, set};
 pub use ziggy_macros::{channels, context, timeit};
 
+// What the expansions of #[ziggy::context]'s options call, re-exported by `__private`.
+mod macro_support;
+
 /// Support for the macros' expansions; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::macro_support::*;
     pub use crate::registry::{DeclaredChannel, InstrumentedFn};
     pub use inventory;
-
-    use std::fmt::Display;
 
     /// Runs an async body with a stopwatch recorded under `key` when it completes.
     pub async fn timed<F: std::future::Future>(key: &'static str, fut: F) -> F::Output {
@@ -136,30 +189,4 @@ pub mod __private {
     pub fn typed<T, F: std::future::Future<Output = T>>(fut: F) -> F {
         fut
     }
-
-    /// Sets `body.error` of the innermost active context (the `Err` path of async fns).
-    pub fn record_error_innermost(message: Option<String>) {
-        if let Some(message) = message {
-            crate::write::record_error_innermost(message);
-        }
-    }
-
-    /// Autoref dispatch: `(&value).ziggy_error_of()` picks `Result` first, anything else second.
-    pub trait ResultKind {
-        /// The error message, if `self` is an `Err`.
-        fn ziggy_error_of(&self) -> Option<String>;
-    }
-    impl<T, E: Display> ResultKind for Result<T, E> {
-        fn ziggy_error_of(&self) -> Option<String> {
-            self.as_ref().err().map(|e| e.to_string())
-        }
-    }
-    /// Fallback of [`ResultKind`] for every other type.
-    pub trait OtherKind {
-        /// Always `None`.
-        fn ziggy_error_of(&self) -> Option<String> {
-            None
-        }
-    }
-    impl<T: ?Sized> OtherKind for &T {}
 }

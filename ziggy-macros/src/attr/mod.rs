@@ -1,15 +1,32 @@
-//! Parsing attribute arguments into typed models.
+//! Parsing attribute arguments into typed models: `#[ziggy::context(..)]` here, its recording
+//! options (`fields`, `args`, `skip`, `skip_all`, `err`, `ret`) in `options`.
+
+mod options;
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, LitStr, Token};
 
-/// `#[ziggy::context("channel", sample = ("target", rate), id = expr)]`.
+pub use options::{Field, Format, Formatted, Skip, unraw};
+
+/// `#[ziggy::context("channel", sample = ("target", rate), id = expr, <recording options>)]`.
 pub struct ContextArgs {
     pub channel: LitStr,
     pub sample: Option<SampleSpec>,
     pub id: Option<Expr>,
+    /// `fields(key = value, ..)`: set right after the context opens.
+    pub fields: Vec<Field>,
+    /// `args`: record the fn's arguments (the keyword, for spans).
+    pub args: Option<Ident>,
+    /// `skip(a, b)`: arguments `args` leaves out.
+    pub skip: Option<Skip>,
+    /// `skip_all`: record no argument (the default, spelled out).
+    pub skip_all: Option<Ident>,
+    /// `err`, `err(Display)`, `err(Debug)`.
+    pub err: Option<Formatted>,
+    /// `ret`, `ret(Debug)`, `ret(Display)`, `ret(Serialize)`.
+    pub ret: Option<Formatted>,
 }
 
 /// `sample = ("target", rate)`.
@@ -36,6 +53,12 @@ impl Parse for ContextArgs {
             channel,
             sample: None,
             id: None,
+            fields: Vec::new(),
+            args: None,
+            skip: None,
+            skip_all: None,
+            err: None,
+            ret: None,
         };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
@@ -53,7 +76,7 @@ impl Parse for ContextArgs {
             }
             match name.as_str() {
                 "sample" => {
-                    input.parse::<Token![=]>()?;
+                    options::expect_eq(input, &key, "sample = (\"target\", rate)")?;
                     let content;
                     syn::parenthesized!(content in input);
                     let target: LitStr = content.parse().map_err(|e| {
@@ -71,18 +94,16 @@ impl Parse for ContextArgs {
                     args.sample = Some(SampleSpec { target, rate });
                 }
                 "id" => {
-                    input.parse::<Token![=]>()?;
+                    options::expect_eq(input, &key, "id = expr")?;
                     args.id = Some(input.parse()?);
                 }
-                _ => {
-                    return Err(syn::Error::new_spanned(
-                        &key,
-                        format!(
-                            "unknown option `{name}`: #[ziggy::context] takes `sample = (\"target\", rate)` \
-                             and `id = expr`"
-                        ),
-                    ));
-                }
+                "fields" => args.fields = options::parse_fields(input, &key)?,
+                "args" => args.args = Some(options::bare(input, key)?),
+                "skip" => args.skip = Some(options::parse_skip(input, key)?),
+                "skip_all" => args.skip_all = Some(options::bare(input, key)?),
+                "err" => args.err = Some(options::parse_formatted(input, key, options::ERR)?),
+                "ret" => args.ret = Some(options::parse_formatted(input, key, options::RET)?),
+                _ => return Err(options::unknown_option(&key)),
             }
             seen.push(name);
         }

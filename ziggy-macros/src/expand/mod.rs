@@ -1,4 +1,7 @@
-//! Expansion of `#[ziggy::context]` and `#[ziggy::timeit]` into the runtime's guard code.
+//! Expansion of `#[ziggy::context]` and `#[ziggy::timeit]` into the runtime's guard code; what
+//! the recording options add is in `record`.
+
+mod record;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -104,7 +107,7 @@ fn parse_timeit_attr(attr: &Attribute) -> syn::Result<TimeitArgs> {
 
 /// The body of an `async fn` as an `async move` block whose output type is pinned to the declared
 /// return type (so `?` inside converts into it), unless that type cannot be named (`impl Trait`).
-fn async_body(output: &ReturnType, block: &syn::Block) -> TokenStream {
+fn async_body(output: &ReturnType, block: &impl ToTokens) -> TokenStream {
     match nameable_return(output) {
         Some(ty) => quote! { ::ziggy::__private::typed::<#ty, _>(async move #block) },
         None => quote! { async move #block },
@@ -117,6 +120,11 @@ fn nameable_return(output: &ReturnType) -> Option<&Type> {
         ReturnType::Type(_, ty) if !contains_impl_trait(ty) => Some(ty),
         _ => None,
     }
+}
+
+/// Whether the fn returns `impl Trait` (or a type containing one).
+pub fn contains_impl_trait_return(output: &ReturnType) -> bool {
+    matches!(output, ReturnType::Type(_, ty) if contains_impl_trait(ty))
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -166,6 +174,9 @@ fn try_context(args: TokenStream, item: &TokenStream) -> syn::Result<TokenStream
     if let Err(e) = valid::context_args(&args) {
         errors.push(e);
     }
+    if let Err(e) = valid::context_options(&args, &func.sig) {
+        errors.push(e);
+    }
     // A `#[ziggy::timeit]` below this attribute is taken over, so the timer runs inside the context.
     let mut timer = None;
     let mut kept = Vec::new();
@@ -184,11 +195,18 @@ fn try_context(args: TokenStream, item: &TokenStream) -> syn::Result<TokenStream
     Ok(expand_context(&args, func, timer))
 }
 
+/// `mut self` → `self` in the emitted signature.
+fn strip_receiver_mut(sig: &mut syn::Signature) {
+    if let Some(syn::FnArg::Receiver(receiver)) = sig.inputs.first_mut() {
+        receiver.mutability = None;
+    }
+}
+
 fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
-        sig,
+        mut sig,
         block,
         ..
     } = func;
@@ -239,34 +257,46 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
         }
     };
     let builder = quote! { ::ziggy::Context::new(#channel) #id #sample };
-    let is_result = returns_result(&sig.output);
+    let entry = record::entry(args, &sig);
+    let error_of = record::error_of(args, returns_result(&sig.output));
+    let returned = record::returned(args);
     let body = if sig.asyncness.is_some() {
-        let typed_body = async_body(&sig.output, &block);
+        // The arguments are moved into the body: it records them itself, first thing when polled
+        // inside the context, if the context was opened.
+        let (opened, typed_body) = match &entry {
+            Some(entry) => (
+                Some(quote! { let __ziggy_opened = __ziggy_context.is_some(); }),
+                async_body(
+                    &sig.output,
+                    &quote! {{
+                        if __ziggy_opened {
+                            #entry
+                        }
+                        #block
+                    }},
+                ),
+            ),
+            None => (None, async_body(&sig.output, &block)),
+        };
         let timed = match &timer {
             Some(key) => quote! { ::ziggy::__private::timed(#key, __ziggy_body).await },
             None => quote! { __ziggy_body.await },
         };
-        let record = is_result.then(|| {
-            quote! {
-                {
-                    #[allow(unused_imports)]
-                    use ::ziggy::__private::{OtherKind as _, ResultKind as _};
-                    ::ziggy::__private::record_error_innermost((&__ziggy_result).ziggy_error_of());
-                }
-            }
-        });
+        let record_error = error_of.map(|e| quote! { ::ziggy::__private::record_error_text(#e); });
         quote! {
             let __ziggy_context = if ::ziggy::enabled() {
                 ::core::option::Option::Some(#builder)
             } else {
                 ::core::option::Option::None
             };
+            #opened
             let __ziggy_body = #typed_body;
             match __ziggy_context {
                 ::core::option::Option::Some(__ziggy_context) => {
                     ::ziggy::in_context(__ziggy_context, async move {
                         let __ziggy_result = #timed;
-                        #record
+                        #record_error
+                        #returned
                         __ziggy_result
                     })
                     .await
@@ -276,18 +306,21 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
         }
     } else {
         let timer = timer.map(|key| quote! { let __ziggy_timer = ::ziggy::timeit(#key); });
-        let run = if is_result {
-            let ret = match &sig.output {
-                ReturnType::Type(_, ty) => quote! { -> #ty },
-                ReturnType::Default => quote! {},
+        let run = if error_of.is_some() || returned.is_some() {
+            // `impl Trait` cannot be a closure's return type: the closure's is inferred then.
+            let ret = match nameable_return(&sig.output) {
+                Some(ty) => quote! { -> #ty },
+                None => quote! {},
             };
-            let call = match sig.receiver() {
+            let call = match sig.receiver().map(|r| r.mutability.is_some()) {
                 // The body gets the receiver as an argument (with `self` renamed inside it): a
                 // closure capturing `self` could not return a borrow of it (`Result<&mut T, E>`
                 // from `&mut self`).
-                Some(receiver) => {
-                    // `mut self` (by value): the parameter must be `mut` too.
-                    let param = if receiver.mutability.is_some() {
+                Some(by_mut_value) => {
+                    // `mut self` (by value): the closure's parameter is the one mutated, so the
+                    // fn's own needs no `mut` (it would be an unused `mut`).
+                    let param = if by_mut_value {
+                        strip_receiver_mut(&mut sig);
                         quote! { mut __ziggy_self }
                     } else {
                         quote! { __ziggy_self }
@@ -300,24 +333,46 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
                 }
                 None => quote! { (|| #ret #block)() },
             };
-            quote! {
-                #[allow(clippy::redundant_closure_call)]
-                let __ziggy_result = #call;
-                {
-                    #[allow(unused_imports)]
-                    use ::ziggy::__private::{OtherKind as _, ResultKind as _};
-                    if let ::core::option::Option::Some(__ziggy_error) = (&__ziggy_result).ziggy_error_of() {
+            let record_error = error_of.map(|e| {
+                quote! {
+                    if let ::core::option::Option::Some(__ziggy_error) = #e {
                         __ziggy_guard.record_error(&__ziggy_error);
                     }
                 }
+            });
+            // Only if the context was opened: a context opened since (ziggy switched on during
+            // the call) is not this fn's.
+            let record_returned = returned.map(|r| quote! { if __ziggy_opened { #r } });
+            quote! {
+                #[allow(clippy::redundant_closure_call)]
+                let __ziggy_result = #call;
+                #record_error
+                #record_returned
                 __ziggy_result
             }
         } else {
             quote! { #block }
         };
+        let (opened, enabled) = if args.ret.is_some() {
+            (
+                Some(quote! { let __ziggy_opened = ::ziggy::enabled(); }),
+                quote! { __ziggy_opened },
+            )
+        } else {
+            (None, quote! { ::ziggy::enabled() })
+        };
+        let enter = match entry {
+            Some(entry) => quote! {{
+                let __ziggy_guard = #builder.enter();
+                #entry
+                __ziggy_guard
+            }},
+            None => quote! { #builder.enter() },
+        };
         quote! {
-            let __ziggy_guard = if ::ziggy::enabled() {
-                #builder.enter()
+            #opened
+            let __ziggy_guard = if #enabled {
+                #enter
             } else {
                 ::ziggy::ContextGuard::inert()
             };

@@ -1,0 +1,6 @@
+ziggy::channels! { request }
+
+#[ziggy::context("request", err, ret)]
+fn handle() {}
+
+fn main() {}

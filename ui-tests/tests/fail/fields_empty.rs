@@ -1,0 +1,6 @@
+ziggy::channels! { request }
+
+#[ziggy::context("request", fields())]
+fn handle() {}
+
+fn main() {}

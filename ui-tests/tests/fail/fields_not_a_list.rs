@@ -1,0 +1,6 @@
+ziggy::channels! { request }
+
+#[ziggy::context("request", fields = 3)]
+fn handle() {}
+
+fn main() {}

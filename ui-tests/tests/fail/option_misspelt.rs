@@ -1,0 +1,6 @@
+ziggy::channels! { request }
+
+#[ziggy::context("request", feilds(path = "/"))]
+fn handle() {}
+
+fn main() {}
