@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use crate::counters::COUNTERS;
 
-pub(crate) use capture::write_serialize;
+pub(crate) use capture::read_scalar;
 pub(crate) use tree::{Body, EncodeError, Op, Value};
 
 /// What a write did to the body.

@@ -89,10 +89,21 @@ pub(crate) fn event(
         return Err(e);
     }
     out.push(0);
+    if out.len() > MAX_EVENT_BYTES {
+        // A daemon refuses it (and with it the frame's other events): say so in a small one.
+        let size = out.len();
+        recycle(out);
+        return Err(EncodeError::new(format!(
+            "the event is {size} bytes, over the {MAX_EVENT_BYTES} a daemon accepts"
+        )));
+    }
     let len = out.len() as i32;
     out[..4].copy_from_slice(&len.to_le_bytes());
     Ok(out)
 }
+
+/// The largest event a daemon accepts (`ziggyd --max-event-bytes`' default, BSON's own limit).
+pub(crate) const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// Encodes an event of Ziggy's own (a drop report) with this process's identity and a new id.
 pub(crate) fn own_event(channel: &str, start: f64, end: f64, body: &Body) -> Option<Vec<u8>> {

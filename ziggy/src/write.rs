@@ -3,9 +3,10 @@
 //!
 //! Each public write is an `#[inline]` check of the switch over an `#[inline(never)]` slow path,
 //! so while ziggy is off a write is one relaxed load and a branch. The value is serialised only
-//! once an active context is known to be there to receive it: a primitive straight into the body
-//! (`body::write_serialize`), anything else through `bson` first.
+//! once an active context is known to be there to receive it: a primitive read without building a
+//! `Bson` (`body::read_scalar`), anything else through `bson` first.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -15,21 +16,48 @@ use crate::counters::COUNTERS;
 use crate::stack::with_stack;
 use crate::switch::enabled;
 
+thread_local! {
+    /// The buffer a string value is read into before it is written (lent out, so a `Serialize`
+    /// impl calling ziggy gets a buffer of its own).
+    static TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
 /// Writes `value` into the innermost open context of this thread, if it is active.
 fn write_innermost<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
-    let captured = with_stack(|stack| match stack.last_mut() {
-        Some(f) if f.active && body::accept_key(key) => {
-            Some(body::write_serialize(&mut f.body, key, value, op))
+    if !has_open_context() || !body::accept_key(key) {
+        return;
+    }
+    // The value is read before the stack is borrowed for the write: its `Serialize` may call
+    // ziggy too.
+    let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
+    match body::read_scalar(value, &mut text) {
+        Ok(scalar) => {
+            let value = scalar.value(&text);
+            if op == Op::Add && !value.is_number() {
+                COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+            } else {
+                write_value(key, value, op);
+            }
         }
+        Err(_) => write_converted(key, value, op),
+    }
+    text.clear();
+    let _ = TEXT.try_with(|t| t.set(text));
+}
+
+fn has_open_context() -> bool {
+    with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
+}
+
+/// Writes into the innermost active context, and counts what the write did.
+fn write_value(key: &str, value: Value<'_>, op: Op) {
+    let outcome = with_stack(|stack| match stack.last_mut() {
+        Some(f) if f.active => Some(f.body.write(key, value, op)),
         _ => None,
     })
     .flatten();
-    match captured {
-        Some(Ok(outcome)) => body::count(outcome),
-        // Not a primitive: converted by bson outside the stack's borrow (a `Serialize` impl may
-        // itself call ziggy), then written.
-        Some(Err(_)) => write_converted(key, value, op),
-        None => {}
+    if let Some(outcome) = outcome {
+        body::count(outcome);
     }
 }
 
@@ -46,14 +74,7 @@ fn write_converted<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
         COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let outcome = with_stack(|stack| match stack.last_mut() {
-        Some(f) if f.active => Some(f.body.write(key, value, op)),
-        _ => None,
-    })
-    .flatten();
-    if let Some(outcome) = outcome {
-        body::count(outcome);
-    }
+    write_value(key, value, op);
 }
 
 /// Sets `key` (dotted keys nest) in the innermost open context. Outside a context: nothing.

@@ -448,3 +448,40 @@ fn a_panicking_captured_future_restores_the_outer_capture() {
     assert_eq!(outer_channels, ["after"]);
     assert!(inner.events().is_empty());
 }
+
+#[test]
+fn an_event_too_large_for_a_daemon_becomes_an_error_event() {
+    let before = ziggy::stats().invalid;
+    let events = ziggy::testing::capture(|| {
+        let _ctx = ziggy::Context::new("request").enter();
+        let chunk = "x".repeat(1 << 20);
+        for i in 0..20 {
+            ziggy::set(&format!("k{i}"), &chunk);
+        }
+    });
+    assert_eq!(events.len(), 1);
+    let error = events[0].body.get_str("error").unwrap();
+    assert!(
+        error.contains("over the 16777216 a daemon accepts"),
+        "{error}"
+    );
+    assert!(ziggy::stats().invalid > before);
+}
+
+/// A value whose `Serialize` itself calls ziggy: both writes land.
+#[test]
+fn a_serialize_impl_that_writes_to_ziggy_loses_nothing() {
+    struct Chatty;
+    impl serde::Serialize for Chatty {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            ziggy::set("inner", 1);
+            s.serialize_str("outer value")
+        }
+    }
+    let events = ziggy::testing::capture(|| {
+        let _ctx = ziggy::Context::new("request").enter();
+        ziggy::set("outer", Chatty);
+    });
+    assert_eq!(events[0].body.get_i32("inner").ok(), Some(1));
+    assert_eq!(events[0].body.get_str("outer").ok(), Some("outer value"));
+}

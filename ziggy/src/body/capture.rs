@@ -1,23 +1,49 @@
-//! Writing a `Serialize` value without building a `Bson` first: a serde serializer that accepts
-//! only primitives (and `Option`s and newtypes of them), mapping each as `bson`'s own serializer
-//! does, and writes it into the body at once. Anything compound refuses before writing, and the
-//! caller converts it with `bson` instead.
+//! Reading a `Serialize` value without building a `Bson`: a serde serializer that accepts only
+//! primitives (and `Option`s of them), mapping each as `bson`'s own serializer does, a string
+//! into a buffer the caller lends. Anything compound refuses at once, and the caller converts it
+//! with `bson` instead (a custom `Serialize` may then run twice, up to its first compound call).
+//!
+//! The value is read before the context stack is borrowed for the write: a `Serialize` impl may
+//! itself call ziggy.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-use super::WriteOutcome;
-use super::tree::{Body, Op, Value};
+use super::tree::Value;
 
-/// Writes `value` at `key` if it is a primitive; `Err(NotPrimitive)` (nothing written) otherwise.
+/// A primitive read from a value; a string is in the buffer lent to [`read_scalar`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar {
+    Null,
+    Bool(bool),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    /// The text is in the buffer.
+    Str,
+}
+
+impl Scalar {
+    /// The value to write, its text (if a string) borrowed from `text`.
+    pub(crate) fn value(self, text: &str) -> Value<'_> {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::I32(n) => Value::I32(n),
+            Scalar::I64(n) => Value::I64(n),
+            Scalar::F64(x) => Value::F64(x),
+            Scalar::Str => Value::Str(text),
+        }
+    }
+}
+
+/// Reads `value` if it is a primitive (a string goes into `text`); `Err(NotPrimitive)` otherwise.
 #[inline]
-pub(crate) fn write_serialize<V: Serialize + ?Sized>(
-    body: &mut Body,
-    key: &str,
+pub(crate) fn read_scalar<V: Serialize + ?Sized>(
     value: &V,
-    op: Op,
-) -> Result<WriteOutcome, NotPrimitive> {
-    value.serialize(Capture { body, key, op })
+    text: &mut String,
+) -> Result<Scalar, NotPrimitive> {
+    value.serialize(Capture { text })
 }
 
 /// The value is not a primitive: convert it with `bson`.
@@ -38,26 +64,26 @@ impl ser::Error for NotPrimitive {
     }
 }
 
-struct Capture<'b, 'k> {
-    body: &'b mut Body,
-    key: &'k str,
-    op: Op,
+struct Capture<'t> {
+    text: &'t mut String,
 }
 
-impl Capture<'_, '_> {
-    fn put(self, value: Value<'_>) -> Result<WriteOutcome, NotPrimitive> {
-        if self.op == Op::Add && !value.is_number() {
-            // `add` of a non-number: the caller counts it as invalid, as for any other value.
-            return Err(NotPrimitive);
-        }
-        Ok(self.body.write(self.key, value, self.op))
+impl Capture<'_> {
+    fn put(self, value: Scalar) -> Result<Scalar, NotPrimitive> {
+        Ok(value)
+    }
+
+    fn put_str(self, s: &str) -> Result<Scalar, NotPrimitive> {
+        self.text.clear();
+        self.text.push_str(s);
+        Ok(Scalar::Str)
     }
 }
 
-type Refuse = Impossible<WriteOutcome, NotPrimitive>;
+type Refuse = Impossible<Scalar, NotPrimitive>;
 
-impl<'b, 'k> ser::Serializer for Capture<'b, 'k> {
-    type Ok = WriteOutcome;
+impl<'t> ser::Serializer for Capture<'t> {
+    type Ok = Scalar;
     type Error = NotPrimitive;
     type SerializeSeq = Refuse;
     type SerializeTuple = Refuse;
@@ -69,78 +95,78 @@ impl<'b, 'k> ser::Serializer for Capture<'b, 'k> {
 
     // Integer widths as `bson::serialize_to_bson` maps them: up to 32-bit signed and 16-bit
     // unsigned are Int32, u32 and i64 are Int64, a u64 above i64::MAX is refused by bson.
-    fn serialize_bool(self, v: bool) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Bool(v))
+    fn serialize_bool(self, v: bool) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I32(v.into()))
+    fn serialize_i8(self, v: i8) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I32(v.into()))
     }
-    fn serialize_i16(self, v: i16) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I32(v.into()))
+    fn serialize_i16(self, v: i16) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I32(v.into()))
     }
-    fn serialize_i32(self, v: i32) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I32(v))
+    fn serialize_i32(self, v: i32) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I32(v))
     }
-    fn serialize_i64(self, v: i64) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I64(v))
+    fn serialize_i64(self, v: i64) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I64(v))
     }
-    fn serialize_u8(self, v: u8) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I32(v.into()))
+    fn serialize_u8(self, v: u8) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I32(v.into()))
     }
-    fn serialize_u16(self, v: u16) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I32(v.into()))
+    fn serialize_u16(self, v: u16) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I32(v.into()))
     }
-    fn serialize_u32(self, v: u32) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::I64(v.into()))
+    fn serialize_u32(self, v: u32) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::I64(v.into()))
     }
-    fn serialize_u64(self, v: u64) -> Result<WriteOutcome, NotPrimitive> {
+    fn serialize_u64(self, v: u64) -> Result<Scalar, NotPrimitive> {
         match i64::try_from(v) {
-            Ok(v) => self.put(Value::I64(v)),
+            Ok(v) => self.put(Scalar::I64(v)),
             Err(_) => Err(NotPrimitive),
         }
     }
-    fn serialize_f32(self, v: f32) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::F64(v.into()))
+    fn serialize_f32(self, v: f32) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::F64(v.into()))
     }
-    fn serialize_f64(self, v: f64) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::F64(v))
+    fn serialize_f64(self, v: f64) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::F64(v))
     }
-    fn serialize_char(self, v: char) -> Result<WriteOutcome, NotPrimitive> {
+    fn serialize_char(self, v: char) -> Result<Scalar, NotPrimitive> {
         let mut buf = [0; 4];
-        self.put(Value::Str(v.encode_utf8(&mut buf)))
+        self.put_str(v.encode_utf8(&mut buf))
     }
-    fn serialize_str(self, v: &str) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Str(v))
+    fn serialize_str(self, v: &str) -> Result<Scalar, NotPrimitive> {
+        self.put_str(v)
     }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<WriteOutcome, NotPrimitive> {
+    fn serialize_bytes(self, _v: &[u8]) -> Result<Scalar, NotPrimitive> {
         Err(NotPrimitive)
     }
-    fn serialize_none(self) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Null)
+    fn serialize_none(self) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::Null)
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<WriteOutcome, NotPrimitive> {
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<Scalar, NotPrimitive> {
         v.serialize(self)
     }
-    fn serialize_unit(self) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Null)
+    fn serialize_unit(self) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::Null)
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Null)
+    fn serialize_unit_struct(self, _: &'static str) -> Result<Scalar, NotPrimitive> {
+        self.put(Scalar::Null)
     }
     fn serialize_unit_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<WriteOutcome, NotPrimitive> {
-        self.put(Value::Str(variant))
+    ) -> Result<Scalar, NotPrimitive> {
+        self.put_str(variant)
     }
     // bson gives some newtypes (its own UUID and raw documents) a meaning of their own.
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         _: &T,
-    ) -> Result<WriteOutcome, NotPrimitive> {
+    ) -> Result<Scalar, NotPrimitive> {
         Err(NotPrimitive)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -149,7 +175,7 @@ impl<'b, 'k> ser::Serializer for Capture<'b, 'k> {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<WriteOutcome, NotPrimitive> {
+    ) -> Result<Scalar, NotPrimitive> {
         Err(NotPrimitive)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Refuse, NotPrimitive> {
@@ -190,13 +216,16 @@ impl<'b, 'k> ser::Serializer for Capture<'b, 'k> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::tree::{Body, Op};
 
     /// Every primitive lands as `bson::serialize_to_bson` would have made it.
     #[test]
     fn primitives_match_bsons_own_mapping() {
         fn check<V: Serialize>(v: V) {
+            let mut text = String::new();
+            let scalar = read_scalar(&v, &mut text).expect("a primitive");
             let mut body = Body::new();
-            write_serialize(&mut body, "k", &v, Op::Set).expect("a primitive");
+            body.write("k", scalar.value(&text), Op::Set);
             let want = bson::serialize_to_bson(&v).unwrap();
             assert_eq!(body.to_document().get("k"), Some(&want), "{want:?}");
         }
@@ -229,12 +258,10 @@ mod tests {
 
     #[test]
     fn compound_values_are_left_to_bson() {
-        let mut body = Body::new();
-        assert!(write_serialize(&mut body, "k", &vec![1, 2], Op::Set).is_err());
-        assert!(write_serialize(&mut body, "k", &u64::MAX, Op::Set).is_err());
-        assert!(write_serialize(&mut body, "k", &b"raw"[..], Op::Set).is_err());
-        assert!(write_serialize(&mut body, "k", "x", Op::Add).is_err());
-        assert!(body.is_empty());
+        let mut text = String::new();
+        assert!(read_scalar(&vec![1, 2], &mut text).is_err());
+        assert!(read_scalar(&u64::MAX, &mut text).is_err());
+        assert!(read_scalar(&b"raw"[..], &mut text).is_err());
         assert!(
             bson::serialize_to_bson(&u64::MAX).is_err(),
             "bson refuses it too"

@@ -16,6 +16,11 @@ const INDEX_FROM: usize = 32;
 /// the 16 MiB a daemon accepts per event, and within the `u32` offsets the tree uses.
 const TEXT_LIMIT: usize = 64 << 20;
 const NODE_LIMIT: usize = 4 << 20;
+/// A key of more segments is refused: with the event and its body around it, the document would
+/// nest deeper than a daemon accepts (100).
+const MAX_KEY_SEGMENTS: usize = 64;
+/// Garbage below this is never worth a compaction.
+const COMPACT_FROM: usize = 4096;
 /// A body whose buffers grew beyond these is freed after use rather than kept for the next event.
 const KEEP_NODES: usize = 256;
 const KEEP_TEXT: usize = 16 * 1024;
@@ -112,6 +117,13 @@ struct Node {
 #[error("{0}")]
 pub(crate) struct EncodeError(String);
 
+impl EncodeError {
+    /// An error saying `why`.
+    pub(crate) fn new(why: String) -> EncodeError {
+        EncodeError(why)
+    }
+}
+
 /// One context's body.
 #[derive(Debug, Clone)]
 pub(crate) struct Body {
@@ -122,6 +134,10 @@ pub(crate) struct Body {
     last: u32,
     /// (parent, name) → node, once the body is large.
     index: Option<HashMap<(u32, Box<str>), u32>>,
+    /// Bytes of `text` and slots of `nodes` no longer reachable (overwritten strings, dropped
+    /// fields): when they outweigh the live part, the body is compacted.
+    garbage_text: usize,
+    garbage_nodes: usize,
     /// Some name came from a document set whole (a serde map key), not through the key rule, and
     /// may hold a NUL: the encoder checks names.
     foreign_names: bool,
@@ -142,6 +158,8 @@ impl Body {
             first: NONE,
             last: NONE,
             index: None,
+            garbage_text: 0,
+            garbage_nodes: 0,
             foreign_names: false,
         }
     }
@@ -155,6 +173,8 @@ impl Body {
         self.last = NONE;
         self.index = None;
         self.foreign_names = false;
+        self.garbage_text = 0;
+        self.garbage_nodes = 0;
         self.nodes.capacity() <= KEEP_NODES && self.text.capacity() <= KEEP_TEXT
     }
 
@@ -262,25 +282,61 @@ impl Body {
         self.index = Some(index);
     }
 
-    /// Detaches every descendant of `node` (their slots stay unused in the vector).
+    /// Detaches every descendant of `node`; their slots and text become garbage.
     fn drop_children(&mut self, node: u32) {
-        if self.index.is_some() {
-            let mut stack = vec![node];
-            while let Some(parent) = stack.pop() {
-                let mut at = self.nodes[parent as usize].first;
-                while at != NONE {
-                    let name: Box<str> = Box::from(self.str_of(self.nodes[at as usize].name));
+        let mut stack = vec![node];
+        while let Some(parent) = stack.pop() {
+            let mut at = self.nodes[parent as usize].first;
+            while at != NONE {
+                let child = self.nodes[at as usize].clone();
+                self.garbage_nodes += 1;
+                self.garbage_text += child.name.len as usize;
+                if let Stored::Str(span) = child.value {
+                    self.garbage_text += span.len as usize;
+                }
+                if self.index.is_some() {
+                    let name: Box<str> = Box::from(self.str_of(child.name));
                     if let Some(index) = &mut self.index {
                         index.remove(&(parent, name));
                     }
-                    stack.push(at);
-                    at = self.nodes[at as usize].next;
                 }
+                stack.push(at);
+                at = child.next;
             }
         }
         let n = &mut self.nodes[node as usize];
         n.first = NONE;
         n.last = NONE;
+    }
+
+    /// Rebuilds the body from its live fields, in order, dropping the garbage.
+    fn compact(&mut self) {
+        let mut fresh = Body::new();
+        fresh.foreign_names = self.foreign_names;
+        fresh
+            .text
+            .reserve(self.text.len() - self.garbage_text.min(self.text.len()));
+        fresh
+            .nodes
+            .reserve(self.nodes.len() - self.garbage_nodes.min(self.nodes.len()));
+        self.copy_children(NONE, &mut fresh, NONE);
+        *self = fresh;
+    }
+
+    fn copy_children(&self, from: u32, into: &mut Body, to: u32) {
+        let mut at = self.head(from);
+        while at != NONE {
+            let node = &self.nodes[at as usize];
+            let value = match &node.value {
+                Stored::Str(span) => Stored::Str(into.intern(self.str_of(*span))),
+                other => other.clone(),
+            };
+            let copy = into.add_child(to, self.str_of(node.name), value);
+            if matches!(node.value, Stored::Doc) {
+                self.copy_children(at, into, copy);
+            }
+            at = node.next;
+        }
     }
 
     fn store(&mut self, value: Value<'_>) -> Stored {
@@ -299,6 +355,7 @@ impl Body {
     fn replace(&mut self, node: u32, value: Stored, outcome: &mut WriteOutcome) {
         let old = std::mem::replace(&mut self.nodes[node as usize].value, value);
         match old {
+            Stored::Str(span) => self.garbage_text += span.len as usize,
             Stored::Doc => {
                 self.drop_children(node);
                 *outcome = WriteOutcome::Replaced;
@@ -340,13 +397,22 @@ impl Body {
 
     /// Applies one write; the key was checked by the caller.
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
+        let depth = key.bytes().filter(|&b| b == b'.').count();
+        if depth >= MAX_KEY_SEGMENTS {
+            return WriteOutcome::Refused;
+        }
         let text = key.len()
             + if let Value::Str(s) = &value {
                 s.len()
             } else {
                 0
             };
-        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + key.len() > NODE_LIMIT {
+        if self.garbage_text > COMPACT_FROM.max(self.text.len() / 2)
+            || self.garbage_nodes > COMPACT_FROM.max(self.nodes.len() / 2)
+        {
+            self.compact();
+        }
+        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + depth + 1 > NODE_LIMIT {
             return WriteOutcome::Refused;
         }
         let mut outcome = WriteOutcome::Clean;
@@ -648,6 +714,42 @@ mod tests {
         assert_eq!(body.write("c", Value::I32(1), Op::Set), WriteOutcome::Clean);
         let doc = body.to_document();
         assert_eq!(doc.keys().collect::<Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn overwriting_a_string_forever_keeps_the_body_small_and_the_last_value() {
+        let mut body = Body::new();
+        let long = "p".repeat(1024);
+        for i in 0..200_000 {
+            let status = body.write("status", Value::Str(&long), Op::Set);
+            assert_eq!(status, WriteOutcome::Clean);
+            body.write("n", Value::I32(i), Op::Set);
+            // Conflict churn: a document replaced by a scalar, over and over.
+            body.write("x.y", Value::I32(i), Op::Set);
+            body.write("x", Value::I32(i), Op::Set);
+        }
+        assert!(body.text.len() < 64 * 1024, "text {}", body.text.len());
+        assert!(body.nodes.len() < 16 * 1024, "nodes {}", body.nodes.len());
+        let doc = body.to_document();
+        assert_eq!(doc.get_i32("n").unwrap(), 199_999);
+        assert_eq!(doc.get_i32("x").unwrap(), 199_999);
+        assert_eq!(doc.get_str("status").unwrap(), long);
+        assert_eq!(doc.keys().collect::<Vec<_>>(), ["status", "n", "x"]);
+    }
+
+    #[test]
+    fn keys_nested_too_deep_for_a_daemon_are_refused() {
+        let mut body = Body::new();
+        let deep = vec!["k"; MAX_KEY_SEGMENTS + 1].join(".");
+        assert_eq!(
+            body.write(&deep, Value::I32(1), Op::Set),
+            WriteOutcome::Refused
+        );
+        let ok = vec!["k"; MAX_KEY_SEGMENTS].join(".");
+        assert_eq!(body.write(&ok, Value::I32(1), Op::Set), WriteOutcome::Clean);
+        let mut out = Vec::new();
+        body.encode(&mut out).unwrap();
+        assert!(ziggy_proto::walk::is_well_formed(&out));
     }
 
     #[test]
