@@ -115,7 +115,12 @@ impl Context {
         let silenced = match crate::overrides::lookup(&self.channel) {
             Some(SampleOverride::Off) => true,
             Some(SampleOverride::Rate(rate)) => {
-                let target = self.sample.take().map_or(self.channel.clone(), |(t, _)| t);
+                // The code's target is kept when it is valid (all or none per request), else the
+                // context samples itself.
+                let target = match self.sample.take() {
+                    Some((t, _)) if is_self_or_ancestor(&t, &self.channel) => t,
+                    _ => self.channel.clone(),
+                };
                 self.sample = Some((target, rate));
                 false
             }

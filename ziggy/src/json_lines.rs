@@ -11,10 +11,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 /// The environment variable that redirects [`configure`](crate::configure) to JSON lines.
-pub const ENV_VAR: &str = "ZIGGY_JSON";
+pub(crate) const JSON_ENV_VAR: &str = "ZIGGY_JSON";
 
 /// Where JSON lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JsonOutput {
     /// The process's standard error.
     Stderr,
@@ -25,7 +26,7 @@ pub enum JsonOutput {
 impl JsonOutput {
     /// Reads `ZIGGY_JSON`: `stderr` or `-` for standard error, anything else non-empty a path.
     pub fn from_env() -> Option<JsonOutput> {
-        let value = std::env::var_os(ENV_VAR)?;
+        let value = std::env::var_os(JSON_ENV_VAR)?;
         match value.to_str() {
             Some("") => None,
             Some("stderr") | Some("-") => Some(JsonOutput::Stderr),
@@ -56,20 +57,62 @@ impl std::fmt::Display for JsonOutput {
     }
 }
 
-/// Writes each event of a frame (concatenated BSON) as one JSON line, then flushes.
+/// Writes each event of a frame (concatenated BSON) as one JSON line, then flushes. A document that
+/// does not decode (none should: the runtime encoded it) becomes a line saying so.
 pub(crate) fn write_frame(out: &mut dyn Write, frame: &[u8]) -> io::Result<()> {
     let mut lines = Vec::with_capacity(frame.len() * 2);
     for document in ziggy_proto::framing::documents(frame) {
-        let Ok((_, document)) = document else { break };
-        let Ok(event) = bson::Document::from_reader(document) else {
-            continue;
+        let decoded = match document {
+            Ok((_, bytes)) => bson::Document::from_reader(bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        let json = bson::Bson::Document(event).into_relaxed_extjson();
-        serde_json::to_writer(&mut lines, &json).map_err(io::Error::other)?;
+        match decoded {
+            Ok(event) => write_document(&mut lines, &event)?,
+            Err(why) => {
+                lines.extend_from_slice(br#"{"ziggy_error":"#);
+                serde_json::to_writer(&mut lines, &why).map_err(io::Error::other)?;
+                lines.push(b'}');
+            }
+        }
         lines.push(b'\n');
     }
     out.write_all(&lines)?;
     out.flush()
+}
+
+/// A document as a JSON object in its own field order (serde_json's map would sort the keys
+/// unless its `preserve_order` feature were forced on every application).
+fn write_document(out: &mut Vec<u8>, doc: &bson::Document) -> io::Result<()> {
+    out.push(b'{');
+    for (i, (key, value)) in doc.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key).map_err(io::Error::other)?;
+        out.push(b':');
+        write_value(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_value(out: &mut Vec<u8>, value: &bson::Bson) -> io::Result<()> {
+    match value {
+        bson::Bson::Document(doc) => write_document(out, doc),
+        bson::Bson::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        other => serde_json::to_writer(&mut *out, &other.clone().into_relaxed_extjson())
+            .map_err(io::Error::other),
+    }
 }
 
 #[cfg(test)]
@@ -79,7 +122,7 @@ mod tests {
     #[test]
     fn one_line_per_event_header_first() {
         let a = bson::doc! { "id": "x", "type": "request", "start": 1.5, "body": { "n": 3, "s": "é\n" } };
-        let b = bson::doc! { "id": "y", "type": "request.sql", "body": {} };
+        let b = bson::doc! { "id": "y", "type": "request.sql", "body": { "z": 1, "a": [{ "y": 2, "b": 3 }] } };
         let mut frame = Vec::new();
         a.to_writer(&mut frame).unwrap();
         b.to_writer(&mut frame).unwrap();
@@ -92,6 +135,17 @@ mod tests {
             lines[0],
             r#"{"id":"x","type":"request","start":1.5,"body":{"n":3,"s":"é\n"}}"#
         );
-        assert!(lines[1].starts_with(r#"{"id":"y""#));
+        assert_eq!(
+            lines[1],
+            r#"{"id":"y","type":"request.sql","body":{"z":1,"a":[{"y":2,"b":3}]}}"#
+        );
+        // A broken document says so on its own line, and what follows it is not lost.
+        let mut out = Vec::new();
+        write_frame(&mut out, &[5, 0, 0, 0, 7]).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with(r#"{"ziggy_error":"#)
+        );
     }
 }

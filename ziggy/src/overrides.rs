@@ -1,6 +1,6 @@
 //! Sampling overrides without a rebuild, as `RUST_LOG` is for tracing:
-//! `ZIGGY_SAMPLE="request.sql=0.1,request.cache=off"`, read when the transport starts, and
-//! [`set_sample_overrides`] at run time.
+//! `ZIGGY_SAMPLE="request.sql=0.1,request.cache=off"`, read each time the transport starts (when
+//! set, it replaces the overrides in force), and [`set_sample_overrides`] at run time.
 //!
 //! - `channel=off` silences the channel and every channel below it (`request=off` also stops a
 //!   `request.sql` context opened on its own).
@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
 
 /// The environment variable read by `configure`.
-pub const ENV_VAR: &str = "ZIGGY_SAMPLE";
+pub(crate) const SAMPLE_ENV_VAR: &str = "ZIGGY_SAMPLE";
 
 /// What an override does to a channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum SampleOverride {
     /// No events from this channel or those below it.
     Off,
@@ -31,7 +32,7 @@ pub enum SampleOverride {
 
 /// A sampling override that could not be understood.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{var}: {entry:?}: {reason}", var = ENV_VAR)]
+#[error("sampling override {entry:?}: {reason}")]
 pub struct SampleSpecError {
     /// The entry at fault, as given.
     pub entry: String,
@@ -72,12 +73,17 @@ pub fn sample_overrides() -> Vec<(String, SampleOverride)> {
 /// Reads `ZIGGY_SAMPLE` if set: keeps its good entries and says on stderr which were refused (a
 /// typo in the environment must not stop the application's events).
 pub(crate) fn load_env() {
-    let Ok(spec) = std::env::var(ENV_VAR) else {
-        return;
+    let spec = match std::env::var(SAMPLE_ENV_VAR) {
+        Ok(spec) => spec,
+        Err(std::env::VarError::NotPresent) => return,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("ziggy: ignored: {SAMPLE_ENV_VAR} is not valid UTF-8");
+            return;
+        }
     };
     let (table, errors) = parse(&spec);
     for error in &errors {
-        eprintln!("ziggy: ignored: {error}");
+        eprintln!("ziggy: ignored in {SAMPLE_ENV_VAR}: {error}");
     }
     install(table);
 }
@@ -174,7 +180,7 @@ mod tests {
         assert!(
             errors[0]
                 .to_string()
-                .starts_with("ZIGGY_SAMPLE: \"Bad=1\": not a channel name")
+                .starts_with("sampling override \"Bad=1\": not a channel name")
         );
     }
 

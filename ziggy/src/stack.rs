@@ -137,6 +137,18 @@ impl ContextGuard {
         if self.serial == 0 {
             return;
         }
+        // Formatted only for a context that keeps its event (not one sampled out), and outside
+        // the stack's borrow (a `Display` impl may call ziggy).
+        let active = with_stack(|stack| {
+            stack
+                .iter()
+                .rev()
+                .find(|f| f.serial == self.serial)
+                .is_some_and(|f| f.active)
+        });
+        if active != Some(true) {
+            return;
+        }
         let message = error.to_string();
         with_stack(|stack| {
             if let Some(f) = stack.iter_mut().rev().find(|f| f.serial == self.serial)

@@ -170,7 +170,7 @@ pub fn configure_with(addr: &str, config: TransportConfig) -> Result<(), Configu
     if let Some(output) = JsonOutput::from_env() {
         eprintln!(
             "ziggy: {}={output}: events go there as JSON lines, not to {addr}",
-            crate::json_lines::ENV_VAR
+            crate::json_lines::JSON_ENV_VAR
         );
         return configure_json_with(output, config);
     }
