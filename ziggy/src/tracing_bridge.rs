@@ -60,6 +60,14 @@ struct SpanEvent {
     body: Body,
     /// Where the event goes; `None` for the transport.
     sink: Option<SharedSink>,
+    /// Turned off by a sampling override (`ZIGGY_SAMPLE="handle=off"`), or under a span that is:
+    /// the span stands, so its children and events know, but nothing of it is emitted.
+    silenced: bool,
+}
+
+/// Whether a sampling override turns `channel` (and so this span or event) off.
+fn switched_off(channel: &str) -> bool {
+    crate::overrides::lookup(channel) == Some(crate::overrides::SampleOverride::Off)
 }
 
 /// `Handle Request` → `handle_request`: the channel segment for a span name.
@@ -123,32 +131,37 @@ where
         let parent = span.parent().and_then(|p| {
             p.extensions()
                 .get::<SpanEvent>()
-                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone()))
+                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone(), d.silenced))
         });
-        let (channel, event_id, sink) = match parent {
-            Some((pc, pid, sink)) if pc.len() + 1 + own.len() <= MAX_CHANNEL_LEN => {
-                (format!("{pc}.{own}"), pid, sink)
+        let (channel, event_id, sink, parent_silenced) = match parent {
+            Some((pc, pid, sink, off)) if pc.len() + 1 + own.len() <= MAX_CHANNEL_LEN => {
+                (format!("{pc}.{own}"), pid, sink, off)
             }
-            Some((_, pid, sink)) => (own.clone(), pid, sink),
-            None => (own, new_id(), sink::scoped()),
+            Some((_, pid, sink, off)) => (own.clone(), pid, sink, off),
+            None => (own, new_id(), sink::scoped(), false),
         };
         if validate_channel_name(&channel).is_err() {
             return;
         }
+        let silenced = parent_silenced || switched_off(&channel);
         let mut body = Body::new();
-        attrs.record(&mut BodyVisitor(&mut body));
+        if !silenced {
+            attrs.record(&mut BodyVisitor(&mut body));
+        }
         span.extensions_mut().insert(SpanEvent {
             channel,
             id: event_id,
             start: now_unix(),
             body,
             sink,
+            silenced,
         });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id)
             && let Some(data) = span.extensions_mut().get_mut::<SpanEvent>()
+            && !data.silenced
         {
             values.record(&mut BodyVisitor(&mut data.body));
         }
@@ -161,13 +174,19 @@ where
         let parent = ctx.event_span(event).and_then(|span| {
             span.extensions()
                 .get::<SpanEvent>()
-                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone()))
+                .map(|d| (d.channel.clone(), d.id.clone(), d.sink.clone(), d.silenced))
         });
         let (channel, id, sink) = match parent {
-            Some((c, id, sink)) if c.len() + 4 <= MAX_CHANNEL_LEN => (format!("{c}.log"), id, sink),
-            Some((_, id, sink)) => ("log".to_owned(), id, sink),
+            Some((.., true)) => return,
+            Some((c, id, sink, _)) if c.len() + 4 <= MAX_CHANNEL_LEN => {
+                (format!("{c}.log"), id, sink)
+            }
+            Some((_, id, sink, _)) => ("log".to_owned(), id, sink),
             None => ("log".to_owned(), new_id(), sink::scoped()),
         };
+        if switched_off(&channel) {
+            return;
+        }
         let meta = event.metadata();
         let mut body = Body::new();
         body.write("level", Value::Str(meta.level().as_str()), Op::Set);
@@ -193,6 +212,9 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanEvent>() else {
             return;
         };
+        if data.silenced {
+            return;
+        }
         let header = EventHeader {
             id: &data.id,
             channel: &data.channel,
