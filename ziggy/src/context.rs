@@ -34,6 +34,8 @@ pub use ziggy_proto::MAX_ID_LEN;
 #[must_use = "a context does nothing until `.enter()` is called"]
 pub struct Context {
     channel: Cow<'static, str>,
+    /// The name was checked when the crate was compiled (`#[ziggy::context]`).
+    declared: bool,
     id: Option<String>,
     sample: Option<(Cow<'static, str>, f64)>,
 }
@@ -55,6 +57,18 @@ impl Context {
     pub fn new(channel: impl Into<Cow<'static, str>>) -> Self {
         Context {
             channel: channel.into(),
+            declared: false,
+            id: None,
+            sample: None,
+        }
+    }
+
+    /// A context for a channel the macros checked at compile time. Not a public API.
+    #[doc(hidden)]
+    pub fn __declared(channel: &'static str) -> Self {
+        Context {
+            channel: Cow::Borrowed(channel),
+            declared: true,
             id: None,
             sample: None,
         }
@@ -108,7 +122,7 @@ impl Context {
         if !enabled() {
             return None;
         }
-        if !valid_channel(&self.channel) {
+        if !self.declared && validate_channel_name(&self.channel).is_err() {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -201,33 +215,6 @@ impl Context {
             }
         }
     }
-}
-
-thread_local! {
-    /// The last `&'static str` channel found valid on this thread (address, length): a function
-    /// opens the same channel each call, so its name is checked once per thread, not per call.
-    static LAST_VALID: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
-}
-
-/// Whether `channel` follows the channel rule.
-// The `Cow` itself is the point: only a `Borrowed` (`'static`) name may be remembered by address.
-#[allow(clippy::ptr_arg)]
-fn valid_channel(channel: &Cow<'static, str>) -> bool {
-    let Cow::Borrowed(name) = channel else {
-        return validate_channel_name(channel).is_ok();
-    };
-    let key = (name.as_ptr() as usize, name.len());
-    if LAST_VALID
-        .try_with(|last| last.get() == key)
-        .unwrap_or(false)
-    {
-        return true;
-    }
-    let ok = validate_channel_name(name).is_ok();
-    if ok {
-        let _ = LAST_VALID.try_with(|last| last.set(key));
-    }
-    ok
 }
 
 /// The id given with [`Context::id`] if valid, else the parent's, else a fresh one.

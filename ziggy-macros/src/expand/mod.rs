@@ -256,7 +256,8 @@ fn expand_context(args: &ContextArgs, func: ItemFn, timer: Option<LitStr>) -> To
             )
         }
     };
-    let builder = quote! { ::ziggy::Context::new(#channel) #id #sample };
+    // The name was checked above, at compile time: the runtime need not check it per call.
+    let builder = quote! { ::ziggy::Context::__declared(#channel) #id #sample };
     let entry = record::entry(args, &sig);
     let error_of = record::error_of(args, returns_result(&sig.output));
     let returned = record::returned(args);
