@@ -50,40 +50,60 @@ pub(crate) fn recycle(mut buffer: Vec<u8>) {
     }
 }
 
+/// BSON element types written by hand here and by the body's encoder.
+pub(crate) mod tag {
+    pub const DOUBLE: u8 = 0x01;
+    pub const STRING: u8 = 0x02;
+    pub const DOCUMENT: u8 = 0x03;
+    pub const BOOLEAN: u8 = 0x08;
+    pub const NULL: u8 = 0x0A;
+    pub const INT32: u8 = 0x10;
+    pub const INT64: u8 = 0x12;
+}
+
+/// An element's type and name (the name must hold no NUL).
+#[inline]
+pub(crate) fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
+    out.push(tag);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+}
+
+/// A string element.
+#[inline]
+pub(crate) fn string(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, tag::STRING, name);
+    out.extend_from_slice(&(value.len() as i32 + 1).to_le_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
+}
+
+/// A double element.
+#[inline]
+pub(crate) fn double(out: &mut Vec<u8>, name: &str, value: f64) {
+    key(out, tag::DOUBLE, name);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
 /// Encodes an event; fails only when the body cannot be encoded (a NUL in a serde map key).
 pub(crate) fn event(
     header: &EventHeader<'_>,
     identity: &Identity,
     body: &Body,
 ) -> Result<Vec<u8>, EncodeError> {
-    fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
-        out.push(tag);
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-    }
-    fn string(out: &mut Vec<u8>, name: &str, value: &str) {
-        key(out, 0x02, name);
-        out.extend_from_slice(&(value.len() as i32 + 1).to_le_bytes());
-        out.extend_from_slice(value.as_bytes());
-        out.push(0);
-    }
-    fn double(out: &mut Vec<u8>, name: &str, value: f64) {
-        key(out, 0x01, name);
-        out.extend_from_slice(&value.to_le_bytes());
-    }
     let mut out = buffer();
     out.extend_from_slice(&[0; 4]);
     string(&mut out, fields::ID, header.id);
     string(&mut out, fields::TYPE, header.channel);
     string(&mut out, fields::HOST, &identity.host);
-    key(&mut out, 0x10, fields::PID);
+    key(&mut out, tag::INT32, fields::PID);
     out.extend_from_slice(&identity.pid.to_le_bytes());
     double(&mut out, fields::START, header.start);
     double(&mut out, fields::END, header.end);
     if let Some(rate) = header.sample_rate {
         double(&mut out, fields::SAMPLE_RATE, rate);
     }
-    key(&mut out, 0x03, fields::BODY);
+    key(&mut out, tag::DOCUMENT, fields::BODY);
     if let Err(e) = body.encode(&mut out) {
         recycle(out);
         return Err(e);

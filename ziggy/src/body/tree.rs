@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use bson::{Bson, Document};
 
 use super::WriteOutcome;
+use crate::encode::{double, key, string, tag};
 
 /// "No node": the end of a sibling list, or the root as a parent.
 const NONE: u32 = u32::MAX;
@@ -497,40 +498,26 @@ impl Body {
             if self.foreign_names && name.as_bytes().contains(&0) {
                 return Err(EncodeError(format!("key {name:?} contains a NUL byte")));
             }
-            let tag = |out: &mut Vec<u8>, tag: u8| {
-                out.push(tag);
-                out.extend_from_slice(name.as_bytes());
-                out.push(0);
-            };
             match &node.value {
                 Stored::Doc => {
-                    tag(out, 0x03);
+                    key(out, tag::DOCUMENT, name);
                     self.encode_doc(at, out)?;
                 }
-                Stored::Null => tag(out, 0x0A),
+                Stored::Null => key(out, tag::NULL, name),
                 Stored::Bool(b) => {
-                    tag(out, 0x08);
+                    key(out, tag::BOOLEAN, name);
                     out.push(u8::from(*b));
                 }
                 Stored::I32(n) => {
-                    tag(out, 0x10);
+                    key(out, tag::INT32, name);
                     out.extend_from_slice(&n.to_le_bytes());
                 }
                 Stored::I64(n) => {
-                    tag(out, 0x12);
+                    key(out, tag::INT64, name);
                     out.extend_from_slice(&n.to_le_bytes());
                 }
-                Stored::F64(x) => {
-                    tag(out, 0x01);
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-                Stored::Str(span) => {
-                    let s = self.str_of(*span);
-                    tag(out, 0x02);
-                    out.extend_from_slice(&(s.len() as i32 + 1).to_le_bytes());
-                    out.extend_from_slice(s.as_bytes());
-                    out.push(0);
-                }
+                Stored::F64(x) => double(out, name, *x),
+                Stored::Str(span) => string(out, name, self.str_of(*span)),
                 Stored::Bson(b) => encode_bson(name, b, out)?,
             }
             at = node.next;
