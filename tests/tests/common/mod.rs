@@ -6,6 +6,7 @@
 pub mod minibson;
 pub mod nats;
 pub mod pipes;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
