@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod minibson;
 pub mod nats;
 pub mod pipes;

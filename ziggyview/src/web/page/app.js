@@ -246,28 +246,28 @@ function statTable(s, missing) {
 }
 
 function histogram(s) {
-  const w = 720, h = 220, pad = 40, n = s.histogram.length;
+  const w = 720, h = 150, pad = 40, n = s.histogram.length;
   const peak = Math.max(1, ...s.histogram.map((b) => b.count));
-  const chart = svg('svg', { width: w, height: h + 40, class: 'chart', role: 'img' });
+  const chart = svg('svg', { width: w, height: h + 50, class: 'chart', role: 'img' });
   const bw = (w - pad) / n;
   s.histogram.forEach((b, i) => {
     const bh = (b.count / peak) * h;
     const g = svg('g', {});
     g.append(svg('rect', {
-      class: 'hist-bar', x: pad + i * bw + 2, y: h - bh + 10, width: bw - 4, height: Math.max(bh, 0.5),
+      class: 'hist-bar', x: pad + i * bw + 2, y: h - bh + 20, width: bw - 4, height: Math.max(bh, 0.5),
       'data-from': String(b.from), 'data-count': String(b.count),
     }));
-    g.append(svg('text', { x: pad + i * bw + bw / 2, y: h - bh + 4, class: 'count' }, String(b.count)));
-    g.append(svg('text', { x: pad + i * bw + bw / 2, y: h + 28, class: 'from' }, number(b.from)));
+    g.append(svg('text', { x: pad + i * bw + bw / 2, y: h - bh + 14, class: 'count' }, String(b.count)));
+    g.append(svg('text', { x: pad + i * bw + bw / 2, y: h + 38, class: 'from' }, number(b.from)));
     chart.append(g);
   });
-  chart.append(svg('line', { x1: pad, y1: h + 10, x2: w, y2: h + 10, class: 'axis' }));
+  chart.append(svg('line', { x1: pad, y1: h + 20, x2: w, y2: h + 20, class: 'axis' }));
   $('histogram').replaceChildren(chart);
 }
 
 function perMinute(s) {
   const minutes = s.per_minute;
-  const w = 720, h = 180, pad = 50, rows = 10, cell = 14;
+  const w = 720, h = 110, pad = 50, rows = 10, cell = 9;
   const chart = svg('svg', { width: w, height: h + rows * cell + 50, class: 'chart', role: 'img' });
   const t0 = minutes[0].minute, t1 = minutes[minutes.length - 1].minute;
   const x = (t) => pad + (t1 > t0 ? ((t - t0) / (t1 - t0)) * (w - pad - 10) : (w - pad) / 2);
@@ -278,8 +278,8 @@ function perMinute(s) {
     chart.append(svg('polyline', { points, class: 'line ' + cls, 'data-key': key }));
     if (minutes.length === 1) chart.append(svg('circle', { cx: x(t0), cy: y(minutes[0][key]), r: 3, class: cls }));
   }
-  chart.append(svg('text', { x: 4, y: 16, class: 'from' }, number(top)));
-  chart.append(svg('text', { x: 4, y: h + 10, class: 'from' }, '0'));
+  chart.append(svg('text', { x: 4, y: 16, class: 'left' }, number(top)));
+  chart.append(svg('text', { x: 4, y: h + 10, class: 'left' }, '0'));
   const legend = [['p50', 'line-p50'], ['p90', 'line-p90'], ['p99', 'line-p99']];
   legend.forEach(([k, cls], i) => chart.append(svg('text', { x: w - 150 + i * 50, y: 16, class: 'legend ' + cls }, k)));
   // Heatmap: a column per minute, a row per histogram bucket (the lowest at the bottom).
@@ -296,11 +296,11 @@ function perMinute(s) {
       }));
     });
   });
-  chart.append(svg('text', { x: 4, y: base + cell, class: 'from' }, 'high'));
-  chart.append(svg('text', { x: 4, y: base + rows * cell, class: 'from' }, 'low'));
+  chart.append(svg('text', { x: 4, y: base + cell, class: 'left' }, 'high'));
+  chart.append(svg('text', { x: 4, y: base + rows * cell, class: 'left' }, 'low'));
   const first = new Date(t0 * 1000).toISOString().slice(11, 16), last = new Date(t1 * 1000).toISOString().slice(11, 16);
-  chart.append(svg('text', { x: pad, y: base + rows * cell + 16, class: 'from' }, first + ' UTC'));
-  chart.append(svg('text', { x: w - 60, y: base + rows * cell + 16, class: 'from' }, last + ' UTC'));
+  chart.append(svg('text', { x: pad, y: base + rows * cell + 16, class: 'left' }, first + ' UTC'));
+  chart.append(svg('text', { x: w - 70, y: base + rows * cell + 16, class: 'left' }, last + ' UTC'));
   $('per-minute').replaceChildren(chart);
 }
 
