@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use ziggyview::web::{WebConfig, WebError};
 use ziggyview::{
     ChannelPattern, LiveError, ReadError, ViewError, ViewOptions, Viewer, escape, files_for_range,
 };
@@ -38,9 +39,20 @@ pub enum ColorChoice {
 /// `ziggyview -H HOST:PORT CHANNEL`. CHANNEL is exact (`request`), a prefix (`request*`) or `*`.
 /// A corrupt or unreadable file is reported (file, byte offset) and the next one is read; the
 /// exit status is then 1. Text from events is printed with control characters escaped.
+/// `ziggyview serve --log-path DIR [-H HOST:PORT]` serves the web view instead.
 #[derive(Debug, Parser)]
-#[command(name = "ziggyview", version, about)]
+#[command(
+    name = "ziggyview",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// `serve`: the web view. Taken as a command only as the first word: `ziggyview ./serve`
+    /// reads a file of that name.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// With --log-path or -H: the CHANNEL (exact, or `prefix*`). Otherwise: BSON files to read
     /// (`-` for stdin; none reads stdin).
     #[arg(value_name = "CHANNEL | FILE")]
@@ -105,6 +117,37 @@ pub struct Cli {
     pub timeout_ms: u64,
 }
 
+/// Commands other than viewing.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web view: search, one request as a waterfall, timer histograms, the live stream.
+    ///
+    /// The page and its JSON endpoints (docs/WEB.md) are served on loopback unless --listen says
+    /// otherwise; there is no authentication, so keep it there (or behind a proxy that has one).
+    /// Prints `serving http://ADDRESS/` once it accepts connections; SIGINT or SIGTERM stop it.
+    Serve(ServeArgs),
+}
+
+/// The flags of `ziggyview serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The log directory to search (DIR/YYYYMMDD/TYPE.YYYYMMDD.bson).
+    #[arg(long, value_name = "DIR")]
+    pub log_path: Option<PathBuf>,
+
+    /// A ziggyd to stream live from: its control endpoint, or its collect address.
+    #[arg(short = 'H', long = "host", value_name = "HOST:PORT")]
+    pub host: Option<String>,
+
+    /// Where to serve the page (port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3516")]
+    pub listen: String,
+
+    /// Live: how long to wait for each answer of the daemon's control endpoint, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
 fn usage(message: impl Display) -> ExitCode {
     eprintln!("ziggyview: {}", escape(&message.to_string()));
     ExitCode::from(EXIT_USAGE)
@@ -117,6 +160,9 @@ fn failure(message: impl Display) -> ExitCode {
 
 /// Runs the command line; returns the exit code.
 pub fn main_with(cli: Cli) -> ExitCode {
+    if let Some(Command::Serve(args)) = cli.command {
+        return serve(args);
+    }
     let channel_mode = cli.host.is_some() || cli.log_path.is_some();
     let pattern_text = if channel_mode {
         match cli.args.as_slice() {
@@ -179,6 +225,27 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Some(e) => failure(format_args!("writing output: {e}")),
         None if viewer.problems() > 0 => ExitCode::from(EXIT_FAILURE),
         None => ExitCode::from(EXIT_OK),
+    }
+}
+
+/// `ziggyview serve`: runs the web view until SIGINT or SIGTERM.
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = WebConfig {
+        log_path: args.log_path,
+        live: args.host,
+        listen: args.listen,
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let ready = |addr: std::net::SocketAddr| {
+        println!("serving http://{addr}/");
+        let _ = std::io::stdout().flush();
+    };
+    match ziggyview::web::serve(config, ready) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(
+            e @ (WebError::NothingToServe | WebError::LogPath { .. } | WebError::Listen { .. }),
+        ) => usage(e),
+        Err(e) => failure(e),
     }
 }
 

@@ -26,6 +26,12 @@ pub struct Group {
 }
 
 impl Group {
+    /// The group of `events`, all with the id `id`: sorted by start, marked partial when no
+    /// event covers the others.
+    pub fn new(id: String, events: Vec<Record>) -> Group {
+        finish(id, events)
+    }
+
     /// Event indices as a forest: `(index, children)` nested by channel ancestry, in start order.
     /// At most [`MAX_DEPTH`](crate::record::MAX_DEPTH) levels deep: a deeper event becomes a
     /// sibling at the last level (so printing the tree never recurses further).

@@ -5,8 +5,9 @@
 //! summarises timers.
 //!
 //! The library is the viewer: a [`Viewer`] fed with files ([`Viewer::read_file`], the files of a
-//! range from [`files_for_range`]) or a live daemon ([`Viewer::follow`]). The binary (`main.rs`
-//! and its `cli` module) turns the command line into those calls.
+//! range from [`files_for_range`]) or a live daemon ([`Viewer::follow`]); and the web view
+//! ([`web::serve`]: search, one request as a waterfall, timers, the live stream in a browser).
+//! The binary (`main.rs` and its `cli` module) turns the command line into those calls.
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ mod safe;
 mod source;
 mod timers;
 mod view;
+pub mod web;
 
 pub use live::LiveError;
 pub use record::DecodeError;

@@ -9,6 +9,7 @@
 //! at the start is an error.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -113,17 +114,39 @@ impl<W: Write> Viewer<W> {
         stop: &AtomicBool,
     ) -> Result<(), LiveError> {
         let subscription = self.pattern().subscription().to_owned();
-        follow(self, addr, &subscription, timeout, stop)
+        if !self.done() {
+            follow_stream(
+                addr,
+                &subscription,
+                timeout,
+                stop,
+                |endpoint, received, event| {
+                    if let Some(e) = self.take(event)? {
+                        self.report(&format_args!("{endpoint}: message {received} skipped: {e}"));
+                    }
+                    self.flush()?;
+                    Ok(if self.done() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    })
+                },
+            )?;
+        }
+        self.finish()?;
+        Ok(())
     }
 }
 
-/// See [`Viewer::follow`].
-fn follow<W: Write>(
-    viewer: &mut Viewer<W>,
+/// Follows the live stream of the daemon at `addr` (see [`Viewer::follow`]), subscribed to
+/// channels starting with `subscription`, handing each event's bytes to `each` (with the stream
+/// endpoint and the number of messages received) until it breaks or `stop` is set.
+pub(crate) fn follow_stream(
     addr: &str,
     subscription: &str,
     timeout: Duration,
     stop: &AtomicBool,
+    mut each: impl FnMut(&str, u64, &[u8]) -> Result<ControlFlow<()>, LiveError>,
 ) -> Result<(), LiveError> {
     let (addr, _) = ziggy_proto::client::find_control(addr, "STATUS", timeout)?;
     let addr = addr.as_str();
@@ -144,7 +167,7 @@ fn follow<W: Write>(
     let mut last_heard = Instant::now();
     let mut away = false;
     let mut received: u64 = 0;
-    while !viewer.done() && !stop.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) {
         match sub.recv_multipart(0) {
             Ok(parts) => {
                 last_heard = Instant::now();
@@ -152,11 +175,10 @@ fn follow<W: Write>(
                 if std::mem::take(&mut away) {
                     eprintln!("ziggyview: ziggyd at {addr} is streaming again");
                 }
-                if let [_, event] = parts.as_slice() {
-                    if let Some(e) = viewer.take(event)? {
-                        viewer.report(&format_args!("{endpoint}: message {received} skipped: {e}"));
-                    }
-                    viewer.flush()?;
+                if let [_, event] = parts.as_slice()
+                    && each(&endpoint, received, event)?.is_break()
+                {
+                    break;
                 }
             }
             Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {}
@@ -190,6 +212,5 @@ fn follow<W: Write>(
             prober.start();
         }
     }
-    viewer.finish()?;
     Ok(())
 }

@@ -33,7 +33,15 @@ pub fn raw_channel(bytes: &[u8]) -> Option<&str> {
 
 /// The bytes of the channel (see [`raw_channel`]), not checked for UTF-8: a filter compares them
 /// with an ASCII pattern, so the check would only cost time.
+#[inline]
 pub fn raw_channel_bytes(bytes: &[u8]) -> Option<&[u8]> {
+    raw_text_bytes(bytes, fields::TYPE.as_bytes())
+}
+
+/// The bytes of the top-level text field `key` (a string, or a binary subtype 0 as the 2012
+/// clients wrote), found as [`raw_channel`] finds the channel: headers only, first occurrence.
+#[inline]
+pub fn raw_text_bytes<'a>(bytes: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let le32 = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
         let v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -47,9 +55,8 @@ pub fn raw_channel_bytes(bytes: &[u8]) -> Option<&[u8]> {
         }
         let key_start = p + 1;
         let key_len = bytes.get(key_start..)?.iter().position(|&b| b == 0)?;
-        let key = &bytes[key_start..key_start + key_len];
         let v = key_start + key_len + 1;
-        if key == fields::TYPE.as_bytes() {
+        if bytes[key_start..key_start + key_len] == *key {
             return match tag {
                 0x02 => {
                     let len = le32(v)?;

@@ -216,34 +216,56 @@ pub fn files_for_range(
     }
     let mut listing = Listing::default();
     for DayFolder { day, path: folder } in days {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
+        let Ok(found) = day_files(&folder, day, pattern) else {
             eprintln!("ziggyview: cannot list {}, skipped", folder.display());
             listing.skipped += 1;
             continue;
         };
-        let mut day_files: Vec<PathBuf> = entries
-            .flatten()
-            .filter_map(|e| {
-                let file_name = e.file_name().into_string().ok()?;
-                let channel = channel_of_file_name(&file_name, day)?;
-                pattern.matches(channel).then(|| e.path())
-            })
-            .collect();
-        day_files.sort();
-        for path in day_files {
-            match regular_file(&path) {
-                Ok(()) => listing.files.push(path),
-                Err(why) => {
-                    eprintln!(
-                        "ziggyview: {}: {why}, skipped",
-                        crate::safe::escape(&path.display().to_string())
-                    );
-                    listing.skipped += 1;
-                }
-            }
+        for (path, why) in found.skipped {
+            eprintln!(
+                "ziggyview: {}: {why}, skipped",
+                crate::safe::escape(&path.display().to_string())
+            );
+            listing.skipped += 1;
         }
+        listing.files.extend(found.files);
     }
     Ok(listing)
+}
+
+/// The channel files of one day folder.
+#[derive(Debug, Default)]
+pub(crate) struct DayFiles {
+    /// Regular files of matching channels, by name.
+    pub files: Vec<PathBuf>,
+    /// Matching entries that are not regular files, and why (never opened).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The files of channels matching `pattern` in the folder of `day` (laid out as
+/// `<channel>.YYYYMMDD.bson`); nothing is printed. Errors only when the folder cannot be listed.
+pub(crate) fn day_files(
+    folder: &Path,
+    day: Day,
+    pattern: &ChannelPattern,
+) -> std::io::Result<DayFiles> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(folder)?
+        .flatten()
+        .filter_map(|e| {
+            let file_name = e.file_name().into_string().ok()?;
+            let channel = channel_of_file_name(&file_name, day)?;
+            pattern.matches(channel).then(|| e.path())
+        })
+        .collect();
+    names.sort();
+    let mut found = DayFiles::default();
+    for path in names {
+        match regular_file(&path) {
+            Ok(()) => found.files.push(path),
+            Err(why) => found.skipped.push((path, why.to_string())),
+        }
+    }
+    Ok(found)
 }
 
 /// `: 20240102, 20240105` when at most five days are missing (found from the gaps between the

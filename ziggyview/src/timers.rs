@@ -35,6 +35,44 @@ pub struct Summary {
     pub histogram: Vec<Bucket>,
 }
 
+impl Summary {
+    /// The summary of `values` (not empty; sorted in place) for `channel`: what `--stats` prints,
+    /// and what the web view shows.
+    pub fn of(channel: &str, values: &mut [f64]) -> Summary {
+        values.sort_by(f64::total_cmp);
+        let (min, max) = (values[0], values[values.len() - 1]);
+        let width = (max - min) / 10.0;
+        let mut histogram: Vec<Bucket> = (0..10)
+            .map(|i| Bucket {
+                from: min + width * i as f64,
+                count: 0,
+            })
+            .collect();
+        for v in values.iter() {
+            histogram[bucket_of(*v, min, width)].count += 1;
+        }
+        Summary {
+            channel: channel.to_owned(),
+            count: values.len(),
+            min,
+            p50: percentile(values, 50.0),
+            p90: percentile(values, 90.0),
+            p99: percentile(values, 99.0),
+            max,
+            histogram,
+        }
+    }
+}
+
+/// The bucket (0..10) of `value` in a histogram from `min` with buckets `width` wide.
+pub fn bucket_of(value: f64, min: f64, width: f64) -> usize {
+    if width > 0.0 {
+        (((value - min) / width) as usize).min(9)
+    } else {
+        0
+    }
+}
+
 /// One bucket of a histogram.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -44,8 +82,8 @@ pub struct Bucket {
     pub count: usize,
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// Nearest-rank percentile of sorted values (not empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
 }
@@ -71,35 +109,7 @@ impl TimerStats {
     pub fn summaries(&mut self) -> Vec<Summary> {
         self.values
             .iter_mut()
-            .map(|(channel, values)| {
-                values.sort_by(f64::total_cmp);
-                let (min, max) = (values[0], values[values.len() - 1]);
-                let width = (max - min) / 10.0;
-                let mut histogram: Vec<Bucket> = (0..10)
-                    .map(|i| Bucket {
-                        from: min + width * i as f64,
-                        count: 0,
-                    })
-                    .collect();
-                for v in values.iter() {
-                    let bucket = if width > 0.0 {
-                        (((v - min) / width) as usize).min(9)
-                    } else {
-                        0
-                    };
-                    histogram[bucket].count += 1;
-                }
-                Summary {
-                    channel: channel.clone(),
-                    count: values.len(),
-                    min,
-                    p50: percentile(values, 50.0),
-                    p90: percentile(values, 90.0),
-                    p99: percentile(values, 99.0),
-                    max,
-                    histogram,
-                }
-            })
+            .map(|(channel, values)| Summary::of(channel, values))
             .collect()
     }
 

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod minibson;
 pub mod nats;
 pub mod pipes;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,263 @@
+//! The routes: the page, the JSON endpoints, and what every answer goes through (the Host
+//! check, the security headers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::{Semaphore, watch};
+use ziggy_proto::day::Day;
+
+use crate::safe::escape;
+use crate::source::ChannelPattern;
+use crate::web::files::LogRoot;
+use crate::web::filter::EventFilter;
+use crate::web::live::LiveShared;
+use crate::web::params::{ApiError, Params};
+use crate::web::{assets, request, search, timers};
+
+/// What every handler shares.
+pub(crate) struct WebState {
+    pub logs: Option<LogRoot>,
+    pub live: Option<Arc<LiveShared>>,
+    pub scans: Semaphore,
+    pub shutdown: watch::Receiver<bool>,
+    pub listen: SocketAddr,
+}
+
+type Shared = State<Arc<WebState>>;
+
+/// The application.
+pub(crate) fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/app.js", get(assets::script))
+        .route("/app.css", get(assets::style))
+        .route("/api/info", get(info))
+        .route("/api/channels", get(channels))
+        .route("/api/search", get(search_page))
+        .route("/api/request", get(one_request))
+        .route("/api/timers", get(timer_summary))
+        .route("/api/live", get(live_stream))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Refuses a request whose Host is not this loopback server (a page elsewhere that points its
+/// own name at 127.0.0.1 cannot read events: DNS rebinding), and adds the security headers: the
+/// page runs only its own script and styles, and is never framed.
+async fn guard(State(state): Shared, request: Request, next: Next) -> Response {
+    if state.listen.ip().is_loopback() {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let port = state.listen.port();
+        let allowed = [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        if !allowed.iter().any(|a| a == host) {
+            return ApiError::status(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this server answers only as {} (Host was {:?})",
+                    allowed.join(", "),
+                    escape(host)
+                ),
+            )
+            .into_response();
+        }
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in set {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::status(
+        StatusCode::NOT_FOUND,
+        format!("no such page: {}", escape(uri.path())),
+    )
+}
+
+/// A JSON answer from bytes already written.
+fn json(body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Today, UTC: the default day when the log path has no day folder yet.
+fn today() -> Day {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    Day::from_unix(secs)
+}
+
+/// Runs a scan of the log path on a blocking thread, at most
+/// [`MAX_SCANS`](crate::web::scan::MAX_SCANS) at once; `work` gets the log path and the
+/// newest day.
+async fn scan(
+    state: Arc<WebState>,
+    work: impl FnOnce(&LogRoot, Day) -> Result<Vec<u8>, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    if state.logs.is_none() {
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            "this server has no --log-path: it shows the live stream only",
+        ));
+    }
+    let _turn =
+        state.scans.acquire().await.map_err(|_| {
+            ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+        })?;
+    let shared = state.clone();
+    let body = tokio::task::spawn_blocking(move || match shared.logs.as_ref() {
+        Some(root) => work(root, root.latest_day().unwrap_or_else(today)),
+        None => Err(ApiError::status(StatusCode::NOT_FOUND, "no --log-path")),
+    })
+    .await
+    .map_err(|e| {
+        ApiError::status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the scan failed: {e}"),
+        )
+    })??;
+    Ok(json(body))
+}
+
+/// `GET /api/info`: what this server shows.
+async fn info(State(state): Shared, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let days: Vec<String> = match &state.logs {
+        Some(root) => root.days().iter().rev().map(Day::to_string).collect(),
+        None => Vec::new(),
+    };
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "files": state.logs.is_some(),
+        "live": state.live.as_ref().map(|l| l.daemon.clone()),
+        "days": days,
+    });
+    let mut out = Vec::new();
+    let _ = crate::safe::write_json(&mut out, &body);
+    Ok(json(out))
+}
+
+/// `GET /api/channels`: the channels with files in a range, with their sizes.
+async fn channels(State(state): Shared, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &["from", "to"])?;
+    scan(state, move |root, latest| {
+        let range = params.days(latest)?;
+        let listed = root.files(&ChannelPattern::Any, range);
+        let mut sizes: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for file in &listed.files {
+            let bytes = std::fs::metadata(&file.path).map_or(0, |m| m.len());
+            let entry = sizes.entry(file.channel.clone()).or_default();
+            entry.0 += bytes;
+            entry.1 += 1;
+        }
+        let channels: Vec<serde_json::Value> = sizes
+            .into_iter()
+            .map(|(channel, (bytes, days))| {
+                serde_json::json!({ "channel": channel, "bytes": bytes, "days": days })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "from": range.first.to_string(), "to": range.last.to_string(),
+            "channels": channels, "problems": listed.problems,
+        });
+        let mut out = Vec::new();
+        let _ = crate::safe::write_json(&mut out, &body);
+        Ok(out)
+    })
+    .await
+}
+
+/// `GET /api/search`: one page of matching events.
+async fn search_page(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), search::KNOWN)?;
+    scan(state, move |root, latest| {
+        search::search(root, &search::Search::from_params(&params, latest)?)
+    })
+    .await
+}
+
+/// `GET /api/request`: every event of one id, as a tree.
+async fn one_request(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), request::KNOWN)?;
+    scan(state, move |root, latest| {
+        request::request(root, &request::RequestQuery::from_params(&params, latest)?)
+    })
+    .await
+}
+
+/// `GET /api/timers`: a timer's summaries.
+async fn timer_summary(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), timers::KNOWN)?;
+    scan(state, move |root, latest| {
+        timers::timers(root, &timers::TimerQuery::from_params(&params, latest)?)
+    })
+    .await
+}
+
+/// `GET /api/live`: the live stream (Server-Sent Events).
+async fn live_stream(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &["channel", "id", "filter"])?;
+    let filter = EventFilter::from_params(&params)?;
+    let Some(live) = &state.live else {
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            "this server has no -H HOST:PORT: it shows files only",
+        ));
+    };
+    match crate::web::live::stream(live, filter, state.shutdown.clone()) {
+        Some(sse) => Ok(sse.into_response()),
+        None => Err(ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} browsers stream already; close one",
+                crate::web::live::MAX_STREAMS
+            ),
+        )),
+    }
+}
