@@ -37,6 +37,8 @@ pub fn timeit(key: &'static str) -> TimerGuard {
     }
 }
 
+// Cold: while ziggy is off the caller keeps only the flag test in its hot path.
+#[cold]
 #[inline(never)]
 fn start(key: &'static str) -> Option<(u64, Instant)> {
     let serial = crate::write::innermost_active_serial()?;

@@ -94,6 +94,8 @@ pub fn set<V: Serialize>(key: &str, value: V) {
     }
 }
 
+// Cold: while ziggy is off the caller keeps only the flag test in its hot path.
+#[cold]
 #[inline(never)]
 fn set_slow<V: Serialize>(key: &str, value: &V) {
     write_innermost(key, value, Op::Set);
@@ -116,6 +118,8 @@ pub fn append<V: Serialize>(key: &str, value: V) {
     }
 }
 
+// Cold: while ziggy is off the caller keeps only the flag test in its hot path.
+#[cold]
 #[inline(never)]
 fn append_slow<V: Serialize>(key: &str, value: &V) {
     write_innermost(key, value, Op::Append);
@@ -138,6 +142,8 @@ pub fn add<N: Serialize>(key: &str, number: N) {
     }
 }
 
+// Cold: while ziggy is off the caller keeps only the flag test in its hot path.
+#[cold]
 #[inline(never)]
 fn add_slow<N: Serialize>(key: &str, number: &N) {
     write_innermost(key, number, Op::Add);
