@@ -24,6 +24,17 @@ fn event(i: u64) {
 
 /// CPU seconds used so far by this process's thread named `name`.
 fn thread_cpu(name: &str) -> f64 {
+    // A thread names itself once it runs: give a just-spawned one a moment.
+    for _ in 0..1000 {
+        if let Some(cpu) = try_thread_cpu(name) {
+            return cpu;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("no thread {name}");
+}
+
+fn try_thread_cpu(name: &str) -> Option<f64> {
     let ticks = 100.0; // USER_HZ
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -32,10 +43,10 @@ fn thread_cpu(name: &str) -> f64 {
             let after = &stat[stat.rfind(')').unwrap() + 2..];
             let f: Vec<&str> = after.split_whitespace().collect();
             let (utime, stime): (f64, f64) = (f[11].parse().unwrap(), f[12].parse().unwrap());
-            return (utime + stime) / ticks;
+            return Some((utime + stime) / ticks);
         }
     }
-    panic!("no thread {name}");
+    None
 }
 
 fn main() {
