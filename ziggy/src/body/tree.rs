@@ -398,7 +398,12 @@ impl Body {
 
     /// Applies one write; the key was checked by the caller.
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
-        let depth = key.bytes().filter(|&b| b == b'.').count();
+        // Only a key this long can have that many segments: short keys skip the count.
+        let depth = if key.len() > 2 * MAX_KEY_SEGMENTS {
+            key.bytes().filter(|&b| b == b'.').count()
+        } else {
+            0
+        };
         if depth >= MAX_KEY_SEGMENTS {
             return WriteOutcome::Refused;
         }
@@ -413,7 +418,7 @@ impl Body {
         {
             self.compact();
         }
-        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + depth + 1 > NODE_LIMIT {
+        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + key.len() > NODE_LIMIT {
             return WriteOutcome::Refused;
         }
         let mut outcome = WriteOutcome::Clean;
