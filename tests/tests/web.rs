@@ -217,8 +217,8 @@ fn timers_are_the_numbers_of_ziggyview_stats() {
             ] {
                 assert_eq!(web[field], cli[field], "{channel} {key} {field}");
             }
-            // Per minute: every value once, in the summary's buckets.
-            let minutes = web["per_minute"].as_array().unwrap();
+            // Per step: every value once, in the summary's buckets.
+            let minutes = web["series"].as_array().unwrap();
             let count: u64 = minutes.iter().map(|m| m["count"].as_u64().unwrap()).sum();
             assert_eq!(count, cli["count"].as_u64().unwrap());
             for (b, bucket) in cli["histogram"].as_array().unwrap().iter().enumerate() {
@@ -234,10 +234,14 @@ fn timers_are_the_numbers_of_ziggyview_stats() {
         "/api/timers?channel=request&key=request_time&{}",
         range()
     ));
-    // bulk requests are 6 s apart from 00:00:17: ten minutes hold them, plus req-a and req-b.
-    let minutes = answer["channels"][0]["per_minute"].as_array().unwrap();
-    assert_eq!(minutes.len(), 11);
-    assert_eq!(minutes[0]["minute"], 1_709_164_800);
+    // A day is shown in 2-minute steps (at most 720 columns): bulk requests are 6 s apart from
+    // 00:00:17, in five steps, plus req-a's and req-b's.
+    assert_eq!(answer["step"], 120);
+    let steps = answer["channels"][0]["series"].as_array().unwrap();
+    let at: Vec<i64> = steps.iter().map(|m| m["at"].as_i64().unwrap()).collect();
+    assert_eq!(at.len(), 6, "{at:?}");
+    assert_eq!(at[0], 1_709_164_800);
+    assert!(at.iter().all(|t| (t - 1_709_164_800) % 120 == 0), "{at:?}");
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub enum WebError {
     Server(#[from] std::io::Error),
 }
 
+/// How long requests still running may take once SIGINT or SIGTERM came.
+const SHUTDOWN_TIME: Duration = Duration::from_secs(5);
+
 /// Serves the web view until SIGINT or SIGTERM. `ready` is called with the bound address once
 /// the server accepts connections (the binary prints it; tests read it).
 pub fn serve(config: WebConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), WebError> {
@@ -108,19 +111,36 @@ pub fn serve(config: WebConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), We
         let state = Arc::new(routes::WebState {
             logs,
             live: live.as_ref().map(live::LiveHub::handle),
-            scans: tokio::sync::Semaphore::new(scan::MAX_SCANS),
+            scans: Arc::new(tokio::sync::Semaphore::new(scan::MAX_SCANS)),
             shutdown: shutdown_seen,
             listen: local,
         });
         ready(local);
-        axum::serve(listener, routes::router(state))
-            .with_graceful_shutdown(async move {
+        let mut stopping = state.shutdown.clone();
+        let server =
+            axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
                 stop_signal().await;
                 // Ends the live streams, which would otherwise keep the shutdown waiting.
                 let _ = shutdown.send(true);
-            })
-            .await
-            .map_err(WebError::Server)
+            });
+        // Requests still running get SHUTDOWN_TIME once the signal came; then they are dropped
+        // (which stops their scans).
+        let deadline = async move {
+            if stopping.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(SHUTDOWN_TIME).await;
+        };
+        tokio::select! {
+            served = server => served.map_err(WebError::Server),
+            () = deadline => {
+                eprintln!(
+                    "ziggyview: requests still running after {} s; stopping anyway",
+                    SHUTDOWN_TIME.as_secs()
+                );
+                Ok(())
+            }
+        }
     });
     if let Some(live) = live {
         live.stop();

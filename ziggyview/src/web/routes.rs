@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{RawQuery, Request, State};
@@ -19,13 +20,14 @@ use crate::web::files::LogRoot;
 use crate::web::filter::EventFilter;
 use crate::web::live::LiveShared;
 use crate::web::params::{ApiError, Params};
+use crate::web::scan::{Budget, SCAN_TIME, StopOnDrop};
 use crate::web::{assets, request, search, timers};
 
 /// What every handler shares.
 pub(crate) struct WebState {
     pub logs: Option<LogRoot>,
     pub live: Option<Arc<LiveShared>>,
-    pub scans: Semaphore,
+    pub scans: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub listen: SocketAddr,
 }
@@ -122,9 +124,48 @@ fn today() -> Day {
 }
 
 /// Runs a scan of the log path on a blocking thread, at most
-/// [`MAX_SCANS`](crate::web::scan::MAX_SCANS) at once; `work` gets the log path and the
-/// newest day.
+/// [`MAX_SCANS`](crate::web::scan::MAX_SCANS) at once (the turn is held until the thread ends);
+/// `work` gets the log path, the newest day, and a [`Budget`] of
+/// [`SCAN_TIME`](crate::web::scan::SCAN_TIME) that is given up when this future is dropped
+/// (the client went away).
 async fn scan(
+    state: Arc<WebState>,
+    work: impl FnOnce(&LogRoot, Day, &Budget) -> Result<Vec<u8>, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    if state.logs.is_none() {
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            "this server has no --log-path: it shows the live stream only",
+        ));
+    }
+    let turn =
+        state.scans.clone().acquire_owned().await.map_err(|_| {
+            ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+        })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let shared = state.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let budget = Budget::new(SCAN_TIME, stop);
+        match shared.logs.as_ref() {
+            Some(root) => work(root, root.latest_day().unwrap_or_else(today), &budget),
+            None => Err(ApiError::status(StatusCode::NOT_FOUND, "no --log-path")),
+        }
+    })
+    .await
+    .map_err(|e| {
+        ApiError::status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the scan failed: {e}"),
+        )
+    })??;
+    Ok(json(body))
+}
+
+/// Runs cheap work on the log path (listing folders) on a blocking thread, outside the scans'
+/// turns.
+async fn list(
     state: Arc<WebState>,
     work: impl FnOnce(&LogRoot, Day) -> Result<Vec<u8>, ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
@@ -134,12 +175,7 @@ async fn scan(
             "this server has no --log-path: it shows the live stream only",
         ));
     }
-    let _turn =
-        state.scans.acquire().await.map_err(|_| {
-            ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
-        })?;
-    let shared = state.clone();
-    let body = tokio::task::spawn_blocking(move || match shared.logs.as_ref() {
+    let body = tokio::task::spawn_blocking(move || match state.logs.as_ref() {
         Some(root) => work(root, root.latest_day().unwrap_or_else(today)),
         None => Err(ApiError::status(StatusCode::NOT_FOUND, "no --log-path")),
     })
@@ -147,7 +183,7 @@ async fn scan(
     .map_err(|e| {
         ApiError::status(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the scan failed: {e}"),
+            format!("listing failed: {e}"),
         )
     })??;
     Ok(json(body))
@@ -174,12 +210,16 @@ async fn info(State(state): Shared, RawQuery(query): RawQuery) -> Result<Respons
 /// `GET /api/channels`: the channels with files in a range, with their sizes.
 async fn channels(State(state): Shared, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), &["from", "to"])?;
-    scan(state, move |root, latest| {
+    list(state, move |root, latest| {
         let range = params.days(latest)?;
         let listed = root.files(&ChannelPattern::Any, range);
         let mut sizes: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
         for file in &listed.files {
-            let bytes = std::fs::metadata(&file.path).map_or(0, |m| m.len());
+            // Not followed: a link out of the log path says nothing of its target.
+            let bytes = std::fs::symlink_metadata(&file.path)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map_or(0, |m| m.len());
             let entry = sizes.entry(file.channel.clone()).or_default();
             entry.0 += bytes;
             entry.1 += 1;
@@ -207,7 +247,7 @@ async fn search_page(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), search::KNOWN)?;
-    scan(state, move |root, latest| {
+    scan(state, move |root, latest, _| {
         search::search(root, &search::Search::from_params(&params, latest)?)
     })
     .await
@@ -219,8 +259,12 @@ async fn one_request(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), request::KNOWN)?;
-    scan(state, move |root, latest| {
-        request::request(root, &request::RequestQuery::from_params(&params, latest)?)
+    scan(state, move |root, latest, budget| {
+        request::request(
+            root,
+            &request::RequestQuery::from_params(&params, latest)?,
+            budget,
+        )
     })
     .await
 }
@@ -231,8 +275,12 @@ async fn timer_summary(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), timers::KNOWN)?;
-    scan(state, move |root, latest| {
-        timers::timers(root, &timers::TimerQuery::from_params(&params, latest)?)
+    scan(state, move |root, latest, budget| {
+        timers::timers(
+            root,
+            &timers::TimerQuery::from_params(&params, latest)?,
+            budget,
+        )
     })
     .await
 }
