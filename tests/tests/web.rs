@@ -370,7 +370,15 @@ fn bad_input_is_a_clear_4xx_and_nothing_outside_the_log_path_is_read() {
     // A page on another host name that resolves to 127.0.0.1 (DNS rebinding) reads nothing.
     let answer = server.get_as(&format!("/api/search?{r}"), "evil.example:80");
     assert_eq!(answer.status, 421, "{}", answer.text());
-    // The linked file is listed but never read; the page says why.
+    // The linked file is listed but never read (not even its size); the page says why.
+    let channels = server.json(&format!("/api/channels?{r}"))["channels"].clone();
+    let leak = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "leak")
+        .unwrap_or_else(|| panic!("{channels}"));
+    assert_eq!(leak["bytes"], 0, "{channels}");
     let page = server.json(&format!("/api/search?channel=*&limit=1000&{r}"));
     assert!(!page.to_string().contains("SECRET"), "{page}");
     let problems = page["problems"].to_string();
@@ -391,6 +399,130 @@ fn bad_input_is_a_clear_4xx_and_nothing_outside_the_log_path_is_read() {
     let policy = index.header("content-security-policy").unwrap();
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     assert!(server.json("/api/info")["files"].as_bool().unwrap());
+}
+
+/// `GET target` from `addr` with these headers (Host among them): the status and the headers.
+fn raw_get(addr: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {raw}"));
+    (status, raw)
+}
+
+/// The headers every answer carries, refusals included.
+fn assert_security_headers(what: &str, raw: &str) {
+    for header in [
+        "content-security-policy: default-src 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+    ] {
+        assert!(raw.contains(header), "{what}: no {header:?} in {raw}");
+    }
+}
+
+#[test]
+fn other_hosts_and_other_sites_pages_are_refused() {
+    let dir = tempdir();
+    known_events(dir.path());
+    let log = dir.path().to_str().unwrap();
+    let server = Server::start(&["--log-path", log]);
+    let addr = server.addr.as_str();
+    let own = format!("http://{addr}");
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
+        ("/api/info", vec![("Host", addr)], 200),
+        ("/api/info", vec![("Host", "evil.example")], 421),
+        ("/", vec![("Host", "evil.example:80")], 421),
+        (
+            "/api/info",
+            vec![("Host", addr), ("Sec-Fetch-Site", "same-origin")],
+            200,
+        ),
+        (
+            "/api/timers?key=request_time",
+            vec![("Host", addr), ("Sec-Fetch-Site", "cross-site")],
+            403,
+        ),
+        (
+            "/api/search",
+            vec![("Host", addr), ("Sec-Fetch-Site", "same-site")],
+            403,
+        ),
+        (
+            "/api/info",
+            vec![("Host", addr), ("Origin", "http://evil.example")],
+            403,
+        ),
+        ("/api/info", vec![("Host", addr), ("Origin", "null")], 403),
+        ("/api/info", vec![("Host", addr), ("Origin", &own)], 200),
+        // A link from another site to the page itself opens it.
+        (
+            "/",
+            vec![("Host", addr), ("Sec-Fetch-Site", "cross-site")],
+            200,
+        ),
+    ];
+    for (target, headers, status) in &cases {
+        let (got, raw) = raw_get(addr, target, headers);
+        assert_eq!(got, *status, "{target} {headers:?}: {raw}");
+        assert_security_headers(&format!("{target} {headers:?}"), &raw);
+    }
+    drop(server);
+
+    // Listening beyond loopback, the Host is still checked: loopback names, the address, and
+    // the names of --allow-host.
+    let mut child = std::process::Command::new(bin("ziggyview"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--log-path", log])
+        .args(["--allow-host", "Box.Example"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let local = format!("127.0.0.1:{port}");
+    for (host, status) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("box.example:{port}"), 200),
+        (format!("evil.example:{port}"), 421),
+        ("box.example".to_owned(), 421),
+    ] {
+        let (got, raw) = raw_get(&local, "/api/info", &[("Host", &host)]);
+        assert_eq!(got, status, "{host}: {raw}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::process::Command::new(bin("ziggyview"))
+        .args(["serve", "--log-path", log, "--allow-host", "a/b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

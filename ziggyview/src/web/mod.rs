@@ -34,6 +34,9 @@ pub struct WebConfig {
     pub live: Option<String>,
     /// Where to listen (`--listen`, loopback by default).
     pub listen: String,
+    /// Host names answered besides the loopback names and the address listened on
+    /// (`--allow-host`, without the port).
+    pub allow_hosts: Vec<String>,
     /// How long to wait for each answer of the daemon's control endpoint.
     pub timeout: Duration,
 }
@@ -113,7 +116,7 @@ pub fn serve(config: WebConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), We
             live: live.as_ref().map(live::LiveHub::handle),
             scans: Arc::new(tokio::sync::Semaphore::new(scan::MAX_SCANS)),
             shutdown: shutdown_seen,
-            listen: local,
+            hosts: routes::allowed_hosts(local, &config.allow_hosts),
         });
         ready(local);
         let mut stopping = state.shutdown.clone();

@@ -29,7 +29,8 @@ pub(crate) struct WebState {
     pub live: Option<Arc<LiveShared>>,
     pub scans: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
-    pub listen: SocketAddr,
+    /// The Host headers answered, lower case ([`allowed_hosts`]).
+    pub hosts: Vec<String>,
 }
 
 type Shared = State<Arc<WebState>>;
@@ -51,35 +52,95 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
         .with_state(state)
 }
 
-/// Refuses a request whose Host is not this loopback server (a page elsewhere that points its
-/// own name at 127.0.0.1 cannot read events: DNS rebinding), and adds the security headers: the
-/// page runs only its own script and styles, and is never framed.
-async fn guard(State(state): Shared, request: Request, next: Next) -> Response {
-    if state.listen.ip().is_loopback() {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let port = state.listen.port();
-        let allowed = [
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ];
-        if !allowed.iter().any(|a| a == host) {
-            return ApiError::status(
-                StatusCode::MISDIRECTED_REQUEST,
-                format!(
-                    "this server answers only as {} (Host was {:?})",
-                    allowed.join(", "),
-                    escape(host)
-                ),
-            )
-            .into_response();
+/// The Host headers this server answers: the loopback names, the address it listens on (unless
+/// unspecified: 0.0.0.0 or ::), and `extra` names, each with the port, or alone on port 80.
+pub(crate) fn allowed_hosts(listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into(), "[::1]".into()];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    names.extend(extra.iter().map(|n| n.to_ascii_lowercase()));
+    let port = listen.port();
+    let mut hosts = Vec::new();
+    for name in names {
+        hosts.push(format!("{name}:{port}"));
+        if port == 80 {
+            hosts.push(name);
         }
     }
-    let mut response = next.run(request).await;
+    hosts
+}
+
+/// Whether `host` (a Host header) is one of `allowed`.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+}
+
+/// Why a call of `/api/…` from another site's page is refused, if it is one: its
+/// `Sec-Fetch-Site` is not `same-origin` (or `none`: typed in), or its `Origin` is not this
+/// server. Such a page cannot read the answer, but could start expensive scans.
+fn foreign_call(request: &Request, host: &str) -> Option<String> {
+    let headers = request.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("?");
+        if !matches!(site, "same-origin" | "none") {
+            return Some(format!(
+                "called from another site's page (Sec-Fetch-Site: {})",
+                escape(site)
+            ));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("?");
+        let ours = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !ours {
+            return Some(format!(
+                "called from another origin's page (Origin: {})",
+                escape(origin)
+            ));
+        }
+    }
+    None
+}
+
+/// Refuses a request whose Host is not this server (a page elsewhere that points its own name
+/// at this address cannot read events: DNS rebinding) with 421, and a call of `/api/…` from
+/// another site's page with 403; adds the security headers to every answer: the page runs only
+/// its own script and styles, and is never framed.
+async fn guard(State(state): Shared, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut response = if !host_allowed(&state.hosts, &host) {
+        ApiError::status(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this server answers only as {} (Host was {:?}; see --allow-host)",
+                state.hosts.join(", "),
+                escape(&host)
+            ),
+        )
+        .into_response()
+    } else if let Some(why) = request
+        .uri()
+        .path()
+        .starts_with("/api/")
+        .then(|| foreign_call(&request, &host))
+        .flatten()
+    {
+        ApiError::status(StatusCode::FORBIDDEN, why).into_response()
+    } else {
+        next.run(request).await
+    };
     let headers = response.headers_mut();
     let set = [
         (
@@ -307,5 +368,43 @@ async fn live_stream(
                 crate::web::live::MAX_STREAMS
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_a_loopback_name_the_address_or_an_allowed_name() {
+        let hosts = allowed_hosts("10.0.0.5:8080".parse().unwrap(), &["Box.Example".into()]);
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+            "10.0.0.5:8080",
+            "box.example:8080",
+        ] {
+            assert!(host_allowed(&hosts, ok), "{ok}");
+        }
+        for refused in [
+            "",
+            "evil.example:8080",
+            "10.0.0.5",
+            "box.example",
+            "127.0.0.1:80",
+            "10.0.0.5:8081",
+        ] {
+            assert!(!host_allowed(&hosts, refused), "{refused}");
+        }
+        // Port 80: a bare name too; the unspecified address is no name.
+        let hosts = allowed_hosts("0.0.0.0:80".parse().unwrap(), &[]);
+        for ok in ["localhost", "localhost:80", "127.0.0.1"] {
+            assert!(host_allowed(&hosts, ok), "{ok}");
+        }
+        assert!(!host_allowed(&hosts, "0.0.0.0:80"));
+        let hosts = allowed_hosts("[fd00::5]:3516".parse().unwrap(), &[]);
+        assert!(host_allowed(&hosts, "[fd00::5]:3516"));
     }
 }
