@@ -614,6 +614,40 @@ fn live_events_stream_to_a_browser_with_its_filters() {
         shown.iter().all(|e| e["type"] == "request.sql"),
         "{shown:?}"
     );
+    // The daemon goes away mid-stream: the status says so; it comes back: the trouble clears.
+    let (collect, control_at) = (
+        daemon.collect.trim_start_matches("tcp://").to_owned(),
+        control.clone(),
+    );
+    drop(push);
+    drop(daemon);
+    let mut trouble_of_status = |want_trouble: bool| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            while reader.read_line(&mut line).is_ok_and(|got| got > 0) {
+                let text = line.trim_end().to_owned();
+                line.clear();
+                if let Some(k) = text.strip_prefix("event: ") {
+                    kind = k.to_owned();
+                } else if let Some(data) = text.strip_prefix("data: ")
+                    && kind == "status"
+                {
+                    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                    if value["trouble"].is_null() != want_trouble {
+                        return value;
+                    }
+                }
+            }
+        }
+        panic!("no status with trouble={want_trouble} within 30 s");
+    };
+    let away = trouble_of_status(true);
+    assert!(
+        away["trouble"].as_str().unwrap().contains("not answering"),
+        "{away}"
+    );
+    let _daemon = start_ziggyd_at(&collect, &control_at, &["--stream-only"]);
+    trouble_of_status(false);
     // No log path: the file endpoints say so.
     let answer = server.get(&format!("/api/search?{}", range()));
     assert_eq!(answer.status, 404);
