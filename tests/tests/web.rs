@@ -526,6 +526,32 @@ fn other_hosts_and_other_sites_pages_are_refused() {
 }
 
 #[test]
+fn sigterm_stops_within_seconds_whatever_a_client_holds() {
+    let dir = tempdir();
+    known_events(dir.path());
+    let mut server = Server::start(&["--log-path", dir.path().to_str().unwrap()]);
+    // A client that never finishes its request keeps its connection busy.
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    write!(stuck, "GET /api/info HTTP/1.1\r\nHost: {}\r\n", server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = i32::try_from(server.child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(stuck);
+}
+
+#[test]
 fn serve_needs_something_to_serve_and_the_viewer_keeps_its_arguments() {
     let out = std::process::Command::new(bin("ziggyview"))
         .arg("serve")
