@@ -60,6 +60,9 @@ impl TimerQuery {
 /// range within this many (a day: 2 minutes; 31 days: 2 hours).
 pub(crate) const MAX_COLUMNS: i64 = 720;
 
+/// Most channels one request summarises (each holds up to [`MAX_COLUMNS`] columns).
+pub(crate) const MAX_CHANNELS: usize = 1000;
+
 /// The steps of the series, in minutes.
 const STEPS: &[i64] = &[1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
 
@@ -89,15 +92,16 @@ pub(crate) fn timers(
     query: &TimerQuery,
     budget: &Budget,
 ) -> Result<Vec<u8>, ApiError> {
-    timers_up_to(root, query, budget, MAX_VALUES)
+    timers_up_to(root, query, budget, MAX_VALUES, MAX_CHANNELS)
 }
 
-/// [`timers`], refusing more than `max_values`.
+/// [`timers`], refusing more than `max_values` or `max_channels`.
 fn timers_up_to(
     root: &LogRoot,
     query: &TimerQuery,
     budget: &Budget,
     max_values: usize,
+    max_channels: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let listed = root.files(&query.filter.pattern, query.range);
     let mut problems = Problems::default();
@@ -110,7 +114,8 @@ fn timers_up_to(
     let days = query.range.last.0 - query.range.first.0 + 1;
     let columns = usize::try_from(days * 86_400 / step).unwrap_or(0);
     let mut channels: BTreeMap<String, Collected> = BTreeMap::new();
-    let (mut held, mut missing, mut refused, mut spent) = (0usize, 0u64, false, false);
+    let (mut held, mut missing) = (0usize, 0u64);
+    let (mut refused, mut too_many_channels, mut spent) = (false, false, false);
     for file in &listed.files {
         let scanned = scan_file(root, file, 0, |at, bytes| {
             if budget.spent() {
@@ -137,6 +142,10 @@ fn timers_up_to(
                 Some(v) if v.is_finite() => {
                     if held == max_values {
                         refused = true;
+                        return ControlFlow::Break(());
+                    }
+                    if channels.len() == max_channels && !channels.contains_key(&rec.channel) {
+                        too_many_channels = true;
                         return ControlFlow::Break(());
                     }
                     held += 1;
@@ -166,6 +175,15 @@ fn timers_up_to(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "over {max_values} values of {:?}: narrow the range, channel or filters",
+                    query.key
+                ),
+            ));
+        }
+        if too_many_channels {
+            return Err(ApiError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "over {max_channels} channels have {:?}: narrow the channel",
                     query.key
                 ),
             ));
@@ -319,7 +337,7 @@ mod tests {
         let params = Params::parse(Some("key=t&from=20240229"), KNOWN).unwrap();
         let query = TimerQuery::from_params(&params, day("20240229")).unwrap();
         let budget = Budget::new(Duration::from_secs(60), Arc::new(AtomicBool::new(false)));
-        let answer = timers_up_to(&root, &query, &budget, 3).unwrap();
+        let answer = timers_up_to(&root, &query, &budget, 3, 1).unwrap();
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["step"], 120);
         let channel = &answer["channels"][0];
@@ -332,13 +350,28 @@ mod tests {
             .collect();
         let first = start as i64 - 30;
         assert_eq!(at, [first, first + 240, first + 600]);
-        let err = timers_up_to(&root, &query, &budget, 2).unwrap_err();
+        let err = timers_up_to(&root, &query, &budget, 2, 1).unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(err.message.contains("over 2 values"), "{}", err.message);
+        // Channels are bounded too (each holds its columns).
+        let mut other = Vec::new();
+        let event = bson::doc! {
+            "id": "x", "type": "request.sql", "host": "h", "pid": 1,
+            "start": start, "end": start, "body": { "t": 1.0 },
+        };
+        other.extend(event.to_vec().unwrap());
+        std::fs::write(
+            logs.path().join("20240229/request.sql.20240229.bson"),
+            other,
+        )
+        .unwrap();
+        assert!(timers_up_to(&root, &query, &budget, 4, 2).is_ok());
+        let err = timers_up_to(&root, &query, &budget, 4, 1).unwrap_err();
+        assert!(err.message.contains("over 1 channels"), "{}", err.message);
         // The client went away: the scan stops.
         let stop = Arc::new(AtomicBool::new(true));
         let gone = Budget::new(Duration::from_secs(60), stop);
-        let err = timers_up_to(&root, &query, &gone, 3).unwrap_err();
+        let err = timers_up_to(&root, &query, &gone, 3, 1).unwrap_err();
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }
