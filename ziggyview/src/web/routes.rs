@@ -57,11 +57,12 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
 pub(crate) fn allowed_hosts(listen: SocketAddr, extra: &[String]) -> Vec<String> {
     let mut names: Vec<String> = vec!["127.0.0.1".into(), "localhost".into(), "[::1]".into()];
     let ip = listen.ip();
-    if !ip.is_unspecified() && !ip.is_loopback() {
-        names.push(match ip {
-            std::net::IpAddr::V4(v4) => v4.to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        });
+    let literal = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    if !ip.is_unspecified() && !names.contains(&literal) {
+        names.push(literal);
     }
     names.extend(extra.iter().map(|n| n.to_ascii_lowercase()));
     let port = listen.port();
@@ -406,5 +407,9 @@ mod tests {
         assert!(!host_allowed(&hosts, "0.0.0.0:80"));
         let hosts = allowed_hosts("[fd00::5]:3516".parse().unwrap(), &[]);
         assert!(host_allowed(&hosts, "[fd00::5]:3516"));
+        let hosts = allowed_hosts("127.0.0.2:3516".parse().unwrap(), &[]);
+        assert!(host_allowed(&hosts, "127.0.0.2:3516"));
+        let hosts = allowed_hosts("127.0.0.1:3516".parse().unwrap(), &[]);
+        assert_eq!(hosts.len(), 3, "{hosts:?}");
     }
 }
