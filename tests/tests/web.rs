@@ -217,8 +217,8 @@ fn timers_are_the_numbers_of_ziggyview_stats() {
             ] {
                 assert_eq!(web[field], cli[field], "{channel} {key} {field}");
             }
-            // Per minute: every value once, in the summary's buckets.
-            let minutes = web["per_minute"].as_array().unwrap();
+            // Per step: every value once, in the summary's buckets.
+            let minutes = web["series"].as_array().unwrap();
             let count: u64 = minutes.iter().map(|m| m["count"].as_u64().unwrap()).sum();
             assert_eq!(count, cli["count"].as_u64().unwrap());
             for (b, bucket) in cli["histogram"].as_array().unwrap().iter().enumerate() {
@@ -234,10 +234,14 @@ fn timers_are_the_numbers_of_ziggyview_stats() {
         "/api/timers?channel=request&key=request_time&{}",
         range()
     ));
-    // bulk requests are 6 s apart from 00:00:17: ten minutes hold them, plus req-a and req-b.
-    let minutes = answer["channels"][0]["per_minute"].as_array().unwrap();
-    assert_eq!(minutes.len(), 11);
-    assert_eq!(minutes[0]["minute"], 1_709_164_800);
+    // A day is shown in 2-minute steps (at most 720 columns): bulk requests are 6 s apart from
+    // 00:00:17, in five steps, plus req-a's and req-b's.
+    assert_eq!(answer["step"], 120);
+    let steps = answer["channels"][0]["series"].as_array().unwrap();
+    let at: Vec<i64> = steps.iter().map(|m| m["at"].as_i64().unwrap()).collect();
+    assert_eq!(at.len(), 6, "{at:?}");
+    assert_eq!(at[0], 1_709_164_800);
+    assert!(at.iter().all(|t| (t - 1_709_164_800) % 120 == 0), "{at:?}");
 }
 
 #[test]
@@ -366,7 +370,15 @@ fn bad_input_is_a_clear_4xx_and_nothing_outside_the_log_path_is_read() {
     // A page on another host name that resolves to 127.0.0.1 (DNS rebinding) reads nothing.
     let answer = server.get_as(&format!("/api/search?{r}"), "evil.example:80");
     assert_eq!(answer.status, 421, "{}", answer.text());
-    // The linked file is listed but never read; the page says why.
+    // The linked file is listed but never read (not even its size); the page says why.
+    let channels = server.json(&format!("/api/channels?{r}"))["channels"].clone();
+    let leak = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "leak")
+        .unwrap_or_else(|| panic!("{channels}"));
+    assert_eq!(leak["bytes"], 0, "{channels}");
     let page = server.json(&format!("/api/search?channel=*&limit=1000&{r}"));
     assert!(!page.to_string().contains("SECRET"), "{page}");
     let problems = page["problems"].to_string();
@@ -387,6 +399,156 @@ fn bad_input_is_a_clear_4xx_and_nothing_outside_the_log_path_is_read() {
     let policy = index.header("content-security-policy").unwrap();
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     assert!(server.json("/api/info")["files"].as_bool().unwrap());
+}
+
+/// `GET target` from `addr` with these headers (Host among them): the status and the headers.
+fn raw_get(addr: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {raw}"));
+    (status, raw)
+}
+
+/// The headers every answer carries, refusals included.
+fn assert_security_headers(what: &str, raw: &str) {
+    for header in [
+        "content-security-policy: default-src 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+    ] {
+        assert!(raw.contains(header), "{what}: no {header:?} in {raw}");
+    }
+}
+
+#[test]
+fn other_hosts_and_other_sites_pages_are_refused() {
+    let dir = tempdir();
+    known_events(dir.path());
+    let log = dir.path().to_str().unwrap();
+    let server = Server::start(&["--log-path", log]);
+    let addr = server.addr.as_str();
+    let own = format!("http://{addr}");
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
+        ("/api/info", vec![("Host", addr)], 200),
+        ("/api/info", vec![("Host", "evil.example")], 421),
+        ("/", vec![("Host", "evil.example:80")], 421),
+        (
+            "/api/info",
+            vec![("Host", addr), ("Sec-Fetch-Site", "same-origin")],
+            200,
+        ),
+        (
+            "/api/timers?key=request_time",
+            vec![("Host", addr), ("Sec-Fetch-Site", "cross-site")],
+            403,
+        ),
+        (
+            "/api/search",
+            vec![("Host", addr), ("Sec-Fetch-Site", "same-site")],
+            403,
+        ),
+        (
+            "/api/info",
+            vec![("Host", addr), ("Origin", "http://evil.example")],
+            403,
+        ),
+        ("/api/info", vec![("Host", addr), ("Origin", "null")], 403),
+        ("/api/info", vec![("Host", addr), ("Origin", &own)], 200),
+        // A link from another site to the page itself opens it.
+        (
+            "/",
+            vec![("Host", addr), ("Sec-Fetch-Site", "cross-site")],
+            200,
+        ),
+    ];
+    for (target, headers, status) in &cases {
+        let (got, raw) = raw_get(addr, target, headers);
+        assert_eq!(got, *status, "{target} {headers:?}: {raw}");
+        assert_security_headers(&format!("{target} {headers:?}"), &raw);
+    }
+    drop(server);
+
+    // Listening beyond loopback, the Host is still checked: loopback names, the address, and
+    // the names of --allow-host.
+    let mut child = std::process::Command::new(bin("ziggyview"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--log-path", log])
+        .args(["--allow-host", "Box.Example"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let local = format!("127.0.0.1:{port}");
+    for (host, status) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("box.example:{port}"), 200),
+        (format!("evil.example:{port}"), 421),
+        ("box.example".to_owned(), 421),
+    ] {
+        let (got, raw) = raw_get(&local, "/api/info", &[("Host", &host)]);
+        assert_eq!(got, status, "{host}: {raw}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::process::Command::new(bin("ziggyview"))
+        .args(["serve", "--log-path", log, "--allow-host", "a/b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sigterm_stops_within_seconds_whatever_a_client_holds() {
+    let dir = tempdir();
+    known_events(dir.path());
+    let mut server = Server::start(&["--log-path", dir.path().to_str().unwrap()]);
+    // A client that never finishes its request keeps its connection busy.
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    write!(stuck, "GET /api/info HTTP/1.1\r\nHost: {}\r\n", server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = i32::try_from(server.child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(stuck);
 }
 
 #[test]
@@ -478,6 +640,40 @@ fn live_events_stream_to_a_browser_with_its_filters() {
         shown.iter().all(|e| e["type"] == "request.sql"),
         "{shown:?}"
     );
+    // The daemon goes away mid-stream: the status says so; it comes back: the trouble clears.
+    let (collect, control_at) = (
+        daemon.collect.trim_start_matches("tcp://").to_owned(),
+        control.clone(),
+    );
+    drop(push);
+    drop(daemon);
+    let mut trouble_of_status = |want_trouble: bool| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            while reader.read_line(&mut line).is_ok_and(|got| got > 0) {
+                let text = line.trim_end().to_owned();
+                line.clear();
+                if let Some(k) = text.strip_prefix("event: ") {
+                    kind = k.to_owned();
+                } else if let Some(data) = text.strip_prefix("data: ")
+                    && kind == "status"
+                {
+                    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                    if value["trouble"].is_null() != want_trouble {
+                        return value;
+                    }
+                }
+            }
+        }
+        panic!("no status with trouble={want_trouble} within 30 s");
+    };
+    let away = trouble_of_status(true);
+    assert!(
+        away["trouble"].as_str().unwrap().contains("not answering"),
+        "{away}"
+    );
+    let _daemon = start_ziggyd_at(&collect, &control_at, &["--stream-only"]);
+    trouble_of_status(false);
     // No log path: the file endpoints say so.
     let answer = server.get(&format!("/api/search?{}", range()));
     assert_eq!(answer.status, 404);

@@ -178,9 +178,28 @@ fn timer_histogram_matches_ziggyview_stats() {
     };
     let dir = tempdir();
     known_events(dir.path());
+    // A day folder five months older: the page's first listing of channels still asks for at
+    // most 31 days, and gets them.
+    write_events(
+        dir.path(),
+        "20231001",
+        "old",
+        &[event("o1", "old", T0, T0, vec![])],
+    );
     let log = dir.path().to_str().unwrap();
     let server = Server::start(&["--log-path", log]);
     open(&browser, &server.url());
+    let listed = browser.eval(
+        "return [document.getElementById('server').textContent,
+                 [...document.querySelectorAll('#channel-list option')].map(o => o.value)];",
+        json!([]),
+    );
+    assert!(!listed[0].as_str().unwrap().contains("Error"), "{listed}");
+    let names = listed[1].as_array().unwrap();
+    assert!(
+        names.contains(&json!("request")) && !names.contains(&json!("old")),
+        "{listed}"
+    );
     browser.click("#tab-timers");
     browser.type_into("#timers-channel", "request");
     browser.type_into("#timers-key", "request_time");
@@ -196,6 +215,7 @@ fn timer_histogram_matches_ziggyview_stats() {
                   bars: [...document.querySelectorAll('#histogram rect.hist-bar')]
                           .map(r => [r.dataset.from, r.dataset.count]),
                   lines: document.querySelectorAll('#per-minute polyline').length,
+                  title: document.getElementById('per-minute-title').textContent,
                   heat: [...document.querySelectorAll('#per-minute rect.heat')]
                           .reduce((n, r) => n + +r.dataset.count, 0) };",
         json!([]),
@@ -226,8 +246,13 @@ fn timer_histogram_matches_ziggyview_stats() {
         assert_eq!(number(&bar[0]), bucket["from"].as_f64().unwrap());
         assert_eq!(number(&bar[1]), bucket["count"].as_f64().unwrap());
     }
-    // Per minute: p50, p90 and p99 lines, and a heatmap holding every value once.
+    // Per step (2 minutes for a day): p50, p90 and p99 lines, and a heatmap holding every value
+    // once.
     assert_eq!(shown["lines"], 3);
+    assert!(
+        shown["title"].as_str().unwrap().starts_with("Every 2 min"),
+        "{shown}"
+    );
     assert_eq!(
         shown["heat"].as_f64().unwrap(),
         stats["count"].as_f64().unwrap()

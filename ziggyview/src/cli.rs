@@ -143,9 +143,31 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3516")]
     pub listen: String,
 
+    /// Also answer requests whose Host is NAME (with the port, or alone on port 80), as well as
+    /// the loopback names and the address listened on; repeatable.
+    #[arg(long = "allow-host", value_name = "NAME", value_parser = host_name)]
+    pub allow_host: Vec<String>,
+
     /// Live: how long to wait for each answer of the daemon's control endpoint, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     pub timeout_ms: u64,
+}
+
+/// A host name or address as a Host header holds it, without the port.
+fn host_name(text: &str) -> Result<String, String> {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let ipv6 = text.starts_with('[')
+        && text.ends_with(']')
+        && text[1..text.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+    if !text.is_empty() && text.len() <= 253 && (plain || ipv6) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("a host name or address without the port: example.org, 10.0.0.5, [fd00::5]".into())
+    }
 }
 
 fn usage(message: impl Display) -> ExitCode {
@@ -234,6 +256,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         log_path: args.log_path,
         live: args.host,
         listen: args.listen,
+        allow_hosts: args.allow_host,
         timeout: Duration::from_millis(args.timeout_ms),
     };
     let ready = |addr: std::net::SocketAddr| {

@@ -131,6 +131,8 @@ impl<W: Write> Viewer<W> {
                         ControlFlow::Continue(())
                     })
                 },
+                // Said on stderr by follow_stream.
+                |_| {},
             )?;
         }
         self.finish()?;
@@ -140,13 +142,16 @@ impl<W: Write> Viewer<W> {
 
 /// Follows the live stream of the daemon at `addr` (see [`Viewer::follow`]), subscribed to
 /// channels starting with `subscription`, handing each event's bytes to `each` (with the stream
-/// endpoint and the number of messages received) until it breaks or `stop` is set.
+/// endpoint and the number of messages received) until it breaks or `stop` is set. `away_or_back` is
+/// told when the daemon stops answering (why) and when it answers again (`None`; also once the
+/// stream is set up).
 pub(crate) fn follow_stream(
     addr: &str,
     subscription: &str,
     timeout: Duration,
     stop: &AtomicBool,
     mut each: impl FnMut(&str, u64, &[u8]) -> Result<ControlFlow<()>, LiveError>,
+    mut away_or_back: impl FnMut(Option<String>),
 ) -> Result<(), LiveError> {
     let (addr, _) = ziggy_proto::client::find_control(addr, "STATUS", timeout)?;
     let addr = addr.as_str();
@@ -163,6 +168,7 @@ pub(crate) fn follow_stream(
         .and_then(|()| sub.set_linger(0))
         .and_then(|()| sub.connect(&endpoint))
         .map_err(|e| stream_err(&endpoint, e))?;
+    away_or_back(None);
     let mut prober = Prober::new(addr, timeout);
     let mut last_heard = Instant::now();
     let mut away = false;
@@ -174,6 +180,7 @@ pub(crate) fn follow_stream(
                 received += 1;
                 if std::mem::take(&mut away) {
                     eprintln!("ziggyview: ziggyd at {addr} is streaming again");
+                    away_or_back(None);
                 }
                 if let [_, event] = parts.as_slice()
                     && each(&endpoint, received, event)?.is_break()
@@ -196,10 +203,16 @@ pub(crate) fn follow_stream(
                 }
                 if std::mem::take(&mut away) {
                     eprintln!("ziggyview: ziggyd at {addr} answers again (stream {endpoint})");
+                    away_or_back(None);
                 }
             }
             Some(Err(e)) if !away => {
                 away = true;
+                away_or_back(Some(format!(
+                    "ziggyd at {addr} is not answering (no event for {} s, then: {e}); still \
+                     trying",
+                    last_heard.elapsed().as_secs()
+                )));
                 eprintln!(
                     "ziggyview: ziggyd at {addr} is not answering (no event for {}s, then: {e}); \
                      still trying, interrupt to stop",

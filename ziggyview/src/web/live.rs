@@ -113,16 +113,24 @@ fn set_trouble(shared: &LiveShared, trouble: Option<String>) {
 /// The thread: follows the daemon until `stop`, again and again if it does not answer.
 fn follow(shared: &LiveShared, stop: &AtomicBool, timeout: Duration) {
     while !stop.load(Ordering::SeqCst) {
-        let followed = follow_stream(&shared.daemon, "", timeout, stop, |_, _, event| {
-            shared.received.fetch_add(1, Ordering::Relaxed);
-            if shared.troubled.load(Ordering::Relaxed) {
-                // The daemon streams again after a failed start.
-                set_trouble(shared, None);
-            }
-            // No browser listening is no error.
-            let _ = shared.events.send(Arc::from(event));
-            Ok(ControlFlow::Continue(()))
-        });
+        let followed = follow_stream(
+            &shared.daemon,
+            "",
+            timeout,
+            stop,
+            |_, _, event| {
+                shared.received.fetch_add(1, Ordering::Relaxed);
+                if shared.troubled.load(Ordering::Relaxed) {
+                    // The daemon streams again.
+                    set_trouble(shared, None);
+                }
+                // No browser listening is no error.
+                let _ = shared.events.send(Arc::from(event));
+                Ok(ControlFlow::Continue(()))
+            },
+            // The daemon went away mid-stream, or came back: the browsers' status says so.
+            |trouble| set_trouble(shared, trouble),
+        );
         if let Err(e) = followed {
             set_trouble(shared, Some(e.to_string()));
             let mut waited = Duration::ZERO;

@@ -34,6 +34,9 @@ pub struct WebConfig {
     pub live: Option<String>,
     /// Where to listen (`--listen`, loopback by default).
     pub listen: String,
+    /// Host names answered besides the loopback names and the address listened on
+    /// (`--allow-host`, without the port).
+    pub allow_hosts: Vec<String>,
     /// How long to wait for each answer of the daemon's control endpoint.
     pub timeout: Duration,
 }
@@ -64,6 +67,9 @@ pub enum WebError {
     #[error("web server: {0}")]
     Server(#[from] std::io::Error),
 }
+
+/// How long requests still running may take once SIGINT or SIGTERM came.
+const SHUTDOWN_TIME: Duration = Duration::from_secs(5);
 
 /// Serves the web view until SIGINT or SIGTERM. `ready` is called with the bound address once
 /// the server accepts connections (the binary prints it; tests read it).
@@ -108,19 +114,36 @@ pub fn serve(config: WebConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), We
         let state = Arc::new(routes::WebState {
             logs,
             live: live.as_ref().map(live::LiveHub::handle),
-            scans: tokio::sync::Semaphore::new(scan::MAX_SCANS),
+            scans: Arc::new(tokio::sync::Semaphore::new(scan::MAX_SCANS)),
             shutdown: shutdown_seen,
-            listen: local,
+            hosts: routes::allowed_hosts(local, &config.allow_hosts),
         });
         ready(local);
-        axum::serve(listener, routes::router(state))
-            .with_graceful_shutdown(async move {
+        let mut stopping = state.shutdown.clone();
+        let server =
+            axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
                 stop_signal().await;
                 // Ends the live streams, which would otherwise keep the shutdown waiting.
                 let _ = shutdown.send(true);
-            })
-            .await
-            .map_err(WebError::Server)
+            });
+        // Requests still running get SHUTDOWN_TIME once the signal came; then they are dropped
+        // (which stops their scans).
+        let deadline = async move {
+            if stopping.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(SHUTDOWN_TIME).await;
+        };
+        tokio::select! {
+            served = server => served.map_err(WebError::Server),
+            () = deadline => {
+                eprintln!(
+                    "ziggyview: requests still running after {} s; stopping anyway",
+                    SHUTDOWN_TIME.as_secs()
+                );
+                Ok(())
+            }
+        }
     });
     if let Some(live) = live {
         live.stop();

@@ -12,7 +12,7 @@ use crate::safe::write_json_str;
 use crate::source::ChannelPattern;
 use crate::web::files::LogRoot;
 use crate::web::params::{ApiError, DayRange, Params};
-use crate::web::scan::scan_file;
+use crate::web::scan::{Budget, scan_file};
 use crate::web::search::Problems;
 
 /// The parameters `/api/request` takes.
@@ -44,16 +44,24 @@ impl RequestQuery {
 }
 
 /// Finds the events and returns the tree's JSON (docs/WEB.md).
-pub(crate) fn request(root: &LogRoot, query: &RequestQuery) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn request(
+    root: &LogRoot,
+    query: &RequestQuery,
+    budget: &Budget,
+) -> Result<Vec<u8>, ApiError> {
     let listed = root.files(&ChannelPattern::Any, query.range);
     let mut problems = Problems::default();
     for p in listed.problems {
         problems.push(p);
     }
     let mut events: Vec<(String, Record)> = Vec::new();
-    let mut more = 0usize;
+    let (mut more, mut spent) = (0usize, false);
     for file in &listed.files {
         let scanned = scan_file(root, file, 0, |at, bytes| {
+            if budget.spent() {
+                spent = true;
+                return ControlFlow::Break(());
+            }
             if raw_text_bytes(bytes, fields::ID.as_bytes()) != Some(query.id.as_bytes()) {
                 return ControlFlow::Continue(());
             }
@@ -72,6 +80,9 @@ pub(crate) fn request(root: &LogRoot, query: &RequestQuery) -> Result<Vec<u8>, A
         });
         if let Err(problem) = scanned {
             problems.push(problem);
+        }
+        if spent {
+            return Err(budget.error());
         }
     }
     // The group sorts by start; the place of each event in the files goes along with it.

@@ -182,8 +182,9 @@ function waterfall(answer) {
   if (!nodes.length) return;
   const starts = nodes.map((n) => n.event.start).filter((v) => typeof v === 'number');
   const ends = nodes.map((n) => n.event.end).filter((v) => typeof v === 'number');
-  const t0 = Math.min(...starts);
-  const span = Math.max(Math.max(...ends) - t0, 1e-9);
+  let t0 = Infinity;
+  for (const t of starts) if (t < t0) t0 = t;
+  const span = Math.max(largest(ends, -Infinity) - t0, 1e-9);
   const axis = el('div', { class: 'row axis' }, el('div', { class: 'label' }, ''));
   const ticks = el('div', { class: 'track' });
   for (let i = 0; i <= 4; i++) {
@@ -247,7 +248,7 @@ function statTable(s, missing) {
 
 function histogram(s) {
   const w = 720, h = 150, pad = 40, n = s.histogram.length;
-  const peak = Math.max(1, ...s.histogram.map((b) => b.count));
+  const peak = largest(s.histogram.map((b) => b.count), 1);
   const chart = svg('svg', { width: w, height: h + 50, class: 'chart', role: 'img' });
   const bw = (w - pad) / n;
   s.histogram.forEach((b, i) => {
@@ -265,16 +266,30 @@ function histogram(s) {
   $('histogram').replaceChildren(chart);
 }
 
-function perMinute(s) {
-  const minutes = s.per_minute;
+// The day `n` days before a YYYYMMDD day, as YYYYMMDD (UTC).
+function daysBefore(day, n) {
+  const t = Date.UTC(+day.slice(0, 4), +day.slice(4, 6) - 1, +day.slice(6, 8)) - n * 86400000;
+  return new Date(t).toISOString().slice(0, 10).replaceAll('-', '');
+}
+
+// The largest of numbers, by a loop (spreading a long array into Math.max throws).
+function largest(values, floor) {
+  let top = floor;
+  for (const v of values) if (v > top) top = v;
+  return top;
+}
+
+function perMinute(s, step) {
+  // The server sends at most a few hundred columns; draw no more than that whatever it sends.
+  const minutes = s.series.slice(0, 2000);
   const w = 720, h = 110, pad = 50, rows = 10, cell = 9;
   const chart = svg('svg', { width: w, height: h + rows * cell + 50, class: 'chart', role: 'img' });
-  const t0 = minutes[0].minute, t1 = minutes[minutes.length - 1].minute;
+  const t0 = minutes[0].at, t1 = minutes[minutes.length - 1].at;
   const x = (t) => pad + (t1 > t0 ? ((t - t0) / (t1 - t0)) * (w - pad - 10) : (w - pad) / 2);
-  const top = Math.max(...minutes.map((m) => m.p99), 1e-12);
+  const top = largest(minutes.map((m) => m.p99), 1e-12);
   const y = (v) => 10 + h - (v / top) * h;
   for (const [key, cls] of [['p99', 'line-p99'], ['p90', 'line-p90'], ['p50', 'line-p50']]) {
-    const points = minutes.map((m) => `${x(m.minute).toFixed(1)},${y(m[key]).toFixed(1)}`).join(' ');
+    const points = minutes.map((m) => `${x(m.at).toFixed(1)},${y(m[key]).toFixed(1)}`).join(' ');
     chart.append(svg('polyline', { points, class: 'line ' + cls, 'data-key': key }));
     if (minutes.length === 1) chart.append(svg('circle', { cx: x(t0), cy: y(minutes[0][key]), r: 3, class: cls }));
   }
@@ -282,23 +297,25 @@ function perMinute(s) {
   chart.append(svg('text', { x: 4, y: h + 10, class: 'left' }, '0'));
   const legend = [['p50', 'line-p50'], ['p90', 'line-p90'], ['p99', 'line-p99']];
   legend.forEach(([k, cls], i) => chart.append(svg('text', { x: w - 150 + i * 50, y: 16, class: 'legend ' + cls }, k)));
-  // Heatmap: a column per minute, a row per histogram bucket (the lowest at the bottom).
-  const peak = Math.max(1, ...minutes.flatMap((m) => m.buckets));
-  const colw = Math.max((w - pad - 10) / minutes.length, 1);
+  // Heatmap: a column per step, a row per histogram bucket (the lowest at the bottom).
+  let peak = 1;
+  for (const m of minutes) peak = largest(m.buckets, peak);
+  const colw = Math.max((w - pad - 10) / Math.max((t1 - t0) / step + 1, 1), 1);
   const base = h + 30;
   minutes.forEach((m) => {
     m.buckets.forEach((count, b) => {
       if (!count) return;
       chart.append(svg('rect', {
-        class: 'heat', x: x(m.minute) - colw / 2, y: base + (rows - 1 - b) * cell, width: colw, height: cell,
-        'fill-opacity': (0.15 + 0.85 * count / peak).toFixed(3), 'data-minute': m.minute, 'data-bucket': b,
+        class: 'heat', x: x(m.at) - colw / 2, y: base + (rows - 1 - b) * cell, width: colw, height: cell,
+        'fill-opacity': (0.15 + 0.85 * count / peak).toFixed(3), 'data-at': m.at, 'data-bucket': b,
         'data-count': count,
       }));
     });
   });
   chart.append(svg('text', { x: 4, y: base + cell, class: 'left' }, 'high'));
   chart.append(svg('text', { x: 4, y: base + rows * cell, class: 'left' }, 'low'));
-  const first = new Date(t0 * 1000).toISOString().slice(11, 16), last = new Date(t1 * 1000).toISOString().slice(11, 16);
+  const when = (t) => new Date(t * 1000).toISOString().slice(t1 - t0 >= 86400 ? 5 : 11, 16).replace('T', ' ');
+  const first = when(t0), last = when(t1);
   chart.append(svg('text', { x: pad, y: base + rows * cell + 16, class: 'left' }, first + ' UTC'));
   chart.append(svg('text', { x: w - 70, y: base + rows * cell + 16, class: 'left' }, last + ' UTC'));
   $('per-minute').replaceChildren(chart);
@@ -309,9 +326,12 @@ function showTimer(channel) {
   if (!s) return;
   statTable(s, timerAnswer.missing);
   $('histogram-title').hidden = false;
+  const step = timerAnswer.step;
+  const every = step % 3600 === 0 ? `${step / 3600} h` : `${step / 60} min`;
+  $('per-minute-title').textContent = `Every ${every}: p50, p90, p99 and the histogram's buckets`;
   $('per-minute-title').hidden = false;
   histogram(s);
-  perMinute(s);
+  perMinute(s, timerAnswer.step);
 }
 
 async function runTimers(params) {
@@ -454,7 +474,11 @@ async function start() {
       for (const id of ['search-from', 'search-to', 'timers-from', 'timers-to']) {
         if (!$(id).value) $(id).value = latest;
       }
-      const channels = await api('/api/channels', new URLSearchParams({ from: info.days[Math.min(info.days.length, 31) - 1], to: latest }));
+      // The channels of the newest days: at most 31 folders, and no more than 31 days (the
+      // server's limit) however far apart the folders are.
+      const oldest = info.days[Math.min(info.days.length, 31) - 1];
+      const from = oldest > daysBefore(latest, 30) ? oldest : daysBefore(latest, 30);
+      const channels = await api('/api/channels', new URLSearchParams({ from, to: latest }));
       $('channel-list').replaceChildren(...channels.channels.map((c) => el('option', { value: c.channel })));
     }
   } catch (err) {
