@@ -16,6 +16,10 @@ use ziggy_proto::jetstream::partition_of;
 /// Channels of the test events, spread over two partitions.
 const CHANNELS: [&str; 4] = ["request", "request.sql", "auth", "cache.get"];
 
+/// The stream's size limit in these tests: the 10 GiB default is refused ("insufficient
+/// resources") by a nats-server whose disk has less free space than that, as CI machines may.
+const TEST_STREAM_BYTES: &str = "268435456";
+
 fn start_local(t: &Tier, cluster: &Cluster, spool: &Path) -> Proc {
     start_ziggyd_at(
         &t.collect,
@@ -25,6 +29,8 @@ fn start_local(t: &Tier, cluster: &Cluster, spool: &Path) -> Proc {
             &cluster.urls(),
             "--nats-partitions",
             "2",
+            "--nats-max-bytes",
+            TEST_STREAM_BYTES,
             "--spool-dir",
             spool.to_str().unwrap(),
         ],
@@ -40,6 +46,8 @@ fn start_writer(t: &Tier, cluster: &Cluster, logs: &Path, partition: &str) -> Pr
             &cluster.urls(),
             "--nats-partitions",
             "2",
+            "--nats-max-bytes",
+            TEST_STREAM_BYTES,
             "--partitions",
             partition,
             "--log-path",
