@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -29,19 +28,6 @@ fn s(v: &str) -> Value {
 
 // 2024-02-29 00:00:01 UTC
 const T0: f64 = 1_709_164_801.0;
-
-fn write_day(dir: &Path, day: &str, channel: &str, events: &[Vec<u8>]) {
-    let folder = dir.join(day);
-    std::fs::create_dir_all(&folder).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(folder.join(format!("{channel}.{day}.bson")))
-        .unwrap();
-    for e in events {
-        f.write_all(e).unwrap();
-    }
-}
 
 #[test]
 fn readable_and_json_output_exactly() {
@@ -96,19 +82,19 @@ fn date_range_and_prefix_filter() {
     let dir = tempdir();
     for (i, day) in ["20240101", "20240102", "20240103"].iter().enumerate() {
         let t = 1_704_067_200.0 + 86_400.0 * i as f64;
-        write_day(
+        common::web::write_events(
             dir.path(),
             day,
             "request",
             &[event(&format!("r{i}"), "request", t, t + 1.0, vec![])],
         );
-        write_day(
+        common::web::write_events(
             dir.path(),
             day,
             "request.sql",
             &[event(&format!("r{i}"), "request.sql", t, t + 0.5, vec![])],
         );
-        write_day(
+        common::web::write_events(
             dir.path(),
             day,
             "job",
