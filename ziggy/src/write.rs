@@ -31,14 +31,7 @@ fn write_innermost<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
     // ziggy too.
     let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
     match body::read_scalar(value, &mut text) {
-        Ok(scalar) => {
-            let value = scalar.value(&text);
-            if op == Op::Add && !value.is_number() {
-                COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-            } else {
-                write_value(key, value, op);
-            }
-        }
+        Ok(scalar) => write_value(key, scalar.value(&text), op),
         Err(_) => write_converted(key, value, op),
     }
     text.clear();
@@ -49,8 +42,13 @@ fn has_open_context() -> bool {
     with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
 }
 
-/// Writes into the innermost active context, and counts what the write did.
+/// Writes into the innermost active context, and counts what the write did (`add` of a
+/// non-number as invalid).
 fn write_value(key: &str, value: Value<'_>, op: Op) {
+    if op == Op::Add && !value.is_number() {
+        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let outcome = with_stack(|stack| match stack.last_mut() {
         Some(f) if f.active => Some(f.body.write(key, value, op)),
         _ => None,
@@ -70,10 +68,6 @@ fn write_converted<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
             return;
         }
     };
-    if op == Op::Add && !value.is_number() {
-        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
     write_value(key, value, op);
 }
 
