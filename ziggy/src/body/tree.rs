@@ -289,20 +289,23 @@ impl Body {
         while let Some(parent) = stack.pop() {
             let mut at = self.nodes[parent as usize].first;
             while at != NONE {
-                let child = self.nodes[at as usize].clone();
+                // The spans and link only: cloning the node would deep-copy a `Bson` value.
+                let child = &self.nodes[at as usize];
+                let (name, next) = (child.name, child.next);
+                let text = match child.value {
+                    Stored::Str(span) => span.len as usize,
+                    _ => 0,
+                };
                 self.garbage_nodes += 1;
-                self.garbage_text += child.name.len as usize;
-                if let Stored::Str(span) = child.value {
-                    self.garbage_text += span.len as usize;
-                }
+                self.garbage_text += name.len as usize + text;
                 if self.index.is_some() {
-                    let name: Box<str> = Box::from(self.str_of(child.name));
+                    let key: Box<str> = Box::from(self.str_of(name));
                     if let Some(index) = &mut self.index {
-                        index.remove(&(parent, name));
+                        index.remove(&(parent, key));
                     }
                 }
                 stack.push(at);
-                at = child.next;
+                at = next;
             }
         }
         let n = &mut self.nodes[node as usize];
