@@ -35,16 +35,36 @@ pub(crate) enum WriteOutcome {
     Refused,
 }
 
-/// The key rule every writer follows, the tracing bridge included: a key that is empty or holds
-/// a NUL is refused, and counted in `invalid`.
+/// The key rule every writer follows, the tracing bridge included (`Body::write` applies it): a
+/// key that is empty or holds a NUL is refused, and counted in `invalid`.
 #[inline]
-pub(crate) fn accept_key(key: &str) -> bool {
-    // A byte search (memchr) rather than a `char` pattern: this runs on every write.
-    let ok = !key.is_empty() && !key.as_bytes().contains(&0);
-    if !ok {
-        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn key_is_valid(key: &str) -> bool {
+    !key.is_empty() && find_byte(key.as_bytes(), 0).is_none()
+}
+
+/// The index of the first `needle` in `bytes`, eight bytes at a time. Keys are short (a dozen
+/// bytes): a SIMD search's set-up costs more than this whole scan, a byte loop about twice it.
+#[inline]
+pub(crate) fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // The lowest byte flagged here is exactly the lowest zero byte of `x` (a borrow can only
+        // flag bytes above a real zero).
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
     }
-    ok
+    let rest = chunks.remainder();
+    rest.iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 /// Counts a write that replaced a conflicting value in `conflicts`, a refused one in `invalid`.
@@ -61,13 +81,11 @@ pub(crate) fn count(outcome: WriteOutcome) {
     }
 }
 
-/// Applies one write by the rules above, if the key is acceptable, and counts what it did.
+/// Applies one write by the rules above (a bad key refused) and counts what it did.
 // Only the tracing bridge calls it directly.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn write(body: &mut Body, key: &str, value: Value<'_>, op: Op) {
-    if accept_key(key) {
-        count(body.write(key, value, op));
-    }
+    count(body.write(key, value, op));
 }
 
 /// Emptied bodies kept for the next contexts on this thread.
@@ -98,5 +116,34 @@ pub(crate) fn recycle(mut body: Body) {
                 s.push(body);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_byte;
+
+    #[test]
+    fn find_byte_finds_the_first_at_every_position_and_length() {
+        for len in 0..40 {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert_eq!(find_byte(&base, b'.'), None, "len {len}");
+            for first in 0..len {
+                let mut bytes = base.clone();
+                bytes[first] = b'.';
+                // A later match, and bytes just below and above the needle, never mislead it.
+                if first + 3 < len {
+                    bytes[first + 3] = b'.';
+                }
+                if first > 0 {
+                    bytes[first - 1] = b'.' - 1;
+                }
+                assert_eq!(find_byte(&bytes, b'.'), Some(first), "{bytes:?}");
+                bytes[first] = 0;
+                assert_eq!(find_byte(&bytes, 0), Some(first), "{bytes:?}");
+            }
+        }
+        assert_eq!(find_byte(&[0x80, 0x01, 0x00, 0xff], 0), Some(2));
+        assert_eq!(find_byte(&[1, 0, 0, 0, 0, 0, 0, 0, 0], 0), Some(1));
     }
 }

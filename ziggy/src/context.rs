@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::counters::COUNTERS;
 use crate::encode::now_unix;
+use crate::id::EventId;
 use crate::overrides::SampleOverride;
 use crate::sink::{self, SharedSink};
 use crate::stack::{self, ContextGuard, Frame, with_stack};
@@ -44,11 +45,11 @@ pub struct Context {
 struct Surroundings {
     /// False when the parent (or one of its ancestors) was silenced by sampling.
     parent_active: bool,
-    parent_id: Option<String>,
+    parent_id: Option<EventId>,
     /// The sink of the innermost open context, which sub-contexts inherit.
     sink: Option<SharedSink>,
     /// The id of the innermost open context of the sampling target, if it is an ancestor.
-    target_id: Option<String>,
+    target_id: Option<EventId>,
 }
 
 impl Context {
@@ -145,7 +146,7 @@ impl Context {
         let start = now_unix();
         let id = pick_id(self.id.take(), around.parent_id, start);
         let (active, sample_rate) = if around.parent_active && !silenced {
-            self.sampling(around.target_id.as_deref().unwrap_or(&id))
+            self.sampling(around.target_id.as_ref().unwrap_or(&id))
         } else {
             (false, None)
         };
@@ -196,7 +197,7 @@ impl Context {
     /// Whether an event under an active parent is kept, and the rate it carries. `key` is the id
     /// a decision targeting an ancestor hashes: the ancestor's, or this event's own when no
     /// ancestor of that name is open (still deterministic for a given id).
-    fn sampling(&self, key: &str) -> (bool, Option<f64>) {
+    fn sampling(&self, key: &EventId) -> (bool, Option<f64>) {
         match &self.sample {
             None => (true, None),
             Some((target, _)) if !is_self_or_ancestor(target, &self.channel) => {
@@ -209,7 +210,7 @@ impl Context {
                 let keep = if *target == self.channel {
                     crate::sampling::keep_random(*rate)
                 } else {
-                    crate::sampling::keep_for(key, &self.channel, *rate)
+                    crate::sampling::keep_for(key.as_str(), &self.channel, *rate)
                 };
                 (keep, Some(*rate))
             }
@@ -218,15 +219,15 @@ impl Context {
 }
 
 /// The id given with [`Context::id`] if valid, else the parent's, else a fresh one.
-fn pick_id(given: Option<String>, parent_id: Option<String>, start: f64) -> String {
+fn pick_id(given: Option<String>, parent_id: Option<EventId>, start: f64) -> EventId {
     match given {
-        Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => id,
+        Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => EventId::from(id),
         Some(_) => {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
             crate::id::new_id_at(start)
         }
         None => parent_id
-            .filter(|id| !id.is_empty())
+            .filter(|id| !id.as_bytes().is_empty())
             .unwrap_or_else(|| crate::id::new_id_at(start)),
     }
 }

@@ -15,7 +15,8 @@ use crate::identity::Identity;
 
 /// The header fields of an event.
 pub(crate) struct EventHeader<'a> {
-    pub id: &'a str,
+    /// UTF-8 (an [`crate::id::EventId`]'s bytes: generated ids are not re-validated per event).
+    pub id: &'a [u8],
     pub channel: &'a str,
     pub start: f64,
     pub end: f64,
@@ -39,7 +40,8 @@ const SPARE_MAX_CAPACITY: usize = 4096;
 
 /// An empty buffer to encode an event into: a recycled one if there is one.
 fn buffer() -> Vec<u8> {
-    SPARE.pop().unwrap_or_else(|| Vec::with_capacity(256))
+    // Room for a typical event (header ~110 bytes, a body of a few fields) without a regrowth.
+    SPARE.pop().unwrap_or_else(|| Vec::with_capacity(512))
 }
 
 /// Gives a sent event's buffer back for reuse.
@@ -72,9 +74,15 @@ pub(crate) fn key(out: &mut Vec<u8>, tag: u8, name: &str) {
 /// A string element.
 #[inline]
 pub(crate) fn string(out: &mut Vec<u8>, name: &str, value: &str) {
+    utf8_string(out, name, value.as_bytes());
+}
+
+/// A string element from bytes the caller knows are UTF-8.
+#[inline]
+pub(crate) fn utf8_string(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     key(out, tag::STRING, name);
     out.extend_from_slice(&(value.len() as i32 + 1).to_le_bytes());
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.push(0);
 }
 
@@ -93,7 +101,7 @@ pub(crate) fn event(
 ) -> Result<Vec<u8>, EncodeError> {
     let mut out = buffer();
     out.extend_from_slice(&[0; 4]);
-    string(&mut out, fields::ID, header.id);
+    utf8_string(&mut out, fields::ID, header.id);
     string(&mut out, fields::TYPE, header.channel);
     string(&mut out, fields::HOST, &identity.host);
     key(&mut out, tag::INT32, fields::PID);
@@ -129,7 +137,7 @@ pub(crate) const MAX_EVENT_BYTES: usize = 16 << 20;
 pub(crate) fn own_event(channel: &str, start: f64, end: f64, body: &Body) -> Option<Vec<u8>> {
     let id = crate::id::new_id();
     let header = EventHeader {
-        id: &id,
+        id: id.as_bytes(),
         channel,
         start,
         end,
@@ -149,7 +157,7 @@ mod tests {
             pid: 7,
         };
         let header = EventHeader {
-            id: "abc",
+            id: b"abc",
             channel: "request.sql",
             start: 1.5,
             end: 2.5,

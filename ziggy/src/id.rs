@@ -2,6 +2,7 @@
 //! sort by creation time and collide only by chance (96 random bits per second).
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -38,11 +39,52 @@ pub fn new_id() -> String {
 }
 
 /// A new event id for a context opened at `unix_secs` (saves a second clock read).
-pub(crate) fn new_id_at(unix_secs: f64) -> String {
-    id_at(unix_secs as u32, random_u64(), random_u64() as u32)
+pub(crate) fn new_id_at(unix_secs: f64) -> EventId {
+    EventId::Generated(hex_at(unix_secs as u32, random_u64(), random_u64() as u32))
+}
+
+/// An open context's id: a generated one kept inline (no allocation for the context nor for each
+/// sub-context that shares it), a given one shared.
+#[derive(Debug, Clone)]
+pub(crate) enum EventId {
+    /// 32 hex digits.
+    Generated([u8; 32]),
+    Given(Arc<str>),
+}
+
+impl EventId {
+    /// The id's UTF-8 bytes, without re-validating a generated id (the encoder's view).
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            EventId::Generated(hex) => hex,
+            EventId::Given(id) => id.as_bytes(),
+        }
+    }
+
+    /// The id as text (sampling and `current_id`, off the per-event path).
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Hex digits are ASCII, so valid UTF-8; the check is a few word compares.
+            EventId::Generated(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            EventId::Given(id) => id,
+        }
+    }
+}
+
+impl From<String> for EventId {
+    fn from(id: String) -> Self {
+        EventId::Given(id.into())
+    }
 }
 
 fn id_at(secs: u32, hi: u64, lo: u32) -> String {
+    let hex = hex_at(secs, hi, lo);
+    // Hex digits are ASCII: the check cannot fail.
+    std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+}
+
+fn hex_at(secs: u32, hi: u64, lo: u32) -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     bytes[..4].copy_from_slice(&secs.to_be_bytes());
@@ -53,8 +95,7 @@ fn id_at(secs: u32, hi: u64, lo: u32) -> String {
         hex[2 * i] = HEX[(b >> 4) as usize];
         hex[2 * i + 1] = HEX[(b & 15) as usize];
     }
-    // Hex digits are ASCII: the check cannot fail.
-    std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+    hex
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use crate::body::{Body, Op, Value};
 use crate::encode::{EventHeader, now_unix};
+use crate::id::EventId;
 use crate::sink::SharedSink;
 
 /// One open context.
@@ -17,7 +18,7 @@ pub(crate) struct Frame {
     /// Unique on its thread, never 0 (0 marks an inert guard).
     pub serial: u64,
     pub channel: Cow<'static, str>,
-    pub id: String,
+    pub id: EventId,
     pub start: f64,
     pub body: Body,
     /// False when sampling (or an unsampled ancestor) silenced this context: writes are ignored
@@ -66,7 +67,7 @@ impl Frame {
             self.body.write("error", Value::Str(&error), Op::Set);
         }
         let header = EventHeader {
-            id: &self.id,
+            id: self.id.as_bytes(),
             channel: &self.channel,
             start: self.start,
             end: now_unix(),

@@ -198,7 +198,7 @@ where
         }
         let now = now_unix();
         let header = EventHeader {
-            id: &id,
+            id: id.as_bytes(),
             channel: &channel,
             start: now,
             end: now,
@@ -216,7 +216,7 @@ where
             return;
         }
         let header = EventHeader {
-            id: &data.id,
+            id: data.id.as_bytes(),
             channel: &data.channel,
             start: data.start,
             end: now_unix(),

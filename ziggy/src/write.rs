@@ -2,11 +2,10 @@
 //! timer and the macros need.
 //!
 //! Each public write is an `#[inline]` check of the switch over an `#[inline(never)]` slow path,
-//! so while ziggy is off a write is one relaxed load and a branch. The value is serialised only
-//! once an active context is known to be there to receive it: a primitive read without building a
-//! `Bson` (`body::read_scalar`), anything else through `bson` first.
+//! so while ziggy is off a write is one relaxed load and a branch. A primitive is read without
+//! building a `Bson` (`body::read_scalar`) and written with one borrow of the stack; anything else
+//! is converted through `bson`, only once an active context is known to be there to receive it.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -16,41 +15,36 @@ use crate::counters::COUNTERS;
 use crate::stack::with_stack;
 use crate::switch::enabled;
 
-thread_local! {
-    /// The buffer a string value is read into before it is written (lent out, so a `Serialize`
-    /// impl calling ziggy gets a buffer of its own).
-    static TEXT: Cell<String> = const { Cell::new(String::new()) };
-}
-
 /// Writes `value` into the innermost open context of this thread, if it is active.
 fn write_innermost<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
-    if !has_open_context() || !body::accept_key(key) {
-        return;
-    }
-    // The value is read before the stack is borrowed for the write: its `Serialize` may call
-    // ziggy too.
-    let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
-    match body::read_scalar(value, &mut text) {
-        Ok(scalar) => write_value(key, scalar.value(&text), op),
+    // The value is read before the stack is borrowed for the write (its `Serialize` may call
+    // ziggy too), and a primitive is read before looking for a context: reading it is cheaper
+    // than a second look at the stack.
+    match body::read_scalar(value) {
+        Ok(scalar) => {
+            write_value(key, scalar.value(), op);
+            scalar.give_back();
+        }
         Err(_) => write_converted(key, value, op),
     }
-    text.clear();
-    let _ = TEXT.try_with(|t| t.set(text));
 }
 
 fn has_open_context() -> bool {
     with_stack(|s| s.last().is_some_and(|f| f.active)).unwrap_or(false)
 }
 
-/// Writes into the innermost active context, and counts what the write did (`add` of a
-/// non-number as invalid).
+/// Writes into the innermost active context, if any, and counts what the write did (a bad key,
+/// and `add` of a non-number, as invalid).
 fn write_value(key: &str, value: Value<'_>, op: Op) {
-    if op == Op::Add && !value.is_number() {
-        COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
     let outcome = with_stack(|stack| match stack.last_mut() {
-        Some(f) if f.active => Some(f.body.write(key, value, op)),
+        Some(f) if f.active => {
+            // The key is checked by the write itself.
+            if op == Op::Add && !value.is_number() {
+                COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(f.body.write(key, value, op))
+        }
         _ => None,
     })
     .flatten();
@@ -61,6 +55,10 @@ fn write_value(key: &str, value: Value<'_>, op: Op) {
 
 #[inline(never)]
 fn write_converted<V: Serialize + ?Sized>(key: &str, value: &V, op: Op) {
+    // Converting is costly: only for a context that will take the value.
+    if !has_open_context() {
+        return;
+    }
     let value = match bson::serialize_to_bson(value) {
         Ok(v) => Value::from(v),
         Err(_) => {
@@ -156,7 +154,12 @@ pub fn current_id() -> Option<String> {
     if !enabled() {
         return None;
     }
-    with_stack(|s| s.last().filter(|f| f.active).map(|f| f.id.clone())).flatten()
+    with_stack(|s| {
+        s.last()
+            .filter(|f| f.active)
+            .map(|f| f.id.as_str().to_owned())
+    })
+    .flatten()
 }
 
 /// Serial of the innermost active frame (the target of a timer started now).
@@ -164,8 +167,7 @@ pub(crate) fn innermost_active_serial() -> Option<u64> {
     with_stack(|s| s.last().filter(|f| f.active).map(|f| f.serial)).flatten()
 }
 
-/// Sets `key` on the frame with `serial`, if it is still open on this thread. The key is a
-/// timer's `&'static str`, written as given (no key check: it would cost every timer a scan).
+/// Sets `key` on the frame with `serial`, if it is still open on this thread (a timer's key).
 pub(crate) fn set_on(serial: u64, key: &str, value: Value<'_>) {
     let outcome = with_stack(|stack| {
         stack

@@ -185,6 +185,24 @@ fn invalid_channel_is_inert_and_counted() {
 }
 
 #[test]
+fn keys_with_a_nul_or_empty_are_refused_and_counted_by_every_writer() {
+    let before = ziggy::stats().invalid;
+    let events = capture(|| {
+        let _ctx = Context::new("request").enter();
+        ziggy::set("a\0b", 1);
+        ziggy::set("", 1);
+        ziggy::append("tags.\0", "x");
+        ziggy::add("n\0", 1);
+        let _t = ziggy::timeit("time\0d");
+        ziggy::set("kept", true);
+    });
+    assert_eq!(events.len(), 1);
+    // The event is still well-formed BSON (capture decoded it) and holds only the good write.
+    assert_eq!(events[0].body, bson::doc! { "kept": true });
+    assert!(ziggy::stats().invalid >= before + 5);
+}
+
+#[test]
 fn timeit_records_seconds_into_the_context_it_started_in() {
     let events = capture(|| {
         let _ctx = Context::new("request").enter();

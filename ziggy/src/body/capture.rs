@@ -1,49 +1,64 @@
 //! Reading a `Serialize` value without building a `Bson`: a serde serializer that accepts only
 //! primitives (and `Option`s of them), mapping each as `bson`'s own serializer does, a string
-//! into a buffer the caller lends. Anything compound refuses at once, and the caller converts it
-//! with `bson` instead (a custom `Serialize` may then run twice, up to its first compound call).
+//! into a per-thread buffer lent to the [`Scalar`]. Anything compound refuses at once, and the
+//! caller converts it with `bson` instead (a custom `Serialize` may then run twice, up to its first
+//! compound call).
 //!
 //! The value is read before the context stack is borrowed for the write: a `Serialize` impl may
 //! itself call ziggy.
+
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
 use super::tree::Value;
 
-/// A primitive read from a value; a string is in the buffer lent to [`read_scalar`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+thread_local! {
+    /// The buffer a string value is read into, lent to its [`Scalar`] (taken out of the cell, so
+    /// a `Serialize` impl calling ziggy while one is lent gets a buffer of its own).
+    static TEXT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A primitive read from a value.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Scalar {
     Null,
     Bool(bool),
     I32(i32),
     I64(i64),
     F64(f64),
-    /// The text is in the buffer.
-    Str,
+    /// The text, in this thread's lent buffer: give it back with [`Scalar::give_back`].
+    Str(String),
 }
 
 impl Scalar {
-    /// The value to write, its text (if a string) borrowed from `text`.
-    pub(crate) fn value(self, text: &str) -> Value<'_> {
+    /// The value to write, its text (if a string) borrowed from the scalar.
+    pub(crate) fn value(&self) -> Value<'_> {
         match self {
             Scalar::Null => Value::Null,
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::I32(n) => Value::I32(n),
-            Scalar::I64(n) => Value::I64(n),
-            Scalar::F64(x) => Value::F64(x),
-            Scalar::Str => Value::Str(text),
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::I32(n) => Value::I32(*n),
+            Scalar::I64(n) => Value::I64(*n),
+            Scalar::F64(x) => Value::F64(*x),
+            Scalar::Str(s) => Value::Str(s),
+        }
+    }
+
+    /// Returns a string's buffer to the thread for the next one.
+    #[inline]
+    pub(crate) fn give_back(self) {
+        if let Scalar::Str(mut text) = self {
+            text.clear();
+            let _ = TEXT.try_with(|t| t.set(text));
         }
     }
 }
 
-/// Reads `value` if it is a primitive (a string goes into `text`); `Err(NotPrimitive)` otherwise.
+/// Reads `value` if it is a primitive; `Err(NotPrimitive)` otherwise.
 #[inline]
-pub(crate) fn read_scalar<V: Serialize + ?Sized>(
-    value: &V,
-    text: &mut String,
-) -> Result<Scalar, NotPrimitive> {
-    value.serialize(Capture { text })
+pub(crate) fn read_scalar<V: Serialize + ?Sized>(value: &V) -> Result<Scalar, NotPrimitive> {
+    value.serialize(Capture)
 }
 
 /// The value is not a primitive: convert it with `bson`.
@@ -64,25 +79,24 @@ impl ser::Error for NotPrimitive {
     }
 }
 
-struct Capture<'t> {
-    text: &'t mut String,
-}
+struct Capture;
 
-impl Capture<'_> {
+impl Capture {
     fn put(self, value: Scalar) -> Result<Scalar, NotPrimitive> {
         Ok(value)
     }
 
+    // Only a string takes the thread's buffer: a number costs no thread-local access.
     fn put_str(self, s: &str) -> Result<Scalar, NotPrimitive> {
-        self.text.clear();
-        self.text.push_str(s);
-        Ok(Scalar::Str)
+        let mut text = TEXT.try_with(Cell::take).unwrap_or_default();
+        text.push_str(s);
+        Ok(Scalar::Str(text))
     }
 }
 
 type Refuse = Impossible<Scalar, NotPrimitive>;
 
-impl<'t> ser::Serializer for Capture<'t> {
+impl ser::Serializer for Capture {
     type Ok = Scalar;
     type Error = NotPrimitive;
     type SerializeSeq = Refuse;
@@ -222,10 +236,10 @@ mod tests {
     #[test]
     fn primitives_match_bsons_own_mapping() {
         fn check<V: Serialize>(v: V) {
-            let mut text = String::new();
-            let scalar = read_scalar(&v, &mut text).expect("a primitive");
+            let scalar = read_scalar(&v).expect("a primitive");
             let mut body = Body::new();
-            body.write("k", scalar.value(&text), Op::Set);
+            body.write("k", scalar.value(), Op::Set);
+            scalar.give_back();
             let want = bson::serialize_to_bson(&v).unwrap();
             assert_eq!(body.to_document().get("k"), Some(&want), "{want:?}");
         }
@@ -258,10 +272,9 @@ mod tests {
 
     #[test]
     fn compound_values_are_left_to_bson() {
-        let mut text = String::new();
-        assert!(read_scalar(&vec![1, 2], &mut text).is_err());
-        assert!(read_scalar(&u64::MAX, &mut text).is_err());
-        assert!(read_scalar(&b"raw"[..], &mut text).is_err());
+        assert!(read_scalar(&vec![1, 2]).is_err());
+        assert!(read_scalar(&u64::MAX).is_err());
+        assert!(read_scalar(&b"raw"[..]).is_err());
         assert!(
             bson::serialize_to_bson(&u64::MAX).is_err(),
             "bson refuses it too"

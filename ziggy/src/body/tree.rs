@@ -399,15 +399,15 @@ impl Body {
         }
     }
 
-    /// Applies one write; the key was checked by the caller.
+    /// Applies one write; a key that is empty, holds a NUL or has too many segments is refused.
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
+        if !super::key_is_valid(key) {
+            return WriteOutcome::Refused;
+        }
         // Only a key this long can have that many segments: short keys skip the count.
-        let depth = if key.len() > 2 * MAX_KEY_SEGMENTS {
-            key.bytes().filter(|&b| b == b'.').count()
-        } else {
-            0
-        };
-        if depth >= MAX_KEY_SEGMENTS {
+        if key.len() > 2 * MAX_KEY_SEGMENTS
+            && key.bytes().filter(|&b| b == b'.').count() >= MAX_KEY_SEGMENTS
+        {
             return WriteOutcome::Refused;
         }
         let text = key.len()
@@ -427,8 +427,9 @@ impl Body {
         let mut outcome = WriteOutcome::Clean;
         let mut parent = NONE;
         let mut last = key;
-        // Byte search for the dots: `str::split` with a char pattern costs several times more.
-        while let Some(dot) = last.as_bytes().iter().position(|&b| b == b'.') {
+        // A word-at-a-time search for the dots: `str::split` with a char pattern costs several
+        // times more.
+        while let Some(dot) = super::find_byte(last.as_bytes(), b'.') {
             parent = self.descend(parent, &last[..dot], &mut outcome);
             last = &last[dot + 1..];
         }
