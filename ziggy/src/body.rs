@@ -92,12 +92,15 @@ pub(crate) fn write(body: &mut Body, key: &str, value: Value<'_>, op: Op) {
 const SPARE_BODIES: usize = 8;
 
 thread_local! {
-    static SPARE: std::cell::RefCell<Vec<Body>> = const { std::cell::RefCell::new(Vec::new()) };
+    // Boxed: a frame moves several times between its open and its close, a box is one word, and
+    // the box itself is what is reused.
+    #[allow(clippy::vec_box)]
+    static SPARE: std::cell::RefCell<Vec<Box<Body>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// An empty body for a new context: a recycled one if this thread has one.
 #[inline]
-pub(crate) fn take() -> Body {
+pub(crate) fn take() -> Box<Body> {
     SPARE
         .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
         .ok()
@@ -107,7 +110,7 @@ pub(crate) fn take() -> Body {
 
 /// Gives a closed context's body back for reuse on this thread.
 #[inline]
-pub(crate) fn recycle(mut body: Body) {
+pub(crate) fn recycle(mut body: Box<Body>) {
     if body.reset() {
         let _ = SPARE.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut()

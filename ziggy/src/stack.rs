@@ -20,7 +20,7 @@ pub(crate) struct Frame {
     pub channel: Cow<'static, str>,
     pub id: EventId,
     pub start: f64,
-    pub body: Body,
+    pub body: Box<Body>,
     /// False when sampling (or an unsampled ancestor) silenced this context: writes are ignored
     /// and nothing is emitted, but the frame still stands so writes do not leak into its parent.
     pub active: bool,

@@ -154,3 +154,86 @@ proptest! {
         }
     }
 }
+
+/// Keys of the reused-body test: a small pool, so that events repeat each other's keys.
+const KEYS: &[&str] = &["a", "b", "a.b", "a.c", "c.a.b", "b.c", "a..b", "c", "a.b.c"];
+
+fn write() -> impl Strategy<Value = (usize, Bson, Op)> {
+    // Mostly `set`s of scalars: the writes a template is made of.
+    let op = prop_oneof![6 => Just(Op::Set), 1 => Just(Op::Append), 1 => Just(Op::Add)];
+    let scalar = prop_oneof![
+        any::<i32>().prop_map(Bson::Int32),
+        "[a-z]{0,4}".prop_map(Bson::String),
+        any::<bool>().prop_map(Bson::Boolean),
+        Just(Bson::Null),
+    ];
+    let value = prop_oneof![6 => scalar, 1 => value()];
+    (0..KEYS.len(), value, op)
+}
+
+/// How an event differs from the previous one.
+#[derive(Debug, Clone)]
+enum Variation {
+    Same,
+    CutAt(usize),
+    InsertAt(usize, (usize, Bson, Op)),
+    ReplaceAt(usize, (usize, Bson, Op)),
+    Append((usize, Bson, Op)),
+}
+
+fn variation() -> impl Strategy<Value = Variation> {
+    prop_oneof![
+        4 => Just(Variation::Same),
+        1 => (0..12usize).prop_map(Variation::CutAt),
+        1 => (0..12usize, write()).prop_map(|(i, w)| Variation::InsertAt(i, w)),
+        1 => (0..12usize, write()).prop_map(|(i, w)| Variation::ReplaceAt(i, w)),
+        1 => write().prop_map(Variation::Append),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// One body reused event after event, as a thread reuses it, each event a variation of the
+    /// previous one: every write's outcome, and the document after it, follow the rules whether
+    /// the write was replayed from the previous event's shape or not.
+    #[test]
+    fn a_reused_body_follows_the_document_rules_event_after_event(
+        first in proptest::collection::vec(write(), 0..12),
+        variations in proptest::collection::vec(variation(), 1..10),
+    ) {
+        let mut body = Body::new();
+        let mut writes = first;
+        for variation in std::iter::once(Variation::Same).chain(variations) {
+            match variation {
+                Variation::Same => {}
+                Variation::CutAt(i) => writes.truncate(i),
+                Variation::InsertAt(i, w) => writes.insert(i.min(writes.len()), w),
+                Variation::ReplaceAt(i, w) => {
+                    if let Some(slot) = writes.get_mut(i) {
+                        *slot = w;
+                    }
+                }
+                Variation::Append(w) => writes.push(w),
+            }
+            body.reset();
+            prop_assert!(body.is_empty());
+            prop_assert_eq!(body.to_document(), Document::new());
+            let mut doc = Document::new();
+            for (key, value, op) in &writes {
+                let (key, op) = (KEYS[*key], *op);
+                if op == Op::Add && !matches!(value, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_)) {
+                    continue;
+                }
+                let want = reference(&mut doc, key, value.clone(), op);
+                let got = match value {
+                    Bson::String(s) => body.write(key, Value::Str(s), op),
+                    other => body.write(key, Value::from(other.clone()), op),
+                };
+                prop_assert_eq!(got, want, "outcome of {:?} {} {:?}", op, key, value);
+                prop_assert_eq!(body.to_document(), doc.clone(), "after {:?} {} {:?} in {:?}", op, key, value, writes);
+            }
+            prop_assert_eq!(body.to_document(), doc);
+        }
+    }
+}

@@ -1,5 +1,8 @@
-//! The body tree: nodes in one vector, linked to their parent and siblings, names and strings in
-//! one text arena; writes by dotted key, and the BSON encoder.
+//! The body tree: nodes in one vector, linked to their parent and siblings, names in one arena
+//! and strings in another; writes by dotted key, and the BSON encoder. A body reused for the
+//! next event keeps the previous event's shape as a template ([`replay`]).
+
+mod replay;
 
 use std::collections::HashMap;
 
@@ -129,6 +132,12 @@ impl EncodeError {
 #[derive(Debug, Clone)]
 pub(crate) struct Body {
     nodes: Vec<Node>,
+    /// This event's nodes are `nodes[..live]`; while a template is replayed, the ones past it are
+    /// the previous event's, not yet repeated (links to them read as "none").
+    live: u32,
+    /// Node names, in the order the nodes were created.
+    names: String,
+    /// String values.
     text: String,
     /// The root document's first and last field.
     first: u32,
@@ -142,6 +151,8 @@ pub(crate) struct Body {
     /// Some name came from a document set whole (a serde map key), not through the key rule, and
     /// may hold a NUL: the encoder checks names.
     foreign_names: bool,
+    /// The template: see [`replay`].
+    replay: replay::Replay,
 }
 
 impl Default for Body {
@@ -155,6 +166,8 @@ impl Body {
     pub(crate) const fn new() -> Body {
         Body {
             nodes: Vec::new(),
+            live: 0,
+            names: String::new(),
             text: String::new(),
             first: NONE,
             last: NONE,
@@ -162,30 +175,46 @@ impl Body {
             garbage_text: 0,
             garbage_nodes: 0,
             foreign_names: false,
+            replay: replay::Replay::new(),
         }
     }
 
-    /// Empties the body, keeping its buffers unless they grew large; false when it is not worth
-    /// keeping.
+    /// Empties the body for the next event, keeping its buffers unless they grew large (false:
+    /// not worth keeping), and keeping its shape as the next event's template when it has one.
     pub(crate) fn reset(&mut self) -> bool {
-        self.nodes.clear();
+        if !self.keep_as_template() {
+            self.nodes.clear();
+            self.live = 0;
+            self.names.clear();
+            self.first = NONE;
+            self.last = NONE;
+            self.index = None;
+            self.foreign_names = false;
+        }
         self.text.clear();
-        self.first = NONE;
-        self.last = NONE;
-        self.index = None;
-        self.foreign_names = false;
         self.garbage_text = 0;
         self.garbage_nodes = 0;
-        self.nodes.capacity() <= KEEP_NODES && self.text.capacity() <= KEEP_TEXT
+        self.nodes.capacity() <= KEEP_NODES
+            && self.text.capacity() + self.names.capacity() <= KEEP_TEXT
     }
 
     /// True when nothing was written.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.first == NONE
+        self.live_or_none(self.first) == NONE
     }
 
-    fn str_of(&self, span: Span) -> &str {
+    /// `at`, or "none" for a node past this event's (a template's, not yet repeated).
+    #[inline]
+    fn live_or_none(&self, at: u32) -> u32 {
+        if at < self.live { at } else { NONE }
+    }
+
+    fn name_of(&self, span: Span) -> &str {
+        &self.names[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    fn text_of(&self, span: Span) -> &str {
         &self.text[span.start as usize..(span.start + span.len) as usize]
     }
 
@@ -193,11 +222,20 @@ impl Body {
     #[inline]
     fn name_is(&self, span: Span, name: &str) -> bool {
         span.len as usize == name.len()
-            && &self.text.as_bytes()[span.start as usize..(span.start + span.len) as usize]
+            && &self.names.as_bytes()[span.start as usize..(span.start + span.len) as usize]
                 == name.as_bytes()
     }
 
-    fn intern(&mut self, s: &str) -> Span {
+    fn intern_name(&mut self, s: &str) -> Span {
+        let start = self.names.len() as u32;
+        self.names.push_str(s);
+        Span {
+            start,
+            len: s.len() as u32,
+        }
+    }
+
+    fn intern_text(&mut self, s: &str) -> Span {
         let start = self.text.len() as u32;
         self.text.push_str(s);
         Span {
@@ -233,7 +271,7 @@ impl Body {
 
     fn add_child(&mut self, parent: u32, name: &str, value: Stored) -> u32 {
         let id = self.nodes.len() as u32;
-        let name_span = self.intern(name);
+        let name_span = self.intern_name(name);
         self.nodes.push(Node {
             name: name_span,
             value,
@@ -241,6 +279,7 @@ impl Body {
             first: NONE,
             last: NONE,
         });
+        self.live = id + 1;
         let tail = if parent == NONE {
             self.last
         } else {
@@ -275,7 +314,7 @@ impl Body {
             let mut at = self.head(parent);
             while at != NONE {
                 let node = &self.nodes[at as usize];
-                index.insert((parent, Box::from(self.str_of(node.name))), at);
+                index.insert((parent, Box::from(self.name_of(node.name))), at);
                 stack.push(at);
                 at = node.next;
             }
@@ -299,7 +338,7 @@ impl Body {
                 self.garbage_nodes += 1;
                 self.garbage_text += name.len as usize + text;
                 if self.index.is_some() {
-                    let key: Box<str> = Box::from(self.str_of(name));
+                    let key: Box<str> = Box::from(self.name_of(name));
                     if let Some(index) = &mut self.index {
                         index.remove(&(parent, key));
                     }
@@ -317,9 +356,10 @@ impl Body {
     fn compact(&mut self) {
         let mut fresh = Body::new();
         fresh.foreign_names = self.foreign_names;
-        fresh
-            .text
-            .reserve(self.text.len() - self.garbage_text.min(self.text.len()));
+        // Nodes are renumbered: this event's shape is no template for the next.
+        fresh.replay.stop_recording();
+        let live_text = (self.text.len() + self.names.len()).saturating_sub(self.garbage_text);
+        fresh.text.reserve(live_text);
         fresh
             .nodes
             .reserve(self.nodes.len() - self.garbage_nodes.min(self.nodes.len()));
@@ -332,10 +372,10 @@ impl Body {
         while at != NONE {
             let node = &self.nodes[at as usize];
             let value = match &node.value {
-                Stored::Str(span) => Stored::Str(into.intern(self.str_of(*span))),
+                Stored::Str(span) => Stored::Str(into.intern_text(self.text_of(*span))),
                 other => other.clone(),
             };
-            let copy = into.add_child(to, self.str_of(node.name), value);
+            let copy = into.add_child(to, self.name_of(node.name), value);
             if matches!(node.value, Stored::Doc) {
                 self.copy_children(at, into, copy);
             }
@@ -350,7 +390,7 @@ impl Body {
             Value::I32(n) => Stored::I32(n),
             Value::I64(n) => Stored::I64(n),
             Value::F64(x) => Stored::F64(x),
-            Value::Str(s) => Stored::Str(self.intern(s)),
+            Value::Str(s) => Stored::Str(self.intern_text(s)),
             Value::Bson(b) => Stored::Bson(Box::new(b)),
         }
     }
@@ -401,14 +441,33 @@ impl Body {
 
     /// Applies one write; a key that is empty, holds a NUL or has too many segments is refused.
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
+        if self.replaying() && self.replay_write(key, &value, op) {
+            return WriteOutcome::Clean;
+        }
+        let scalar_set = op == Op::Set && !matches!(value, Value::Bson(_));
+        let nodes_before = self.nodes.len();
+        let (outcome, created_field) = self.write_tree(key, value, op);
+        self.record(
+            key,
+            scalar_set
+                && created_field
+                && outcome == WriteOutcome::Clean
+                && self.nodes.len() > nodes_before,
+        );
+        outcome
+    }
+
+    /// The ordinary write: splits the key, finds or creates each segment's node. Also says
+    /// whether the write created the field it set.
+    fn write_tree(&mut self, key: &str, value: Value<'_>, op: Op) -> (WriteOutcome, bool) {
         if !super::key_is_valid(key) {
-            return WriteOutcome::Refused;
+            return (WriteOutcome::Refused, false);
         }
         // Only a key this long can have that many segments: short keys skip the count.
         if key.len() > 2 * MAX_KEY_SEGMENTS
             && key.bytes().filter(|&b| b == b'.').count() >= MAX_KEY_SEGMENTS
         {
-            return WriteOutcome::Refused;
+            return (WriteOutcome::Refused, false);
         }
         let text = key.len()
             + if let Value::Str(s) = &value {
@@ -416,13 +475,15 @@ impl Body {
             } else {
                 0
             };
-        if self.garbage_text > COMPACT_FROM.max(self.text.len() / 2)
+        if self.garbage_text > COMPACT_FROM.max((self.text.len() + self.names.len()) / 2)
             || self.garbage_nodes > COMPACT_FROM.max(self.nodes.len() / 2)
         {
             self.compact();
         }
-        if self.text.len() + text > TEXT_LIMIT || self.nodes.len() + key.len() > NODE_LIMIT {
-            return WriteOutcome::Refused;
+        if self.text.len() + self.names.len() + text > TEXT_LIMIT
+            || self.nodes.len() + key.len() > NODE_LIMIT
+        {
+            return (WriteOutcome::Refused, false);
         }
         let mut outcome = WriteOutcome::Clean;
         let mut parent = NONE;
@@ -434,6 +495,7 @@ impl Body {
             last = &last[dot + 1..];
         }
         let existing = self.find_child(parent, last);
+        let created_field = existing.is_none();
         match op {
             Op::Set => {
                 let stored = self.store(value);
@@ -479,7 +541,7 @@ impl Body {
                 }
             },
         }
-        outcome
+        (outcome, created_field)
     }
 
     /// The value at a top-level key, as BSON (for tests and the error path).
@@ -493,17 +555,17 @@ impl Body {
     /// Appends the body as one BSON document to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         // Names, strings and per-node tags and sizes: one reservation instead of many.
-        out.reserve(self.text.len() + self.nodes.len() * 16 + 8);
+        out.reserve(self.text.len() + self.names.len() + self.live as usize * 16 + 8);
         self.encode_doc(NONE, out)
     }
 
     fn encode_doc(&self, parent: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
-        let mut at = self.head(parent);
+        let mut at = self.live_or_none(self.head(parent));
         while at != NONE {
             let node = &self.nodes[at as usize];
-            let name = self.str_of(node.name);
+            let name = self.name_of(node.name);
             if self.foreign_names && name.as_bytes().contains(&0) {
                 return Err(EncodeError(format!("key {name:?} contains a NUL byte")));
             }
@@ -526,10 +588,10 @@ impl Body {
                     out.extend_from_slice(&n.to_le_bytes());
                 }
                 Stored::F64(x) => double(out, name, *x),
-                Stored::Str(span) => string(out, name, self.str_of(*span)),
+                Stored::Str(span) => string(out, name, self.text_of(*span)),
                 Stored::Bson(b) => encode_bson(name, b, out)?,
             }
-            at = node.next;
+            at = self.live_or_none(node.next);
         }
         out.push(0);
         let len = (out.len() - start) as i32;
