@@ -103,9 +103,7 @@ pub(crate) fn event(
     out.extend_from_slice(&[0; 4]);
     utf8_string(&mut out, fields::ID, header.id);
     string(&mut out, fields::TYPE, header.channel);
-    string(&mut out, fields::HOST, &identity.host);
-    key(&mut out, tag::INT32, fields::PID);
-    out.extend_from_slice(&identity.pid.to_le_bytes());
+    out.extend_from_slice(&identity.elements);
     double(&mut out, fields::START, header.start);
     double(&mut out, fields::END, header.end);
     if let Some(rate) = header.sample_rate {
@@ -152,10 +150,7 @@ mod tests {
 
     #[test]
     fn encodes_header_in_protocol_order_and_body() {
-        let identity = Identity {
-            host: "h".into(),
-            pid: 7,
-        };
+        let identity = Identity::new("h", 7);
         let header = EventHeader {
             id: b"abc",
             channel: "request.sql",

@@ -85,18 +85,29 @@ fn id_at(secs: u32, hi: u64, lo: u32) -> String {
 }
 
 fn hex_at(secs: u32, hi: u64, lo: u32) -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     bytes[..4].copy_from_slice(&secs.to_be_bytes());
     bytes[4..12].copy_from_slice(&hi.to_be_bytes());
     bytes[12..].copy_from_slice(&lo.to_be_bytes());
     let mut hex = [0u8; 32];
-    for (i, b) in bytes.into_iter().enumerate() {
-        hex[2 * i] = HEX[(b >> 4) as usize];
-        hex[2 * i + 1] = HEX[(b & 15) as usize];
+    // A byte's two digits at once: half the lookups of a digit table.
+    for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&BYTE_HEX[b as usize]);
     }
     hex
 }
+
+/// Each byte's two lowercase hex digits.
+static BYTE_HEX: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

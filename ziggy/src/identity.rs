@@ -8,8 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Who emits: the `host` and `pid` fields of every event.
 #[derive(Debug)]
 pub(crate) struct Identity {
-    pub host: String,
-    pub pid: i32,
+    /// `host` and `pid` as the two BSON elements every event carries, encoded once.
+    pub elements: Vec<u8>,
+}
+
+impl Identity {
+    /// The identity of `host` and `pid`.
+    pub(crate) fn new(host: &str, pid: i32) -> Identity {
+        use crate::encode::{key, string, tag};
+        use ziggy_proto::fields;
+        let mut elements = Vec::new();
+        string(&mut elements, fields::HOST, host);
+        key(&mut elements, tag::INT32, fields::PID);
+        elements.extend_from_slice(&pid.to_le_bytes());
+        Identity { elements }
+    }
 }
 
 // Bumped in the child of every fork, so each thread re-reads its cached identity once afterwards.
@@ -34,10 +47,7 @@ fn read_identity() -> Identity {
     } else {
         "unknown".to_owned()
     };
-    Identity {
-        host,
-        pid: std::process::id() as i32,
-    }
+    Identity::new(&host, std::process::id() as i32)
 }
 
 /// This process's identity, cached per thread and refreshed after a fork.
@@ -69,8 +79,13 @@ mod tests {
     #[test]
     fn reads_pid_and_host() {
         let id = super::current();
-        assert_eq!(id.pid, std::process::id() as i32);
-        assert!(!id.host.is_empty());
+        // The two elements, wrapped into a document of their own.
+        let mut doc = ((id.elements.len() + 5) as i32).to_le_bytes().to_vec();
+        doc.extend_from_slice(&id.elements);
+        doc.push(0);
+        let doc = bson::Document::from_reader(&doc[..]).unwrap();
+        assert_eq!(doc.get_i32("pid").unwrap(), std::process::id() as i32);
+        assert!(!doc.get_str("host").unwrap().is_empty());
         assert!(std::sync::Arc::ptr_eq(&id, &super::current()));
     }
 }

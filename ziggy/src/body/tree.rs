@@ -440,10 +440,17 @@ impl Body {
     }
 
     /// Applies one write; a key that is empty, holds a NUL or has too many segments is refused.
+    #[inline]
     pub(crate) fn write(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
         if self.replaying() && self.replay_write(key, &value, op) {
             return WriteOutcome::Clean;
         }
+        self.write_and_record(key, value, op)
+    }
+
+    /// A write the template does not cover: applied by the ordinary path, and recorded.
+    #[inline(never)]
+    fn write_and_record(&mut self, key: &str, value: Value<'_>, op: Op) -> WriteOutcome {
         let scalar_set = op == Op::Set && !matches!(value, Value::Bson(_));
         let nodes_before = self.nodes.len();
         let (outcome, created_field) = self.write_tree(key, value, op);

@@ -72,13 +72,18 @@ impl Body {
 
     /// Applies a write that repeats the template's next step; false, with the body settled, when
     /// it does not.
+    #[inline]
     pub(super) fn replay_write(&mut self, key: &str, value: &Value<'_>, op: Op) -> bool {
         let at = self.replay.cursor;
         let repeats =
             op == Op::Set && at < self.replay.steps.len() && self.replay.key(at) == key.as_bytes();
         if repeats && let Some(stored) = self.store_scalar(value) {
             let nodes_after = self.replay.steps[at].nodes_after;
-            self.nodes[nodes_after as usize - 1].value = stored;
+            let slot = &mut self.nodes[nodes_after as usize - 1].value;
+            // Only a `Bson` value owns memory: the common old scalar needs no drop call.
+            if let Stored::Bson(old) = std::mem::replace(slot, stored) {
+                drop(old);
+            }
             self.live = nodes_after;
             self.replay.cursor = at + 1;
             return true;
@@ -105,6 +110,8 @@ impl Body {
 
     /// Ends the replay: the body is this event's nodes (the ones repeated so far), the links to
     /// the template's other nodes cut, and the steps are this event's.
+    #[cold]
+    #[inline(never)]
     pub(super) fn settle(&mut self) {
         self.replay.replaying = false;
         self.replay.steps.truncate(self.replay.cursor);
