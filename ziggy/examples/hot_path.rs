@@ -43,6 +43,7 @@ fn main() {
         ziggy::configure_with(&endpoint, config).unwrap();
     }
     let mut sum = 0u64;
+    let started = std::time::Instant::now();
     for i in 0..count {
         sum = sum.wrapping_add(if mode == "bare" {
             bare(black_box(i))
@@ -50,10 +51,11 @@ fn main() {
             handle(black_box(i))
         });
     }
+    let per_call = started.elapsed().as_nanos() as f64 / count.max(1) as f64;
     ziggy::shutdown();
     drop(drain);
     println!(
-        "{mode}: {count} calls, checksum {sum}, {:?}",
+        "{mode}: {count} calls, {per_call:.1} ns per call, checksum {sum}, {:?}",
         ziggy::stats()
     );
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use crate::channel::{is_self_or_ancestor, validate_channel_name};
 use crate::counters::COUNTERS;
-use crate::encode::now_unix;
 use crate::id::EventId;
 use crate::overrides::SampleOverride;
 use crate::sink::{self, SharedSink};
@@ -143,8 +142,9 @@ impl Context {
         };
         let serial = stack::next_serial();
         let around = self.surroundings();
-        let start = now_unix();
-        let id = pick_id(self.id.take(), around.parent_id, start);
+        let opened = crate::clock::tick();
+        let start_micros = crate::clock::unix_micros_at(opened);
+        let id = pick_id(self.id.take(), around.parent_id, start_micros);
         let (active, sample_rate) = if around.parent_active && !silenced {
             self.sampling(around.target_id.as_ref().unwrap_or(&id))
         } else {
@@ -154,7 +154,8 @@ impl Context {
             serial,
             channel: self.channel,
             id,
-            start,
+            start_micros,
+            opened,
             body: crate::body::take(),
             active,
             sample_rate,
@@ -219,15 +220,15 @@ impl Context {
 }
 
 /// The id given with [`Context::id`] if valid, else the parent's, else a fresh one.
-fn pick_id(given: Option<String>, parent_id: Option<EventId>, start: f64) -> EventId {
+fn pick_id(given: Option<String>, parent_id: Option<EventId>, start_micros: u64) -> EventId {
     match given {
         Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => EventId::from(id),
         Some(_) => {
             COUNTERS.invalid.fetch_add(1, Ordering::Relaxed);
-            crate::id::new_id_at(start)
+            crate::id::new_id_at(start_micros)
         }
         None => parent_id
             .filter(|id| !id.as_bytes().is_empty())
-            .unwrap_or_else(|| crate::id::new_id_at(start)),
+            .unwrap_or_else(|| crate::id::new_id_at(start_micros)),
     }
 }

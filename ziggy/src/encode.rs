@@ -23,13 +23,10 @@ pub(crate) struct EventHeader<'a> {
     pub sample_rate: Option<f64>,
 }
 
-/// Unix time now, in seconds with microsecond precision (docs/PROTOCOL.md §1).
+/// Unix time now, in seconds with microsecond precision (docs/PROTOCOL.md §1), from the system
+/// clock (contexts use `clock`'s cheaper derived time).
 pub(crate) fn now_unix() -> f64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    // Through u64, not `as_micros()`'s u128: the same value, without a slow u128 → f64 conversion.
-    ((d.as_secs() * 1_000_000 + u64::from(d.subsec_micros())) as f64) / 1e6
+    crate::clock::seconds(crate::clock::system_micros())
 }
 
 /// Emptied buffers waiting for the next events.

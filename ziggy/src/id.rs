@@ -38,9 +38,10 @@ pub fn new_id() -> String {
     id_at(secs as u32, random_u64(), random_u64() as u32)
 }
 
-/// A new event id for a context opened at `unix_secs` (saves a second clock read).
-pub(crate) fn new_id_at(unix_secs: f64) -> EventId {
-    EventId::Generated(hex_at(unix_secs as u32, random_u64(), random_u64() as u32))
+/// A new event id for a context opened at `unix_micros` (saves a second clock read).
+pub(crate) fn new_id_at(unix_micros: u64) -> EventId {
+    let secs = (unix_micros / 1_000_000) as u32;
+    EventId::Generated(hex_at(secs, random_u64(), random_u64() as u32))
 }
 
 /// An open context's id: a generated one kept inline (no allocation for the context nor for each

@@ -117,6 +117,7 @@
 
 mod body;
 pub mod channel;
+mod clock;
 mod context;
 mod counters;
 mod emit;

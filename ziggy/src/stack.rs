@@ -9,7 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
 use crate::body::{Body, Op, Value};
-use crate::encode::{EventHeader, now_unix};
+use crate::clock::Tick;
+use crate::encode::EventHeader;
 use crate::id::EventId;
 use crate::sink::SharedSink;
 
@@ -19,7 +20,10 @@ pub(crate) struct Frame {
     pub serial: u64,
     pub channel: Cow<'static, str>,
     pub id: EventId,
-    pub start: f64,
+    /// Unix microseconds at the open, and the tick it was taken at: the close adds the ticks
+    /// since, so the event's duration is exact.
+    pub start_micros: u64,
+    pub opened: Tick,
     pub body: Box<Body>,
     /// False when sampling (or an unsampled ancestor) silenced this context: writes are ignored
     /// and nothing is emitted, but the frame still stands so writes do not leak into its parent.
@@ -69,8 +73,10 @@ impl Frame {
         let header = EventHeader {
             id: self.id.as_bytes(),
             channel: &self.channel,
-            start: self.start,
-            end: now_unix(),
+            start: crate::clock::seconds(self.start_micros),
+            end: crate::clock::seconds(
+                self.start_micros + (crate::clock::tick() - self.opened).as_micros() as u64,
+            ),
             sample_rate: self.sample_rate,
         };
         crate::emit::emit(&header, &self.body, self.sink.as_deref());

@@ -1,12 +1,13 @@
 //! `timeit`: elapsed wall-clock seconds into the context that was innermost when the timer started.
 
 use std::marker::PhantomData;
-use std::time::Instant;
+
+use crate::clock::{Tick, tick};
 
 /// Times until dropped, then sets the elapsed seconds (a double) at its key.
 #[must_use = "the timer stops as soon as it is dropped: bind it with `let _t = ...`"]
 pub struct TimerGuard {
-    started: Option<(u64, Instant)>,
+    started: Option<(u64, Tick)>,
     key: &'static str,
     _not_send: PhantomData<*const ()>,
 }
@@ -40,10 +41,10 @@ pub fn timeit(key: &'static str) -> TimerGuard {
 // Cold: while ziggy is off the caller keeps only the flag test in its hot path.
 #[cold]
 #[inline(never)]
-fn start() -> Option<(u64, Instant)> {
+fn start() -> Option<(u64, Tick)> {
     // A bad key is refused (and counted) by the write when the timer stops.
     let serial = crate::write::innermost_active_serial()?;
-    Some((serial, Instant::now()))
+    Some((serial, tick()))
 }
 
 impl Drop for TimerGuard {
@@ -57,21 +58,21 @@ impl Drop for TimerGuard {
 }
 
 #[inline(never)]
-fn record(serial: u64, key: &'static str, started: Instant) {
-    let secs = started.elapsed().as_secs_f64();
+fn record(serial: u64, key: &'static str, started: Tick) {
+    let secs = (tick() - started).as_secs_f64();
     crate::write::set_on(serial, key, crate::body::Value::F64(secs));
 }
 
 /// A timer that may cross `.await` points and threads: it records into the innermost context at
 /// the moment it stops (used by `#[ziggy::timeit]` on `async fn`).
-pub(crate) struct Stopwatch(Instant);
+pub(crate) struct Stopwatch(Tick);
 
 impl Stopwatch {
     pub(crate) fn start() -> Self {
-        Stopwatch(Instant::now())
+        Stopwatch(tick())
     }
 
     pub(crate) fn record(self, key: &str) {
-        crate::write::set(key, self.0.elapsed().as_secs_f64());
+        crate::write::set(key, (tick() - self.0).as_secs_f64());
     }
 }
