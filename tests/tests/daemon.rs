@@ -323,6 +323,94 @@ fn control_answers_under_flood_and_stream_filters_by_prefix() {
     assert!(status.success());
 }
 
+/// The stream publishes only what some subscriber asked for: subscribers that come, overlap and
+/// go each keep receiving exactly their topics.
+#[test]
+fn live_stream_follows_subscriptions_as_they_come_and_go() {
+    let daemon = start_ziggyd(&["--stream-only"]);
+    let ctx = zmq::Context::new();
+    let subscriber = |topic: &[u8]| {
+        let sub = ctx.socket(zmq::SUB).unwrap();
+        sub.set_subscribe(topic).unwrap();
+        sub.set_rcvtimeo(200).unwrap();
+        sub.set_linger(0).unwrap();
+        sub.connect(&daemon.stream).unwrap();
+        sub
+    };
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.connect(&daemon.collect).unwrap();
+    let event = |channel: &str| {
+        doc! { "id": "a", "type": channel, "host": "h", "pid": 1, "start": 1.0, "end": 2.0, "body": {} }
+            .to_vec()
+            .unwrap()
+    };
+    // Everything a subscriber receives until it has been quiet for 200 ms (at most 5 s).
+    let received = |sub: &zmq::Socket| {
+        let mut channels = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let Ok(topic) = sub.recv_bytes(0) else { break };
+            let event = sub.recv_bytes(0).unwrap();
+            let doc = bson::Document::from_reader(&event[..]).unwrap();
+            assert_eq!(doc.get_str("type").unwrap().as_bytes(), &topic[..]);
+            channels.push(String::from_utf8(topic).unwrap());
+        }
+        channels
+    };
+    // Sends a marker of each channel until `sub` sees `until` (a subscription takes a moment to
+    // reach the daemon), then the real events; returns what each subscriber then received.
+    let settle = |sub: &zmq::Socket, until: &str| {
+        for _ in 0..50 {
+            push.send(event(until), 0).unwrap();
+            if sub.recv_bytes(0).is_ok() {
+                sub.recv_bytes(0).unwrap();
+                break;
+            }
+        }
+        // Drain the extra markers.
+        while sub.recv_bytes(0).is_ok() {}
+    };
+
+    let requests = subscriber(b"request");
+    settle(&requests, "request.warmup");
+    let everything = subscriber(b"");
+    settle(&everything, "warmup");
+    while requests.recv_bytes(0).is_ok() {}
+    let more_requests = subscriber(b"request");
+    // `more_requests` shares a topic already subscribed: give its connection time to join.
+    settle(&more_requests, "request.warmup");
+    while requests.recv_bytes(0).is_ok() {}
+    while everything.recv_bytes(0).is_ok() {}
+    for channel in ["job", "request", "request.sql", "other"] {
+        push.send(event(channel), 0).unwrap();
+    }
+    assert_eq!(received(&requests), ["request", "request.sql"]);
+    assert_eq!(received(&more_requests), ["request", "request.sql"]);
+    assert_eq!(
+        received(&everything),
+        ["job", "request", "request.sql", "other"]
+    );
+
+    // The first `request` subscriber leaves: the topic stays subscribed by the other one.
+    drop(requests);
+    drop(everything);
+    std::thread::sleep(Duration::from_millis(300));
+    for channel in ["job", "request.cache"] {
+        push.send(event(channel), 0).unwrap();
+    }
+    assert_eq!(received(&more_requests), ["request.cache"]);
+    // All gone, then one comes back: it receives again.
+    drop(more_requests);
+    std::thread::sleep(Duration::from_millis(300));
+    push.send(event("request"), 0).unwrap();
+    let back = subscriber(b"job");
+    settle(&back, "job");
+    push.send(event("job"), 0).unwrap();
+    push.send(event("request"), 0).unwrap();
+    assert_eq!(received(&back), ["job"]);
+    assert!(count(&status(&daemon), "events_in") >= 10);
+}
+
 #[test]
 fn sigterm_during_a_flood_exits_zero_with_everything_on_disk() {
     let root = tempdir();

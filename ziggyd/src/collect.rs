@@ -189,6 +189,7 @@ impl Collector {
     }
 
     fn handle_frame(&self, frame: Vec<u8>, counts: &mut BatchCounts, log: &mut RateLimitedLog) {
+        self.stream.refresh();
         let mut events = Vec::new();
         for item in split_frame(&frame, self.limits) {
             match item {
