@@ -41,10 +41,8 @@ impl LiveStream {
         let mut topics = self.topics.borrow_mut();
         while let Ok(message) = self.bound.socket.recv_bytes(zmq::DONTWAIT) {
             match message.split_first() {
-                Some((1, topic)) => {
-                    if !topics.iter().any(|t| t == topic) {
-                        topics.push(topic.to_vec());
-                    }
+                Some((1, topic)) if !topics.iter().any(|t| t == topic) => {
+                    topics.push(topic.to_vec());
                 }
                 Some((0, topic)) => topics.retain(|t| t != topic),
                 _ => {}
