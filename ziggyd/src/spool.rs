@@ -29,6 +29,7 @@
 //! dropped and its unconfirmed events are counted as dropped (the newest events are kept).
 
 mod dir;
+mod recent;
 mod recover;
 #[cfg(test)]
 mod tests;
@@ -138,6 +139,8 @@ pub struct Spool {
     identity: dir::Identity,
     /// Where the last `read_batch` stopped, so reading on is not a rescan of the segment.
     cursor: Option<Cursor>,
+    /// The records synced last, read from memory rather than from the segments.
+    recent: recent::Recent,
     /// Held for the spool's life: the directory's lock.
     _lock: crate::lock::DirLock,
     /// Syncs still to fail (as a full disk would) after their write, for tests.
@@ -238,6 +241,7 @@ impl Spool {
             dropped: 0,
             identity: old,
             cursor: None,
+            recent: recent::Recent::default(),
             _lock: lock,
             #[cfg(test)]
             fail_writes: 0,
@@ -409,6 +413,12 @@ impl Spool {
                 return Err(e);
             }
             if good > 0 {
+                self.recent.push(
+                    &self.pending[..good],
+                    seg.last_seq + 1,
+                    last,
+                    self.acked_seq,
+                );
                 seg.bytes += good as u64;
                 seg.last_seq = last;
                 self.pending.drain(..good);
@@ -522,6 +532,9 @@ impl Spool {
         let from = from.max(self.acked_seq + 1);
         if from > self.synced_seq {
             return Ok(None);
+        }
+        if let Some(batch) = self.recent.read(from, max_events, max_bytes) {
+            return Ok(Some(batch));
         }
         let Some(index) = self.segments.iter().rposition(|s| s.first_seq <= from).or(
             if self.segments.is_empty() {

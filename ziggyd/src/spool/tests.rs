@@ -469,3 +469,82 @@ fn a_symlink_cannot_hide_a_parent_another_user_could_swap() {
         .to_string();
     assert!(err.contains("parent") && err.contains("65534"), "{err}");
 }
+
+/// Records synced by this process are read from memory: the batches are the ones the segments
+/// give a fresh process (same records, same bounds), through new segments, acks, a trimmed
+/// memory, and a read that starts before what memory holds.
+#[test]
+fn recent_records_read_from_memory_equal_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let read_batches = |spool: &mut Spool, from: u64, max_events: usize, max_bytes: usize| {
+        let mut from = from;
+        let mut out = Vec::new();
+        while let Some(b) = spool.read_batch(from, max_events, max_bytes).unwrap() {
+            from = b.last + 1;
+            out.push((b.first, b.last, b.payload));
+        }
+        out
+    };
+    let mut written = 0u8;
+    {
+        let (mut spool, _) = Spool::open(config(dir.path())).unwrap();
+        for round in 0..12u8 {
+            for _ in 0..(3 + round % 4) {
+                spool
+                    .append(&doc(written, 40 + written as usize % 90))
+                    .unwrap();
+                written = written.wrapping_add(1);
+            }
+            spool.sync().unwrap();
+        }
+        assert!(segments(dir.path()).len() > 3, "several segments");
+        let from_memory = read_batches(&mut spool, 1, 7, 300);
+        assert!(spool.recent.read(1, 7, 300).is_some(), "served from memory");
+        // Confirmed records are skipped the same way on both paths.
+        spool.ack(5).unwrap();
+        // Batches bounded by bytes, and by count.
+        let after_ack = read_batches(&mut spool, 1, 7, 300);
+        let by_count = read_batches(&mut spool, 1, 5, 1 << 20);
+        assert_eq!(after_ack.first().map(|b| b.0), Some(6));
+        assert!(by_count.iter().all(|(f, l, _)| l - f + 1 <= 5));
+        drop(spool);
+        let (mut fresh, _) = Spool::open(config(dir.path())).unwrap();
+        assert!(
+            fresh.recent.read(6, 7, 300).is_none(),
+            "a fresh process has none"
+        );
+        assert_eq!(read_batches(&mut fresh, 1, 7, 300), after_ack);
+        assert_eq!(read_batches(&mut fresh, 1, 5, 1 << 20), by_count);
+        let total: u64 = from_memory.iter().map(|(f, l, _)| l - f + 1).sum();
+        assert_eq!(total, u64::from(written));
+    }
+    // Memory trimmed to what it can hold: a read from before it falls back to the segments.
+    let mut recent = recent::Recent::default();
+    let record = |seq: u64, len: usize| {
+        let mut r = (len as u32).to_le_bytes().to_vec();
+        r.extend_from_slice(&[0; 4]);
+        r.extend_from_slice(&seq.to_le_bytes());
+        r.extend(std::iter::repeat_n(seq as u8, len));
+        r
+    };
+    let big = 1 << 20;
+    for seq in 1..=40u64 {
+        recent.push(&record(seq, big), seq, seq, 0);
+    }
+    assert!(
+        recent.read(1, 10, usize::MAX).is_none(),
+        "the oldest were let go"
+    );
+    let kept = recent
+        .read(40, 10, usize::MAX)
+        .expect("the newest are kept");
+    assert_eq!((kept.first, kept.last), (40, 40));
+    assert_eq!(kept.payload, vec![40u8; big]);
+    // A record that does not follow on (a gap) replaces what was kept.
+    recent.push(&record(50, 3), 50, 50, 0);
+    assert!(recent.read(40, 10, usize::MAX).is_none());
+    assert_eq!(
+        recent.read(50, 10, usize::MAX).unwrap().payload,
+        vec![50u8; 3]
+    );
+}
