@@ -1,7 +1,7 @@
 //! # ziggyd, the ziggy daemon
 //!
 //! Collects events (ZeroMQ PULL), validates them on their raw bytes, writes them to
-//! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (PUB, `[type, event]`), and answers a
+//! `DIR/YYYYMMDD/<type>.YYYYMMDD.bson`, publishes them live (XPUB, `[type, event]`), and answers a
 //! control endpoint (REP, BSON `{cmd}`). The data flow reads off the modules: `collect` →
 //! `validate` → (`files`, `forward` → `spool`, `stream`) with `control` and [`stats`] beside; on
 //! a master `receive` takes forwarded batches to `files`; `daemon` builds each part from the

@@ -16,6 +16,11 @@
 //! the records pending for the next try; the caller stops taking input while more than
 //! [`PENDING_BOUND`] bytes are pending, so nothing is dropped.
 //!
+//! Reading: [`Spool::read_batch`] serves the records synced last from a copy in memory
+//! (`spool/recent.rs`, up to 16 MiB, exactly the bytes the sync wrote), so forwarding an upstream
+//! that keeps up reads no file; older records (after a reconnection, a restart, a long outage)
+//! are read from the segments.
+//!
 //! Numbering: local seqs number the records in the segments. The upstream numbers each sender
 //! id's events from 1, so a record goes out as `seq − base`. A `(sender id, seq)` pair is never reused: when the spool's
 //! position cannot be trusted (ledger missing or unparsable, sender id missing or damaged) or
