@@ -17,6 +17,10 @@ static RECOMPUTE: Mutex<()> = Mutex::new(());
 fn recompute() {
     let _serialised = RECOMPUTE.lock().unwrap_or_else(|e| e.into_inner());
     let on = CONFIGURED.load(Ordering::Acquire) || CAPTURES.load(Ordering::Acquire) != 0;
+    if on {
+        // Before any context can open: not inside one, and not while another thread may fork.
+        crate::clock::calibrate();
+    }
     ENABLED.store(on, Ordering::Release);
 }
 

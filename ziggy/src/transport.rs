@@ -235,7 +235,6 @@ pub fn configure_json_with(
 fn start(outlet: Outlet, context: Option<zmq::Context>, config: &TransportConfig) {
     shutdown();
     crate::overrides::load_env();
-    crate::clock::calibrate();
     let queue: Queue = Arc::new(ArrayQueue::new(config.queue_capacity.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let max_batch = config.max_batch_bytes;

@@ -195,7 +195,8 @@ impl Body {
         self.garbage_text = 0;
         self.garbage_nodes = 0;
         self.nodes.capacity() <= KEEP_NODES
-            && self.text.capacity() + self.names.capacity() <= KEEP_TEXT
+            && self.text.capacity() + self.names.capacity() + self.replay.key_capacity()
+                <= KEEP_TEXT
     }
 
     /// True when nothing was written.

@@ -30,10 +30,26 @@ impl Recent {
             self.cursor = None;
             self.first = first;
         }
-        self.records.extend_from_slice(bytes);
+        // A sync after an outage can carry a whole segment: copy only the records that would be
+        // kept.
+        let (mut at, mut seq) = (0usize, first);
+        while bytes.len() - at > KEEP_BYTES / 2 {
+            at += HEADER + record_len(&bytes[at..]);
+            seq += 1;
+        }
+        if at > 0 {
+            self.records.clear();
+            self.cursor = None;
+            self.first = seq;
+        }
+        self.records.extend_from_slice(&bytes[at..]);
         self.last = last;
         if self.records.len() > KEEP_BYTES {
             self.trim(acked);
+        }
+        if self.records.capacity() > 2 * KEEP_BYTES {
+            // Give back what a burst grew.
+            self.records.shrink_to(KEEP_BYTES);
         }
     }
 
@@ -55,6 +71,12 @@ impl Recent {
         if self.records.is_empty() {
             self.cursor = None;
         }
+    }
+
+    /// Bytes held (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.records.capacity()
     }
 
     /// Up to `max_events` / `max_bytes` records from `from` (at least one), if `from` is in

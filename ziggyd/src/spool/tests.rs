@@ -547,4 +547,22 @@ fn recent_records_read_from_memory_equal_the_segments() {
         recent.read(50, 10, usize::MAX).unwrap().payload,
         vec![50u8; 3]
     );
+    // A sync carrying far more than memory keeps (a whole segment after an outage): only the
+    // newest records are copied, and the memory a burst grew is given back.
+    let mut recent = recent::Recent::default();
+    let mut chunk = Vec::new();
+    for seq in 1..=70_000u64 {
+        chunk.extend_from_slice(&record(seq, 1000));
+    }
+    recent.push(&chunk, 1, 70_000, 0);
+    assert!(recent.read(1, 10, usize::MAX).is_none());
+    let newest = recent
+        .read(70_000, 10, usize::MAX)
+        .expect("the newest are kept");
+    assert_eq!(newest.payload, vec![(70_000u64 as u8); 1000]);
+    for seq in 70_001..=75_000u64 {
+        recent.push(&record(seq, 1000), seq, seq, 0);
+    }
+    assert!(recent.capacity() <= 32 << 20, "{}", recent.capacity());
+    assert!(recent.read(75_000, 10, usize::MAX).is_some());
 }

@@ -12,7 +12,7 @@
 //! property test in `body/reference.rs` checks events on one reused body against the document
 //! rules.
 
-use super::{Body, NONE, Op, Stored, TEXT_LIMIT, Value};
+use super::{Body, NODE_LIMIT, NONE, Op, Stored, TEXT_LIMIT, Value};
 
 /// A write of the template: its key ends at `key_end` in `Replay::keys`, and the body had
 /// `nodes_after` nodes after it (the field it set is the last of them).
@@ -48,6 +48,11 @@ impl Replay {
         }
     }
 
+    /// Bytes held for the template's keys (a body holding many is not kept for reuse).
+    pub(super) fn key_capacity(&self) -> usize {
+        self.keys.capacity() + self.steps.capacity() * std::mem::size_of::<Step>()
+    }
+
     /// This event's shape will not be a template (nodes renumbered, or a write that is no step).
     pub(super) fn stop_recording(&mut self) {
         self.recording = false;
@@ -77,7 +82,7 @@ impl Body {
         let at = self.replay.cursor;
         let repeats =
             op == Op::Set && at < self.replay.steps.len() && self.replay.key(at) == key.as_bytes();
-        if repeats && let Some(stored) = self.store_scalar(value) {
+        if repeats && let Some(stored) = self.store_scalar(key, value) {
             let nodes_after = self.replay.steps[at].nodes_after;
             let slot = &mut self.nodes[nodes_after as usize - 1].value;
             // Only a `Bson` value owns memory: the common old scalar needs no drop call.
@@ -92,18 +97,20 @@ impl Body {
         false
     }
 
-    /// A scalar as stored; `None` for a value that is not one (or a string past the text limit,
-    /// which the ordinary path refuses).
-    fn store_scalar(&mut self, value: &Value<'_>) -> Option<Stored> {
+    /// A scalar as stored; `None` for a value that is not one, or a write past the limits (the
+    /// ordinary path decides it: these checks are at least as strict as its own).
+    fn store_scalar(&mut self, key: &str, value: &Value<'_>) -> Option<Stored> {
+        if self.nodes.len() + key.len() > NODE_LIMIT {
+            return None;
+        }
+        let room = TEXT_LIMIT.saturating_sub(self.text.len() + self.names.len() + key.len());
         Some(match value {
             Value::Null => Stored::Null,
             Value::Bool(b) => Stored::Bool(*b),
             Value::I32(n) => Stored::I32(*n),
             Value::I64(n) => Stored::I64(*n),
             Value::F64(x) => Stored::F64(*x),
-            Value::Str(s) if self.text.len() + self.names.len() + s.len() <= TEXT_LIMIT => {
-                Stored::Str(self.intern_text(s))
-            }
+            Value::Str(s) if s.len() <= room => Stored::Str(self.intern_text(s)),
             Value::Str(_) | Value::Bson(_) => return None,
         })
     }
@@ -229,6 +236,33 @@ mod tests {
         body.reset();
         handler(&mut body, 200);
         assert_eq!(body.to_document(), first);
+    }
+
+    #[test]
+    fn a_replayed_write_is_refused_where_a_fresh_body_refuses_it() {
+        let huge = "x".repeat(super::TEXT_LIMIT - 2);
+        let mut fresh = Body::new();
+        let refused = fresh.write("a.b", Value::Str(&huge), Op::Set);
+        assert_eq!(refused, crate::body::WriteOutcome::Refused);
+        let mut recycled = Body::new();
+        recycled.write("a.b", Value::Str("small"), Op::Set);
+        recycled.reset();
+        assert!(recycled.replaying());
+        assert_eq!(recycled.write("a.b", Value::Str(&huge), Op::Set), refused);
+        assert!(recycled.is_empty());
+    }
+
+    #[test]
+    fn a_body_whose_template_holds_long_keys_is_not_kept() {
+        let parent = "p".repeat(7_000);
+        let mut body = Body::new();
+        for i in 0..30 {
+            body.write(&format!("{parent}.k{i}"), Value::I32(i), Op::Set);
+        }
+        assert!(!body.reset(), "about 210 KB of template keys");
+        let mut small = Body::new();
+        small.write("a.b", Value::I32(1), Op::Set);
+        assert!(small.reset());
     }
 
     #[test]
