@@ -559,7 +559,7 @@ fn recent_records_read_from_memory_equal_the_segments() {
     let newest = recent
         .read(70_000, 10, usize::MAX)
         .expect("the newest are kept");
-    assert_eq!(newest.payload, vec![(70_000u64 as u8); 1000]);
+    assert_eq!(newest.payload, vec![70_000u64 as u8; 1000]);
     for seq in 70_001..=75_000u64 {
         recent.push(&record(seq, 1000), seq, seq, 0);
     }
