@@ -418,15 +418,17 @@ impl Spool {
                 return Err(e);
             }
             if good > 0 {
-                self.recent.push(
-                    &self.pending[..good],
-                    seg.last_seq + 1,
-                    last,
-                    self.acked_seq,
-                );
+                // Usually all that was pending: its buffer is handed over, not copied.
+                let synced = if good == self.pending.len() {
+                    std::mem::replace(&mut self.pending, self.recent.take_spare())
+                } else {
+                    let synced = self.pending[..good].to_vec();
+                    self.pending.drain(..good);
+                    synced
+                };
+                self.recent.push(synced, seg.last_seq + 1, last);
                 seg.bytes += good as u64;
                 seg.last_seq = last;
-                self.pending.drain(..good);
                 self.pending_events -= events;
                 self.synced_seq = last;
             }

@@ -1,82 +1,87 @@
 //! The records synced last, kept in memory as they were written, so that forwarding them (the
 //! usual case: the upstream keeps up) reads no file. Older records (after a reconnection, a
 //! restart, or a long outage) are read from the segments.
+//!
+//! Each sync's records stay in the buffer they were gathered in (the spool hands it over instead
+//! of copying it), so keeping them costs nothing per event, and letting them go is dropping the
+//! oldest buffers.
+
+use std::collections::VecDeque;
 
 use super::{HEADER, SpooledBatch};
 
-/// Past this many bytes the records already confirmed, then the oldest, are let go (down to
-/// half of it, so the buffer is not shifted for every sync).
+/// At most this many bytes are held (the newest whole syncs).
 const KEEP_BYTES: usize = 16 << 20;
 
-/// Synced records in the on-disk format, consecutive seqs `first..=last`.
-#[derive(Debug, Default)]
-pub(super) struct Recent {
+/// The records of one sync, consecutive seqs `first..=last`, in the on-disk format.
+#[derive(Debug)]
+struct Chunk {
     records: Vec<u8>,
     first: u64,
     last: u64,
-    /// Where the last read stopped: (seq, byte offset of its record).
-    cursor: Option<(u64, usize)>,
+}
+
+/// The chunks kept, oldest first, their seqs following on from one to the next.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
+    /// Where the last read stopped: (seq, the `first` of its chunk, byte offset in the chunk).
+    cursor: Option<(u64, u64, usize)>,
+    /// A let-go buffer, for the spool's next pending records.
+    spare: Option<Vec<u8>>,
 }
 
 impl Recent {
-    /// Keeps the records just synced, `bytes` holding whole records, the first numbered `first`
-    /// and the last `last`. Records not following on the ones kept (a gap) replace them.
-    pub(super) fn push(&mut self, bytes: &[u8], first: u64, last: u64, acked: u64) {
-        if bytes.is_empty() {
+    /// Keeps the records just synced: `records` holds whole records numbered `first..=last`.
+    /// Records that do not follow on the ones kept (a gap) replace them.
+    pub(super) fn push(&mut self, records: Vec<u8>, first: u64, last: u64) {
+        // Counted by capacity: that is the memory held.
+        if records.is_empty() || records.capacity() > KEEP_BYTES {
+            // Nothing, or one sync larger than what is kept (after an outage): from the segments.
+            self.clear();
             return;
         }
-        if self.records.is_empty() || first != self.last + 1 {
-            self.records.clear();
-            self.cursor = None;
-            self.first = first;
+        if self.chunks.back().is_some_and(|c| c.last + 1 != first) {
+            self.clear();
         }
-        // A sync after an outage can carry a whole segment: copy only the records that would be
-        // kept.
-        let (mut at, mut seq) = (0usize, first);
-        while bytes.len() - at > KEEP_BYTES / 2 {
-            at += HEADER + record_len(&bytes[at..]);
-            seq += 1;
-        }
-        if at > 0 {
-            self.records.clear();
-            self.cursor = None;
-            self.first = seq;
-        }
-        self.records.extend_from_slice(&bytes[at..]);
-        self.last = last;
-        if self.records.len() > KEEP_BYTES {
-            self.trim(acked);
-        }
-        if self.records.capacity() > 2 * KEEP_BYTES {
-            // Give back what a burst grew.
-            self.records.shrink_to(KEEP_BYTES);
+        self.bytes += records.capacity();
+        self.chunks.push_back(Chunk {
+            records,
+            first,
+            last,
+        });
+        while self.bytes > KEEP_BYTES {
+            let oldest = self.chunks.pop_front().expect("bytes are in chunks");
+            self.bytes -= oldest.records.capacity();
+            self.keep_spare(oldest.records);
         }
     }
 
-    /// Lets go of confirmed records, and of the oldest until half of [`KEEP_BYTES`] is left.
-    fn trim(&mut self, acked: u64) {
-        let (mut at, mut seq) = (0usize, self.first);
-        while at + HEADER <= self.records.len()
-            && (seq <= acked || self.records.len() - at > KEEP_BYTES / 2)
-        {
-            at += HEADER + record_len(&self.records[at..]);
-            seq += 1;
+    fn clear(&mut self) {
+        while let Some(chunk) = self.chunks.pop_front() {
+            self.keep_spare(chunk.records);
         }
-        self.records.drain(..at);
-        self.first = seq;
-        self.cursor = self
-            .cursor
-            .filter(|&(s, _)| s >= seq)
-            .map(|(s, offset)| (s, offset - at));
-        if self.records.is_empty() {
-            self.cursor = None;
+        self.bytes = 0;
+        self.cursor = None;
+    }
+
+    fn keep_spare(&mut self, mut buffer: Vec<u8>) {
+        if self.spare.is_none() && buffer.capacity() <= KEEP_BYTES {
+            buffer.clear();
+            self.spare = Some(buffer);
         }
     }
 
     /// Bytes held (for tests of the bound).
     #[cfg(test)]
-    pub(super) fn capacity(&self) -> usize {
-        self.records.capacity()
+    pub(super) fn held(&self) -> usize {
+        self.bytes
+    }
+
+    /// An empty buffer for the next records to sync: one let go of, if any.
+    pub(super) fn take_spare(&mut self) -> Vec<u8> {
+        self.spare.take().unwrap_or_default()
     }
 
     /// Up to `max_events` / `max_bytes` records from `from` (at least one), if `from` is in
@@ -87,32 +92,42 @@ impl Recent {
         max_events: usize,
         max_bytes: usize,
     ) -> Option<SpooledBatch> {
-        if self.records.is_empty() || from < self.first || from > self.last {
+        let (first, last) = (self.chunks.front()?.first, self.chunks.back()?.last);
+        if from < first || from > last {
             return None;
         }
+        let mut index = self.chunks.partition_point(|c| c.last < from);
         let mut at = match self.cursor {
-            Some((seq, offset)) if seq == from => offset,
+            Some((seq, chunk, offset)) if seq == from && chunk == self.chunks[index].first => {
+                offset
+            }
             _ => {
-                let (mut at, mut seq) = (0usize, self.first);
-                while seq < from {
-                    at += HEADER + record_len(&self.records[at..]);
-                    seq += 1;
+                let chunk = &self.chunks[index];
+                let mut at = 0;
+                for _ in chunk.first..from {
+                    at += HEADER + record_len(&chunk.records[at..]);
                 }
                 at
             }
         };
         let mut payload = Vec::new();
         let mut seq = from;
-        while seq <= self.last {
-            let len = record_len(&self.records[at..]);
-            if seq > from && (seq - from >= max_events as u64 || payload.len() + len > max_bytes) {
-                break;
+        'chunks: while let Some(chunk) = self.chunks.get(index) {
+            while at < chunk.records.len() {
+                let len = record_len(&chunk.records[at..]);
+                if seq > from
+                    && (seq - from >= max_events as u64 || payload.len() + len > max_bytes)
+                {
+                    break 'chunks;
+                }
+                payload.extend_from_slice(&chunk.records[at + HEADER..at + HEADER + len]);
+                at += HEADER + len;
+                seq += 1;
             }
-            payload.extend_from_slice(&self.records[at + HEADER..at + HEADER + len]);
-            at += HEADER + len;
-            seq += 1;
+            index += 1;
+            at = 0;
         }
-        self.cursor = Some((seq, at));
+        self.cursor = self.chunks.get(index).map(|c| (seq, c.first, at));
         Some(SpooledBatch {
             first: from,
             last: seq - 1,

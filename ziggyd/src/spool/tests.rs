@@ -518,7 +518,7 @@ fn recent_records_read_from_memory_equal_the_segments() {
         let total: u64 = from_memory.iter().map(|(f, l, _)| l - f + 1).sum();
         assert_eq!(total, u64::from(written));
     }
-    // Memory trimmed to what it can hold: a read from before it falls back to the segments.
+    // Memory bounded to what it can hold: a read from before it falls back to the segments.
     let mut recent = recent::Recent::default();
     let record = |seq: u64, len: usize| {
         let mut r = (len as u32).to_le_bytes().to_vec();
@@ -529,40 +529,48 @@ fn recent_records_read_from_memory_equal_the_segments() {
     };
     let big = 1 << 20;
     for seq in 1..=40u64 {
-        recent.push(&record(seq, big), seq, seq, 0);
+        recent.push(record(seq, big), seq, seq);
+        assert!(recent.held() <= 16 << 20, "{}", recent.held());
     }
     assert!(
         recent.read(1, 10, usize::MAX).is_none(),
         "the oldest were let go"
     );
     let kept = recent
-        .read(40, 10, usize::MAX)
+        .read(39, 10, usize::MAX)
         .expect("the newest are kept");
-    assert_eq!((kept.first, kept.last), (40, 40));
-    assert_eq!(kept.payload, vec![40u8; big]);
-    // A record that does not follow on (a gap) replaces what was kept.
-    recent.push(&record(50, 3), 50, 50, 0);
-    assert!(recent.read(40, 10, usize::MAX).is_none());
-    assert_eq!(
-        recent.read(50, 10, usize::MAX).unwrap().payload,
-        vec![50u8; 3]
-    );
-    // A sync carrying far more than memory keeps (a whole segment after an outage): only the
-    // newest records are copied, and the memory a burst grew is given back.
-    let mut recent = recent::Recent::default();
+    assert_eq!((kept.first, kept.last), (39, 40));
+    assert_eq!(kept.payload[..big], vec![39u8; big][..]);
+    assert_eq!(kept.payload[big..], vec![40u8; big][..]);
+    // A batch bounded by count stops inside a chunk, and the next read resumes there.
     let mut chunk = Vec::new();
-    for seq in 1..=70_000u64 {
-        chunk.extend_from_slice(&record(seq, 1000));
+    for seq in 41..=50u64 {
+        chunk.extend_from_slice(&record(seq, 3));
     }
-    recent.push(&chunk, 1, 70_000, 0);
-    assert!(recent.read(1, 10, usize::MAX).is_none());
-    let newest = recent
-        .read(70_000, 10, usize::MAX)
-        .expect("the newest are kept");
-    assert_eq!(newest.payload, vec![70_000u64 as u8; 1000]);
-    for seq in 70_001..=75_000u64 {
-        recent.push(&record(seq, 1000), seq, seq, 0);
+    recent.push(chunk, 41, 50);
+    let a = recent.read(41, 4, usize::MAX).unwrap();
+    let b = recent.read(45, 100, usize::MAX).unwrap();
+    assert_eq!((a.first, a.last, b.first, b.last), (41, 44, 45, 50));
+    assert_eq!(
+        b.payload,
+        (45..=50u8).flat_map(|s| [s; 3]).collect::<Vec<_>>()
+    );
+    // A record that does not follow on (a gap) replaces what was kept.
+    recent.push(record(60, 3), 60, 60);
+    assert!(recent.read(50, 10, usize::MAX).is_none());
+    assert_eq!(
+        recent.read(60, 10, usize::MAX).unwrap().payload,
+        vec![60u8; 3]
+    );
+    // A sync carrying more than memory holds (a whole segment after an outage) is left to the
+    // segments; the syncs after it are kept again.
+    let mut huge = Vec::new();
+    for seq in 61..=20_060u64 {
+        huge.extend_from_slice(&record(seq, 1000));
     }
-    assert!(recent.capacity() <= 32 << 20, "{}", recent.capacity());
-    assert!(recent.read(75_000, 10, usize::MAX).is_some());
+    recent.push(huge, 61, 20_060);
+    assert!(recent.read(20_060, 10, usize::MAX).is_none());
+    assert_eq!(recent.held(), 0);
+    recent.push(record(20_061, 5), 20_061, 20_061);
+    assert!(recent.read(20_061, 10, usize::MAX).is_some());
 }
