@@ -16,6 +16,13 @@ fn status(proc: &Proc) -> bson::Document {
     control_request(&proc.control, "STATUS", T).expect("STATUS answered")
 }
 
+/// The smallest valid event of `channel`.
+fn event(channel: &str) -> Vec<u8> {
+    doc! { "id": "a", "type": channel, "host": "h", "pid": 1, "start": 1.0, "end": 2.0, "body": {} }
+        .to_vec()
+        .unwrap()
+}
+
 fn count(doc: &bson::Document, key: &str) -> i64 {
     doc.get_i64(key).unwrap()
 }
@@ -265,11 +272,6 @@ fn control_answers_under_flood_and_stream_filters_by_prefix() {
 
     let push = ctx.socket(zmq::PUSH).unwrap();
     push.connect(&daemon.collect).unwrap();
-    let event = |channel: &str| {
-        doc! { "id": "a", "type": channel, "host": "h", "pid": 1, "start": 1.0, "end": 2.0, "body": {} }
-            .to_vec()
-            .unwrap()
-    };
     push.send(event("job"), 0).unwrap();
     push.send(event("request.sql"), 0).unwrap();
     let topic = sub.recv_bytes(0).unwrap();
@@ -339,11 +341,6 @@ fn live_stream_follows_subscriptions_as_they_come_and_go() {
     };
     let push = ctx.socket(zmq::PUSH).unwrap();
     push.connect(&daemon.collect).unwrap();
-    let event = |channel: &str| {
-        doc! { "id": "a", "type": channel, "host": "h", "pid": 1, "start": 1.0, "end": 2.0, "body": {} }
-            .to_vec()
-            .unwrap()
-    };
     // Everything a subscriber receives until it has been quiet for 200 ms (at most 5 s).
     let received = |sub: &zmq::Socket| {
         let mut channels = Vec::new();
