@@ -26,7 +26,7 @@ pub(crate) fn emit(header: &EventHeader<'_>, body: &Body, sink: Option<&dyn Sink
             }
         }
     };
-    COUNTERS.emitted.fetch_add(1, Ordering::Relaxed);
+    COUNTERS.emitted.add(1);
     match sink {
         Some(sink) => sink.accept(bytes),
         // A direct call: the production path pays no virtual dispatch.

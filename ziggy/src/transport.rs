@@ -281,7 +281,7 @@ fn submit(bytes: Vec<u8>) {
         }
     });
     if sent == Ok(true) {
-        COUNTERS.queued.fetch_add(1, Ordering::Relaxed);
+        COUNTERS.queued_in.add(1);
     } else {
         COUNTERS.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -297,7 +297,7 @@ fn submit(bytes: Vec<u8>) {
 pub fn flush(timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if COUNTERS.queued.load(Ordering::Relaxed) == 0 {
+        if crate::counters::queued() == 0 {
             return true;
         }
         if Instant::now() >= deadline {
@@ -347,7 +347,7 @@ pub fn shutdown() {
             late += 1;
         }
         COUNTERS.dropped.fetch_add(late, Ordering::Relaxed);
-        COUNTERS.queued.fetch_sub(late, Ordering::Relaxed);
+        COUNTERS.taken.0.fetch_add(late, Ordering::Release);
         // Blocks until ZeroMQ delivered what it holds, at most the linger (the shutdown timeout).
         drop(running.context);
     }

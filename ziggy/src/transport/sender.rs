@@ -90,8 +90,8 @@ pub(super) fn run(
         }
         match outlet.send(&frame) {
             Sent::Done => {
-                COUNTERS.sent.fetch_add(in_frame, Ordering::Relaxed);
-                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
+                COUNTERS.sent.0.fetch_add(in_frame, Ordering::Relaxed);
+                COUNTERS.taken.0.fetch_add(in_frame, Ordering::Release);
                 frame.clear();
                 in_frame = 0;
                 has_report = false;
@@ -106,7 +106,7 @@ pub(super) fn run(
             Sent::Refused => {
                 // A frame the outlet refuses outright cannot be retried usefully.
                 COUNTERS.dropped.fetch_add(in_frame, Ordering::Relaxed);
-                COUNTERS.queued.fetch_sub(in_frame, Ordering::Relaxed);
+                COUNTERS.taken.0.fetch_add(in_frame, Ordering::Release);
                 frame.clear();
                 in_frame = 0;
                 has_report = false;
@@ -119,6 +119,6 @@ pub(super) fn run(
         left += 1;
     }
     COUNTERS.dropped.fetch_add(left, Ordering::Relaxed);
-    COUNTERS.queued.fetch_sub(left, Ordering::Relaxed);
+    COUNTERS.taken.0.fetch_add(left, Ordering::Release);
     drop(outlet); // a socket closes with the configured linger, delivering what ZeroMQ holds
 }
