@@ -15,7 +15,7 @@ pub(crate) struct Identity {
 impl Identity {
     /// The identity of `host` and `pid`.
     pub(crate) fn new(host: &str, pid: i32) -> Identity {
-        use crate::encode::{key, string, tag};
+        use crate::element::{key, string, tag};
         use ziggy_proto::fields;
         let mut elements = Vec::new();
         string(&mut elements, fields::HOST, host);

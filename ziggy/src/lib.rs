@@ -120,6 +120,7 @@ pub mod channel;
 mod clock;
 mod context;
 mod counters;
+mod element;
 mod emit;
 mod encode;
 pub mod event;

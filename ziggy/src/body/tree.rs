@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bson::{Bson, Document};
 
 use super::WriteOutcome;
-use crate::encode::{double, key, string, tag};
+use crate::element::{double, key, string, tag};
 
 /// "No node": the end of a sibling list, or the root as a parent.
 const NONE: u32 = u32::MAX;
