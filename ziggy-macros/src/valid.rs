@@ -108,7 +108,7 @@ pub fn context_options(args: &ContextArgs, sig: &Signature) -> syn::Result<()> {
                 "`err` records the `Err` of a fn returning `Result`, but this fn returns nothing: \
                  remove `err`",
             ));
-        } else if crate::expand::contains_impl_trait_return(&sig.output) {
+        } else if contains_impl_trait_return(&sig.output) {
             errors.push(syn::Error::new_spanned(
                 &err.keyword,
                 "`err` records the `Err` of a fn returning `Result`, but this fn returns `impl Trait`, \
@@ -254,4 +254,17 @@ fn overlaps(a: &str, b: &str) -> bool {
             && inner.as_bytes()[outer.len()] == b'.'
     };
     a == b || nested(a, b) || nested(b, a)
+}
+
+/// Whether the fn returns `impl Trait` (or a type containing one).
+fn contains_impl_trait_return(output: &syn::ReturnType) -> bool {
+    matches!(output, syn::ReturnType::Type(_, ty) if contains_impl_trait(ty))
+}
+
+/// Whether `ty` is or contains `impl Trait` (the expansion cannot name such a type).
+pub(crate) fn contains_impl_trait(ty: &syn::Type) -> bool {
+    use quote::ToTokens;
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }

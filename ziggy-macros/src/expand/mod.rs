@@ -117,20 +117,9 @@ fn async_body(output: &ReturnType, block: &impl ToTokens) -> TokenStream {
 /// The declared return type, when it is one the expansion may name in a type position.
 fn nameable_return(output: &ReturnType) -> Option<&Type> {
     match output {
-        ReturnType::Type(_, ty) if !contains_impl_trait(ty) => Some(ty),
+        ReturnType::Type(_, ty) if !crate::valid::contains_impl_trait(ty) => Some(ty),
         _ => None,
     }
-}
-
-/// Whether the fn returns `impl Trait` (or a type containing one).
-pub fn contains_impl_trait_return(output: &ReturnType) -> bool {
-    matches!(output, ReturnType::Type(_, ty) if contains_impl_trait(ty))
-}
-
-fn contains_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
 /// Whether the return type is spelled `Result<..>` or `something::Result<..>` (or an alias whose
