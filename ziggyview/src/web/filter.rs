@@ -148,13 +148,32 @@ pub(crate) struct EventFilter {
     pub body: Vec<BodyFilter>,
 }
 
+/// Most body filters in one request.
+const MAX_FILTERS: usize = 16;
+
+/// The body filters of a request (`filter`, repeated).
+pub(crate) fn body_filters(params: &Params) -> Result<Vec<BodyFilter>, ApiError> {
+    let filters = params
+        .all("filter")
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| BodyFilter::parse(f).map_err(|e| ApiError::bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if filters.len() > MAX_FILTERS {
+        return Err(ApiError::bad(format!(
+            "{} filters; at most {MAX_FILTERS} are taken",
+            filters.len()
+        )));
+    }
+    Ok(filters)
+}
+
 impl EventFilter {
     /// From the `channel`, `id` and `filter` parameters.
     pub fn from_params(params: &Params) -> Result<EventFilter, ApiError> {
         Ok(EventFilter {
             pattern: params.pattern()?,
             id: params.id()?,
-            body: params.filters()?,
+            body: body_filters(params)?,
         })
     }
 
@@ -211,6 +230,16 @@ mod tests {
     fn rec(body: bson::Document) -> Record {
         let doc = bson::doc! { "id": "x", "type": "request", "body": body };
         Record::decode(&doc.to_vec().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn body_filters_come_from_the_repeated_parameter_and_are_capped() {
+        let known = ["filter"];
+        let p = Params::parse(Some("filter=a%3D1&filter=b%3E%3D2"), &known).unwrap();
+        assert_eq!(body_filters(&p).unwrap().len(), 2);
+        let many = vec!["filter=a%3D1"; MAX_FILTERS + 1].join("&");
+        let p = Params::parse(Some(&many), &known).unwrap();
+        assert!(body_filters(&p).is_err());
     }
 
     #[test]

@@ -8,16 +8,12 @@ use ziggy_proto::MAX_ID_LEN;
 use ziggy_proto::day::Day;
 
 use crate::source::ChannelPattern;
-use crate::web::filter::BodyFilter;
 
 /// Most days one request reads.
 pub(crate) const MAX_RANGE_DAYS: i64 = 31;
 
 /// Longest query string accepted, in bytes.
 const MAX_QUERY_BYTES: usize = 16 << 10;
-
-/// Most body filters in one request.
-const MAX_FILTERS: usize = 16;
 
 /// An answer other than 200: its status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -116,22 +112,6 @@ impl Params {
         }
     }
 
-    /// The body filters (`filter`, repeated).
-    pub fn filters(&self) -> Result<Vec<BodyFilter>, ApiError> {
-        let filters = self
-            .all("filter")
-            .filter(|f| !f.trim().is_empty())
-            .map(|f| BodyFilter::parse(f).map_err(|e| ApiError::bad(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        if filters.len() > MAX_FILTERS {
-            return Err(ApiError::bad(format!(
-                "{} filters; at most {MAX_FILTERS} are taken",
-                filters.len()
-            )));
-        }
-        Ok(filters)
-    }
-
     /// A whole number parameter within `1..=max`, `default` when absent.
     pub fn count(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
         match self.one(name)? {
@@ -209,8 +189,6 @@ mod tests {
         assert_eq!(p.count("limit", 50, 500).unwrap(), 500);
         let p = Params::parse(Some("channel=..%2F..%2Fetc"), &known).unwrap();
         assert!(p.pattern().is_err());
-        let p = Params::parse(Some("filter=a%3D1&filter=b%3E%3D2"), &known).unwrap();
-        assert_eq!(p.filters().unwrap().len(), 2);
     }
 
     #[test]
