@@ -487,24 +487,11 @@ fn other_hosts_and_other_sites_pages_are_refused() {
 
     // Listening beyond loopback, the Host is still checked: loopback names, the address, and
     // the names of --allow-host.
-    let mut child = std::process::Command::new(bin("ziggyview"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--log-path", log])
-        .args(["--allow-host", "Box.Example"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let wide = Server::start_on(
+        "0.0.0.0:0",
+        &["--log-path", log, "--allow-host", "Box.Example"],
+    );
+    let port = wide.addr.rsplit(':').next().unwrap().to_owned();
     let local = format!("127.0.0.1:{port}");
     for (host, status) in [
         (format!("127.0.0.1:{port}"), 200),
@@ -516,8 +503,7 @@ fn other_hosts_and_other_sites_pages_are_refused() {
         let (got, raw) = raw_get(&local, "/api/info", &[("Host", &host)]);
         assert_eq!(got, status, "{host}: {raw}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(wide);
     let out = std::process::Command::new(bin("ziggyview"))
         .args(["serve", "--log-path", log, "--allow-host", "a/b"])
         .output()

@@ -33,9 +33,15 @@ impl Drop for Server {
 impl Server {
     /// Starts `ziggyview serve --listen 127.0.0.1:0` with `args`; returns once it serves.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `ziggyview serve --listen LISTEN` with `args`; returns once it serves (its address
+    /// is the one it printed).
+    pub fn start_on(listen: &str, args: &[&str]) -> Server {
         let mut child = Command::new(bin("ziggyview"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
