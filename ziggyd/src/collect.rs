@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::batch::{Batch, EventSpan};
+use crate::bell::Output;
 use crate::config::DaemonConfig;
 use crate::connections::{Side, Watch, Watcher};
 use crate::ratelog::RateLimitedLog;
@@ -67,7 +66,7 @@ pub struct Collector {
     pull: zmq::Socket,
     pull_endpoint: String,
     stream: LiveStream,
-    sinks: Vec<Sender<Arc<Batch>>>,
+    sinks: Vec<Output>,
     stats: Arc<DaemonStats>,
     limits: Limits,
     log_interval: Duration,
@@ -84,7 +83,7 @@ impl Collector {
         config: &DaemonConfig,
         collect: Bound,
         stream: LiveStream,
-        sinks: Vec<Sender<Arc<Batch>>>,
+        sinks: Vec<Output>,
         forward_in: Option<ForwardIn>,
     ) -> Collector {
         Collector {
@@ -161,7 +160,7 @@ impl Collector {
         for sink in &self.sinks {
             // Blocking here is deliberate back-pressure: a full sink slows intake (and ZeroMQ's
             // own queues) instead of losing events inside the daemon.
-            let _ = sink.send(batch.clone());
+            sink.send(batch.clone());
         }
     }
 

@@ -5,9 +5,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
-
-use crate::batch::Batch;
 use crate::collect::{CollectSocket, Collector};
 use crate::config::DaemonConfig;
 use crate::control::{Control, NoForwardPort};
@@ -49,6 +46,9 @@ pub enum StartError {
     #[cfg(feature = "jetstream")]
     #[error(transparent)]
     JetStream(#[from] crate::jetstream::JetStreamError),
+    /// The queue between the collector and the forwarder cannot be made (no file descriptors).
+    #[error("cannot make the forwarder's queue: {0}")]
+    ForwardQueue(std::io::Error),
     /// NATS JetStream is configured, but this ziggyd was built without it.
     #[error(
         "this ziggyd was built without NATS JetStream support: build it with \
@@ -136,7 +136,8 @@ impl Daemon {
         let watcher = collect.watcher;
         workers.spawn(Worker::new("ziggyd-conns", move || watcher.run()));
         if let Some(files) = files {
-            let batches = sink(&mut sinks);
+            let (output, batches) = crate::bell::queue(SINK_QUEUE_BATCHES);
+            sinks.push(output);
             workers.spawn(Worker::new("ziggyd-files", move || files.run(batches)));
         }
         #[cfg(feature = "jetstream")]
@@ -151,10 +152,10 @@ impl Daemon {
             parts.forward_in
         });
         if let Some(forwarder) = forwarder {
-            let batches = sink(&mut sinks);
-            workers.spawn(Worker::new("ziggyd-forward", move || {
-                forwarder.run(batches)
-            }));
+            let (output, input) = crate::bell::queue_with_bell(SINK_QUEUE_BATCHES)
+                .map_err(StartError::ForwardQueue)?;
+            sinks.push(output);
+            workers.spawn(Worker::new("ziggyd-forward", move || forwarder.run(input)));
         }
         control.announce(&collect.bound.endpoint, stream.endpoint(), forward_port);
         let (collect_endpoint, control_endpoint, stream_endpoint) = (
@@ -239,13 +240,6 @@ impl Drop for Daemon {
             let _ = self.workers.join();
         }
     }
-}
-
-/// A queue towards one more sink; returns the sink's end.
-fn sink(sinks: &mut Vec<Sender<Arc<Batch>>>) -> Receiver<Arc<Batch>> {
-    let (tx, rx) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
-    sinks.push(tx);
-    rx
 }
 
 /// CURVE needs a forward socket to guard (`--log-path`) and a libzmq built with it.

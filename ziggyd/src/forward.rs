@@ -32,9 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
-use crate::batch::Batch;
+use crate::bell::Input;
 use crate::config::ForwardTo;
 use crate::ratelog::RateLimitedLog;
 use crate::runtime::Shared;
@@ -141,17 +139,17 @@ impl Forwarder {
 
     /// Forwards what arrives on `batches` until the collector is gone (after shutdown); leaves
     /// the spool synced.
-    pub fn run(mut self, batches: Receiver<Arc<Batch>>) {
+    pub fn run(mut self, input: Input) {
         self.stats.forward.enabled.store(true, Ordering::Relaxed);
         loop {
             let shutting_down = self.shutdown.load(Ordering::Acquire);
-            let collector_gone = self.take_in(&batches, shutting_down);
+            let collector_gone = self.take_in(&input.batches, shutting_down);
             self.sync_when_due(collector_gone);
             if collector_gone && shutting_down {
                 break;
             }
             self.keep_linked();
-            self.exchange();
+            self.exchange(&input);
             self.publish_gauges();
         }
         self.final_sync();
@@ -190,14 +188,14 @@ impl Forwarder {
 
     /// One turn on the link: sends what the window allows, reads the answers, and drops or
     /// replaces the link when the upstream refused the handshake, the sender id, or fell silent.
-    fn exchange(&mut self) {
+    fn exchange(&mut self, input: &Input) {
         let Some(mut link) = self.link.take() else {
             return;
         };
         if !self.flow.held() {
             self.send_window(&mut link);
         }
-        let new_sender_id = self.read_replies(&mut link);
+        let new_sender_id = self.read_replies(&mut link, input);
         let refused = self.watch_handshakes(&link);
         let silent = link.last_heard.elapsed() > self.config.ack_timeout;
         if let Some(reason) = new_sender_id {

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod bell;
 mod collect;
 pub mod config;
 mod connections;

@@ -8,14 +8,15 @@ use ziggy_proto::forward::{Refusal, Reply};
 
 use super::Forwarder;
 use super::link::{BATCH_BYTES, Link};
+use crate::bell::Input;
 use crate::spool::Spool;
 
 /// First pause after the upstream refuses a batch; it doubles at each refusal up to
 /// `BACKOFF_MAX`, and an ACK resets it.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long to wait for answers while batches are in flight, in milliseconds.
-const ANSWER_WAIT_MS: i64 = 20;
+/// Longest wait for answers while batches are in flight (new input ends it early).
+const ANSWER_WAIT: Duration = Duration::from_millis(20);
 
 /// The send path's state across links.
 #[derive(Debug)]
@@ -91,15 +92,17 @@ struct Nak {
 impl Forwarder {
     /// Reads the upstream's answers: confirmations (`ACK1`) and refusals (`NAK1`). Returns the
     /// reason when a refusal asks for a new sender id.
-    pub(super) fn read_replies(&mut self, link: &mut Link) -> Option<String> {
+    pub(super) fn read_replies(&mut self, link: &mut Link, input: &Input) -> Option<String> {
+        // Waiting ends early when the collector hands over a batch: the intake must not stall
+        // behind the upstream's answers.
         let wait = if link.awaiting_answers() {
-            ANSWER_WAIT_MS
+            ANSWER_WAIT
         } else {
-            0
+            Duration::ZERO
         };
         // Every answer waiting is read first: one ledger write covers all confirmations.
         let mut answers = Answers::default();
-        for parts in link.answers(wait) {
+        for parts in link.answers(wait, input) {
             match Reply::parse(&parts) {
                 Some(Reply::Ack { seq }) => answers.highest = answers.highest.max(Some(seq)),
                 Some(Reply::Nak { mark, reason }) => answers.refusals.push(Nak { mark, reason }),

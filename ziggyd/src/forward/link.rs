@@ -13,6 +13,7 @@ use ziggy_proto::endpoint::EndpointError;
 use ziggy_proto::forward as protocol;
 
 use super::Forwarder;
+use crate::bell::Input;
 use crate::sockets;
 use crate::spool::SpooledBatch;
 
@@ -92,22 +93,28 @@ impl Link {
         self.next_send - 1
     }
 
-    /// Waits up to `wait_ms` for the upstream's answers; then reads them all.
-    pub(super) fn answers(&self, wait_ms: i64) -> Vec<Vec<Vec<u8>>> {
+    /// Waits up to `wait` for the upstream's answers, or less if `input` gets a batch; then
+    /// reads every answer waiting.
+    pub(super) fn answers(&self, wait: Duration, input: &Input) -> Vec<Vec<Vec<u8>>> {
         let mut answers = Vec::new();
         match &self.wire {
             Wire::Daemon { socket, .. } => {
-                if socket.poll(zmq::POLLIN, wait_ms).unwrap_or(0) == 0 {
-                    return answers;
-                }
+                input.wait_with(wait, |wait| {
+                    let mut items = [socket.as_poll_item(zmq::POLLIN), input.poll_item()];
+                    let _ = zmq::poll(&mut items, wait.as_millis() as i64);
+                });
                 while let Ok(parts) = socket.recv_multipart(zmq::DONTWAIT) {
                     answers.push(parts);
                 }
             }
             #[cfg(feature = "jetstream")]
             Wire::JetStream(js) => {
-                let wait = Duration::from_millis(wait_ms.max(0) as u64);
-                answers.extend(js.recv(wait).map(|reply| reply.frames()));
+                if !wait.is_zero() && input.batches.is_empty() {
+                    let mut either = crossbeam_channel::Select::new();
+                    either.recv(js.replies());
+                    either.recv(&input.batches);
+                    let _ = either.ready_timeout(wait);
+                }
                 while let Some(reply) = js.try_recv() {
                     answers.push(reply.frames());
                 }

@@ -85,9 +85,9 @@ impl JetStreamLink {
         });
     }
 
-    /// The next reply, waiting at most `timeout`.
-    pub fn recv(&self, timeout: Duration) -> Option<Reply> {
-        self.replies.recv_timeout(timeout).ok()
+    /// The replies' channel, to wait on together with other channels.
+    pub fn replies(&self) -> &crossbeam_channel::Receiver<Reply> {
+        &self.replies
     }
 
     /// A reply if one is waiting.
