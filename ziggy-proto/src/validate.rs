@@ -136,64 +136,102 @@ pub fn split_frame(frame: &[u8], limits: Limits) -> Vec<Item<'_>> {
     items
 }
 
-/// The fields of docs/PROTOCOL.md §1 that may appear once each.
-const HEADER_KEYS: [&str; 8] = [
-    fields::ID,
-    fields::TYPE,
-    fields::HOST,
-    fields::PID,
-    fields::START,
-    fields::END,
-    fields::SAMPLE_RATE,
-    fields::BODY,
-];
+/// The docs/PROTOCOL.md §1 fields of an event, as its top-level elements go by.
+#[derive(Default)]
+struct Header<'a> {
+    id: Option<&'a str>,
+    channel: Option<&'a str>,
+    host: Option<&'a str>,
+    pid: bool,
+    start: Option<f64>,
+    end: Option<f64>,
+    body: bool,
+    /// The header fields seen, one bit each (each may appear once).
+    seen: u8,
+    /// The first field that broke a rule, in the event's order.
+    error: Option<InvalidReason>,
+}
+
+impl<'a> Header<'a> {
+    fn take(&mut self, element: Element<'a>) {
+        if self.error.is_none() {
+            self.error = self.read(element).err();
+        }
+    }
+
+    fn read(&mut self, element: Element<'a>) -> Result<(), InvalidReason> {
+        const ID: &[u8] = fields::ID.as_bytes();
+        const TYPE: &[u8] = fields::TYPE.as_bytes();
+        const HOST: &[u8] = fields::HOST.as_bytes();
+        const PID: &[u8] = fields::PID.as_bytes();
+        const START: &[u8] = fields::START.as_bytes();
+        const END: &[u8] = fields::END.as_bytes();
+        const SAMPLE_RATE: &[u8] = fields::SAMPLE_RATE.as_bytes();
+        const BODY: &[u8] = fields::BODY.as_bytes();
+        let bit = match element.key {
+            ID => 0,
+            TYPE => 1,
+            HOST => 2,
+            PID => 3,
+            START => 4,
+            END => 5,
+            SAMPLE_RATE => 6,
+            BODY => 7,
+            _ => return Ok(()),
+        };
+        if self.seen & (1 << bit) != 0 {
+            return Err(InvalidReason::DuplicateField);
+        }
+        self.seen |= 1 << bit;
+        let text = || text(element).ok_or(InvalidReason::WrongType);
+        let number = || number(element).ok_or(InvalidReason::WrongType);
+        match bit {
+            0 => self.id = Some(text()?),
+            1 => self.channel = Some(text()?),
+            2 => self.host = Some(text()?),
+            3 => {
+                self.pid = matches!(element.kind, 0x10 | 0x12);
+                if !self.pid {
+                    return Err(InvalidReason::WrongType);
+                }
+            }
+            4 => self.start = Some(number()?),
+            5 => self.end = Some(number()?),
+            6 => {
+                number()?;
+            }
+            _ => {
+                self.body = element.kind == 0x03;
+                if !self.body {
+                    return Err(InvalidReason::WrongType);
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Validates one event's bytes.
 pub fn validate_event(bytes: &[u8]) -> Item<'_> {
-    // Every nested element, so malformed bytes are caught here and not by a reader months later.
-    if !crate::walk::is_well_formed(bytes) {
+    // Every nested element, so malformed bytes are caught here and not by a reader months later;
+    // the header fields are read in the same pass.
+    let mut header = Header::default();
+    if !crate::walk::check_elements(bytes, |element| header.take(element)) {
         return Err(InvalidReason::MalformedBson);
     }
-    let mut id = None;
-    let mut channel = None;
-    let mut host = None;
-    let mut pid = false;
-    let mut start = None;
-    let mut end = None;
-    let mut body = false;
-    let mut seen = 0u8;
-    for element in crate::walk::elements(bytes) {
-        let key = element.key;
-        if let Some(bit) = HEADER_KEYS.iter().position(|k| k.as_bytes() == key) {
-            if seen & (1 << bit) != 0 {
-                return Err(InvalidReason::DuplicateField);
-            }
-            seen |= 1 << bit;
-        }
-        match key {
-            b"id" => id = Some(text(element).ok_or(InvalidReason::WrongType)?),
-            b"type" => channel = Some(text(element).ok_or(InvalidReason::WrongType)?),
-            b"host" => host = Some(text(element).ok_or(InvalidReason::WrongType)?),
-            b"pid" => {
-                pid = matches!(element.kind, 0x10 | 0x12);
-                if !pid {
-                    return Err(InvalidReason::WrongType);
-                }
-            }
-            b"start" => start = Some(number(element).ok_or(InvalidReason::WrongType)?),
-            b"end" => end = Some(number(element).ok_or(InvalidReason::WrongType)?),
-            b"body" => {
-                body = element.kind == 0x03;
-                if !body {
-                    return Err(InvalidReason::WrongType);
-                }
-            }
-            b"sample_rate" => {
-                number(element).ok_or(InvalidReason::WrongType)?;
-            }
-            _ => {}
-        }
+    if let Some(reason) = header.error {
+        return Err(reason);
     }
+    let Header {
+        id,
+        channel,
+        host,
+        pid,
+        start,
+        end,
+        body,
+        ..
+    } = header;
     let (Some(id), Some(channel), Some(host), Some(start), Some(end)) =
         (id, channel, host, start, end)
     else {

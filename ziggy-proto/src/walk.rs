@@ -11,15 +11,22 @@ pub const MAX_DEPTH: usize = 100;
 
 /// Whether `bytes` is exactly one well-formed BSON document.
 pub fn is_well_formed(bytes: &[u8]) -> bool {
-    document(bytes, 0).is_some()
+    document(bytes, 0, &mut |_| {}).is_some()
+}
+
+/// Whether `bytes` is exactly one well-formed BSON document, handing each top-level element to
+/// `each` once its value has been checked: one pass for the check and for reading the fields.
+/// When it returns false, `each` may have seen some elements of the malformed document.
+pub fn check_elements<'a>(bytes: &'a [u8], mut each: impl FnMut(Element<'a>)) -> bool {
+    document(bytes, 0, &mut each).is_some()
 }
 
 fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// A document occupying all of `bytes`.
-fn document(bytes: &[u8], depth: usize) -> Option<()> {
+/// A document occupying all of `bytes`; `each` sees its elements (not nested ones).
+fn document<'a>(bytes: &'a [u8], depth: usize, each: &mut impl FnMut(Element<'a>)) -> Option<()> {
     if depth > MAX_DEPTH || bytes.len() < 5 || i32_at(bytes, 0)? as usize != bytes.len() {
         return None;
     }
@@ -30,23 +37,49 @@ fn document(bytes: &[u8], depth: usize) -> Option<()> {
     let mut at = 4;
     while at < end {
         let kind = bytes[at];
-        at = cstring(bytes, at + 1, end)?;
-        at = value(bytes, kind, at, end, depth)?;
+        let key_end = cstring(bytes, at + 1, end)?;
+        let value_end = value(bytes, kind, key_end, end, depth)?;
+        each(Element {
+            kind,
+            key: &bytes[at + 1..key_end - 1],
+            value: &bytes[key_end..value_end],
+        });
+        at = value_end;
     }
     (at == end).then_some(())
 }
 
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+
 /// A NUL-terminated UTF-8 string starting at `at`, before `end`; returns the offset after it.
 fn cstring(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
     let text = bytes.get(at..end)?;
-    // Keys are short and almost always ASCII: find the NUL and see ASCII in one pass; only
-    // other text pays for a UTF-8 check.
-    let mut ascii = true;
-    let nul = text.iter().position(|&b| {
-        ascii &= b < 0x80;
-        b == 0
-    })?;
-    if !ascii {
+    // Keys are short and almost always ASCII: find the NUL and see ASCII eight bytes at a time;
+    // only other text pays for a UTF-8 check.
+    let mut high = 0u64;
+    let mut words = text.chunks_exact(8);
+    let mut offset = 0;
+    let nul = loop {
+        let Some(word) = words.next() else {
+            let rest = words.remainder();
+            let nul = rest.iter().position(|&b| b == 0)?;
+            high |= rest[..nul].iter().fold(0, |h, &b| h | b) as u64 & 0x80;
+            break offset + nul;
+        };
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // The lowest flagged byte is the first zero byte (flags above it may be false).
+        let zeros = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zeros != 0 {
+            let first = (zeros.trailing_zeros() / 8) as usize;
+            let before = (1u64 << (first * 8)) - 1;
+            high |= w & before & HIGHS;
+            break offset + first;
+        }
+        high |= w & HIGHS;
+        offset += 8;
+    };
+    if high != 0 {
         std::str::from_utf8(&text[..nul]).ok()?;
     }
     Some(at + nul + 1)
@@ -74,7 +107,7 @@ fn embedded(bytes: &[u8], at: usize, end: usize, depth: usize) -> Option<usize> 
     if stop > end {
         return None;
     }
-    document(&bytes[at..stop], depth + 1)?;
+    document(&bytes[at..stop], depth + 1, &mut |_| {})?;
     Some(stop)
 }
 
@@ -143,52 +176,6 @@ pub struct Element<'a> {
     pub value: &'a [u8],
 }
 
-/// The top-level elements of a document that [`is_well_formed`] accepted, without decoding or
-/// checking them again.
-pub fn elements(doc: &[u8]) -> impl Iterator<Item = Element<'_>> {
-    let end = doc.len().saturating_sub(1);
-    let mut at = 4;
-    std::iter::from_fn(move || {
-        if at >= end {
-            return None;
-        }
-        let kind = doc[at];
-        let key_start = at + 1;
-        let nul = key_start + doc.get(key_start..end)?.iter().position(|&b| b == 0)?;
-        let value_start = nul + 1;
-        let value_end = skip(doc, kind, value_start, end)?;
-        at = value_end;
-        Some(Element {
-            kind,
-            key: &doc[key_start..nul],
-            value: &doc[value_start..value_end],
-        })
-    })
-}
-
-/// The end of a value of type `kind` at `at`, from its length fields only.
-fn skip(bytes: &[u8], kind: u8, at: usize, end: usize) -> Option<usize> {
-    let len = |at: usize| usize::try_from(i32_at(bytes, at)?).ok();
-    let stop = match kind {
-        0x01 | 0x09 | 0x11 | 0x12 => at + 8,
-        0x10 => at + 4,
-        0x13 => at + 16,
-        0x07 => at + 12,
-        0x06 | 0x0A | 0x7F | 0xFF => at,
-        0x08 => at + 1,
-        0x02 | 0x0D | 0x0E => at + 4 + len(at)?,
-        0x03 | 0x04 | 0x0F => at + len(at)?,
-        0x05 => at + 5 + len(at)?,
-        0x0B => {
-            let pattern_end = at + bytes.get(at..end)?.iter().position(|&b| b == 0)? + 1;
-            pattern_end + bytes.get(pattern_end..end)?.iter().position(|&b| b == 0)? + 1
-        }
-        0x0C => at + 4 + len(at)? + 12,
-        _ => return None,
-    };
-    (stop <= end).then_some(stop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +201,8 @@ mod tests {
     fn elements_are_the_top_level_ones() {
         let d = doc! { "a": 1, "s": "x", "d": { "n": [1, 2] }, "f": 2.5 };
         let bytes = d.to_vec().unwrap();
-        let seen: Vec<Element<'_>> = elements(&bytes).collect();
+        let mut seen: Vec<Element<'_>> = Vec::new();
+        assert!(check_elements(&bytes, |e| seen.push(e)));
         let shape: Vec<(u8, &[u8])> = seen.iter().map(|e| (e.kind, e.key)).collect();
         assert_eq!(
             shape,
@@ -224,6 +212,48 @@ mod tests {
         assert_eq!(seen[1].value, b"\x02\0\0\0x\0");
         assert!(is_well_formed(seen[2].value));
         assert_eq!(seen[3].value, 2.5f64.to_le_bytes());
+    }
+
+    /// The C-string scan against a byte-at-a-time reading of the same rule.
+    fn cstring_by_bytes(bytes: &[u8], at: usize, end: usize) -> Option<usize> {
+        let text = bytes.get(at..end)?;
+        let nul = text.iter().position(|&b| b == 0)?;
+        std::str::from_utf8(&text[..nul]).ok()?;
+        Some(at + nul + 1)
+    }
+
+    #[test]
+    fn cstrings_are_read_as_byte_by_byte_at_every_length_and_position() {
+        // Every NUL position in strings of up to 40 bytes, with a non-ASCII byte (valid or not
+        // as UTF-8) before, at or after it, and an end before or after the NUL.
+        let fillers: [&[u8]; 4] = [b"k", "é".as_bytes(), b"\xff", b"\x80"];
+        let mut checked = 0;
+        for len in 0..40usize {
+            for nul in (0..=len).chain([usize::MAX]) {
+                for filler in fillers {
+                    for spot in [0, len / 2, len.saturating_sub(1)] {
+                        let mut text: Vec<u8> =
+                            b"abcdefghijklmnopqrstuvwxyz0123456789ABCD"[..len].to_vec();
+                        if spot + filler.len() <= len {
+                            text[spot..spot + filler.len()].copy_from_slice(filler);
+                        }
+                        if nul < len {
+                            text[nul] = 0;
+                        }
+                        let bytes: Vec<u8> = [&b"xy"[..], &text, b"zz"].concat();
+                        for end in [2 + len, bytes.len()] {
+                            assert_eq!(
+                                cstring(&bytes, 2, end),
+                                cstring_by_bytes(&bytes, 2, end),
+                                "{bytes:?} up to {end}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
     }
 
     #[test]
