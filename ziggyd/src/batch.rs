@@ -18,11 +18,12 @@ pub struct Batch {
     pub durable: Option<ForwardMark>,
 }
 
-/// Where one valid event sits in its frame.
+/// Where one valid event sits in its frame. Made only from what the validator accepted, so its
+/// channel's bytes are a valid name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSpan {
-    /// Its channel.
-    pub channel: String,
+    /// Its channel's bytes in the frame (not a copy: no allocation per event).
+    channel: Range<usize>,
     /// The UTC day of its start (which file it goes to).
     pub day: Day,
     /// Its bytes in the frame.
@@ -32,11 +33,17 @@ pub struct EventSpan {
 impl EventSpan {
     /// Where the valid event `meta` sits in `container` (the frame it arrived in).
     pub fn locate(meta: &EventMeta<'_>, container: &[u8]) -> EventSpan {
-        let start = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
+        let at = meta.bytes.as_ptr() as usize - container.as_ptr() as usize;
+        EventSpan::copied_to(meta, at)
+    }
+
+    /// Where the valid event `meta` sits once its bytes are copied to offset `at` of a frame.
+    pub fn copied_to(meta: &EventMeta<'_>, at: usize) -> EventSpan {
+        let channel = at + (meta.channel.as_ptr() as usize - meta.bytes.as_ptr() as usize);
         EventSpan {
-            channel: meta.channel.to_owned(),
+            channel: channel..channel + meta.channel.len(),
             day: Day::from_unix(meta.start),
-            range: start..start + meta.bytes.len(),
+            range: at..at + meta.bytes.len(),
         }
     }
 }
@@ -69,9 +76,58 @@ impl Batch {
     /// Each event of the batch, in order.
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
         self.events.iter().map(|e| EventRef {
-            channel: &e.channel,
+            channel: std::str::from_utf8(&self.frame[e.channel.clone()])
+                .expect("a span's channel is the validator's string"),
             day: e.day,
             bytes: &self.frame[e.range.clone()],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{Binary, doc, spec::BinarySubtype};
+
+    #[test]
+    fn spans_give_back_each_events_channel_day_and_bytes_where_ever_the_bytes_are() {
+        let plain = doc! { "id": "i", "type": "request", "host": "h", "pid": 1,
+        "start": 1.7e9, "end": 1.7e9, "body": {} };
+        // A 2012 client's strings are binaries: the channel sits elsewhere in the bytes.
+        let old = doc! { "id": "i", "type": Binary { subtype: BinarySubtype::Generic,
+        bytes: b"request.sql".to_vec() }, "host": "h", "pid": 1, "start": 86400.0,
+        "end": 86400.0, "body": {} };
+        let frame = [plain.to_vec().unwrap(), old.to_vec().unwrap()].concat();
+        let metas: Vec<EventMeta<'_>> =
+            crate::validate::split_frame(&frame, crate::validate::Limits::default())
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        let located = Batch {
+            events: metas.iter().map(|m| EventSpan::locate(m, &frame)).collect(),
+            frame: frame.clone(),
+            durable: None,
+        };
+        // The second event alone, copied to offset 3 of another frame.
+        let mut other = b"xyz".to_vec();
+        other.extend_from_slice(metas[1].bytes);
+        let copied = Batch {
+            events: vec![EventSpan::copied_to(&metas[1], 3)],
+            frame: other,
+            durable: None,
+        };
+        let seen: Vec<(&str, Day, &[u8])> = located
+            .iter()
+            .chain(copied.iter())
+            .map(|e| (e.channel, e.day, e.bytes))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("request", Day::from_unix(1.7e9), metas[0].bytes),
+                ("request.sql", Day::from_unix(86400.0), metas[1].bytes),
+                ("request.sql", Day::from_unix(86400.0), metas[1].bytes),
+            ]
+        );
     }
 }

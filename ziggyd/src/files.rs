@@ -207,17 +207,26 @@ impl FileWriter {
                 Some(_) => Origin::Forwarded(i),
                 None => Origin::Local,
             };
-            for event in batch.iter() {
-                let file = self.file_entry(event.channel, event.day);
+            // Events of one channel-day usually come in runs: one lookup per run.
+            let mut events = batch.iter().peekable();
+            while let Some(first) = events.next() {
+                let file = self.file_entry(first.channel, first.day);
                 file.last_use = now;
-                if file.failing.is_some() && origin == Origin::Local {
-                    if held + event.bytes.len() > HELD_MAX_BYTES {
-                        lost += 1;
-                        continue;
+                let mut event = Some(first);
+                while let Some(this) = event {
+                    if file.failing.is_some() && origin == Origin::Local {
+                        if held + this.bytes.len() > HELD_MAX_BYTES {
+                            lost += 1;
+                        } else {
+                            held += this.bytes.len();
+                            file.pending.push(this.bytes, origin);
+                        }
+                    } else {
+                        file.pending.push(this.bytes, origin);
                     }
-                    held += event.bytes.len();
+                    event =
+                        events.next_if(|next| next.channel == this.channel && next.day == this.day);
                 }
-                file.pending.push(event.bytes, origin);
             }
         }
         if lost > 0 {

@@ -4,25 +4,25 @@
 use super::*;
 use crate::batch::{EventSpan, ForwardMark};
 
-fn event(n: i32) -> Vec<u8> {
-    bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": "request", "host": "h",
+fn event_of(channel: &str, n: i32) -> Vec<u8> {
+    bson::doc! { "id": "0123456789abcdef0123456789abcdef", "type": channel, "host": "h",
     "pid": 1, "start": 1.7e9, "end": 1.7e9, "body": { "n": n } }
     .to_vec()
     .unwrap()
 }
 
-fn batch(n: i32, durable: Option<ForwardMark>) -> Batch {
-    let frame = event(n);
-    let day = Day::from_unix(1.7e9);
+/// A batch of one event, located as the collector locates it.
+fn batch_of(frame: Vec<u8>, durable: Option<ForwardMark>) -> Batch {
+    let meta = crate::validate::validate_event(&frame).unwrap();
     Batch {
-        events: vec![EventSpan {
-            channel: "request".into(),
-            day,
-            range: 0..frame.len(),
-        }],
+        events: vec![EventSpan::locate(&meta, &frame)],
         frame,
         durable,
     }
+}
+
+fn batch(n: i32, durable: Option<ForwardMark>) -> Batch {
+    batch_of(event_of("request", n), durable)
 }
 
 fn mark(seq: u64) -> ForwardMark {
@@ -45,14 +45,17 @@ fn a_torn_tail_left_by_a_crash_is_cut_before_appending() {
     // A crash in the middle of writing the second event.
     let path = log_file_path(dir.path(), "request", Day::parse("20231114").unwrap());
     let mut torn = std::fs::read(&path).unwrap();
-    torn.extend_from_slice(&event(2)[..40]);
+    torn.extend_from_slice(&event_of("request", 2)[..40]);
     std::fs::write(&path, &torn).unwrap();
     // A new process appends the third.
     let mut writer = FileWriter::new(dir.path(), stats.clone()).unwrap();
     writer.write(&batch(3, None));
     writer.close_all();
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes, [event(1), event(3)].concat());
+    assert_eq!(
+        bytes,
+        [event_of("request", 1), event_of("request", 3)].concat()
+    );
     assert_eq!(stats.torn_tails_cut.load(Ordering::Relaxed), 1);
 }
 
@@ -82,7 +85,10 @@ fn a_directory_in_place_of_the_file_refuses_forwarded_and_holds_local_events() {
     writer.write(&batch(1, Some(mark(1))));
     assert_eq!(rx.try_recv().unwrap().result, Ok(()));
     writer.close_all();
-    assert_eq!(std::fs::read(&path).unwrap(), [event(2), event(1)].concat());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        [event_of("request", 2), event_of("request", 1)].concat()
+    );
     assert_eq!(stats.events_written.load(Ordering::Relaxed), 2);
     assert_eq!(stats.events_held.load(Ordering::Relaxed), 0);
     assert_eq!(stats.events_lost_write.load(Ordering::Relaxed), 0);
@@ -95,19 +101,9 @@ fn open_files_are_bounded_least_recently_used_closed_first() {
     let mut writer = FileWriter::new(dir.path(), stats.clone())
         .unwrap()
         .with_max_open(4);
-    let day = Day::from_unix(1.7e9);
     for round in 0..3 {
         for c in 0..10 {
-            let frame = event(round * 10 + c);
-            let b = Batch {
-                events: vec![EventSpan {
-                    channel: format!("c{c}"),
-                    day,
-                    range: 0..frame.len(),
-                }],
-                frame,
-                durable: Some(mark(1)),
-            };
+            let b = batch_of(event_of(&format!("c{c}"), round * 10 + c), Some(mark(1)));
             writer.write(&b);
             assert!(stats.files_open.load(Ordering::Relaxed) <= 4);
         }
@@ -121,6 +117,11 @@ fn open_files_are_bounded_least_recently_used_closed_first() {
             Day::parse("20231114").unwrap(),
         );
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(bytes, [event(c), event(10 + c), event(20 + c)].concat());
+        assert_eq!(
+            bytes,
+            [0, 10, 20]
+                .map(|round| event_of(&format!("c{c}"), round + c))
+                .concat()
+        );
     }
 }

@@ -17,7 +17,6 @@ use crossbeam_channel::Receiver;
 
 use async_nats::jetstream::consumer::{self, PullConsumer};
 use futures::StreamExt;
-use ziggy_proto::day::Day;
 use ziggy_proto::forward::valid_sender_id;
 use ziggy_proto::jetstream::{RANGE_HEADER, SENDER_HEADER, decode, parse_range, subject};
 use ziggy_proto::validate::validate_event;
@@ -327,11 +326,7 @@ fn read(message: &async_nats::jetstream::Message, coverage: &Coverage) -> Option
         };
         let start = frame.len();
         frame.extend_from_slice(bytes);
-        metas.push(EventSpan {
-            channel: meta.channel.to_owned(),
-            day: Day::from_unix(meta.start),
-            range: start..frame.len(),
-        });
+        metas.push(EventSpan::copied_to(&meta, start));
     }
     Some(Read {
         stream_seq,
