@@ -3,6 +3,9 @@
 //!   to ADDR; prints `emitted dropped seconds`.
 //! - `e2e_load raw N SIZE FILE`: the baseline: N pre-encoded frames of SIZE bytes, PUSH → PULL on
 //!   loopback → appended to FILE through a buffered writer; prints `seconds`.
+//! - `e2e_load wait CONTROL N`: polls the master's STATUS every 10 ms (a cheap poller: the
+//!   machine's two cores are what is measured) until it has written N events (`probe` events not
+//!   counted), or nothing moved for 5 s; prints `written unix_time` of the last progress.
 //! - `e2e_load probe ADDR LOGDIR SECS`: latency from an event's `end` to its bytes being in the
 //!   master's file: one `probe` event every 5 ms through the runtime to ADDR, while a reader tails
 //!   `LOGDIR/<day>/probe.<day>.bson` (written by the master only after its fsync for forwarded
@@ -86,6 +89,10 @@ fn main() {
             writer.join().unwrap();
             println!("{:.3}", started.elapsed().as_secs_f64());
         }
+        Some("wait") => {
+            let (control, n): (&str, u64) = (&a[2], a[3].parse().unwrap());
+            wait_written(control, n);
+        }
         Some("probe") => {
             let (addr, logdir, secs): (&str, &str, f64) = (&a[2], &a[3], a[4].parse().unwrap());
             probe(
@@ -96,7 +103,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: e2e_load ziggy ADDR N THREADS | e2e_load raw N SIZE FILE | e2e_load probe ADDR LOGDIR SECS"
+                "usage: e2e_load ziggy ADDR N THREADS | e2e_load raw N SIZE FILE | e2e_load wait CONTROL N | e2e_load probe ADDR LOGDIR SECS"
             );
             std::process::exit(2);
         }
@@ -108,6 +115,26 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// Waits until the daemon at `control` has written `n` events other than probes, or nothing
+/// moved for 5 s.
+fn wait_written(control: &str, n: u64) {
+    let written = || {
+        let reply = ziggy_proto::client::control_request(control, "STATUS", Duration::from_secs(5))
+            .expect("the master answers STATUS");
+        let status = ziggy_proto::status::Status::from_document(&reply).expect("a STATUS reply");
+        status.events_written - status.channels.get("probe").copied().unwrap_or(0)
+    };
+    let (mut last, mut moved_at, mut moved_unix) = (written(), Instant::now(), unix_now());
+    while last < n && moved_at.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = written();
+        if now != last {
+            (last, moved_at, moved_unix) = (now, Instant::now(), unix_now());
+        }
+    }
+    println!("{last} {moved_unix:.6}");
 }
 
 fn probe(addr: &str, logdir: &std::path::Path, run_for: Duration) {
