@@ -123,8 +123,10 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
             && missing(&copies(&logs), 2, 100).is_empty()
     }));
     // Many batches behind the refused one, both channels mixed in each frame: none of them
-    // may move the sender's position past the refused batch.
-    push_mixed(&local.collect, 3, 20_000);
+    // may move the sender's position past the refused batch. More than a full window of them
+    // (32 batches of 2,000): in flight when the refusal comes, they must not be taken for a
+    // jump in numbering (which would start a new sender id and resend everything).
+    push_mixed(&local.collect, 3, 80_000);
     let m = status(&master);
     let failing = m.get_document("write_failing").unwrap();
     let path = blocked.display().to_string();
@@ -146,11 +148,11 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
     assert!(
         wait_until(Duration::from_secs(90), || {
             let map = copies(&logs);
-            missing(&map, 1, 100).is_empty() && missing(&map, 3, 20_000).is_empty()
+            missing(&map, 1, 100).is_empty() && missing(&map, 3, 80_000).is_empty()
         }),
         "missing after the path cleared: {:?} and {}",
         missing(&copies(&logs), 1, 100),
-        missing(&copies(&logs), 3, 20_000).len()
+        missing(&copies(&logs), 3, 80_000).len()
     );
     assert!(wait_until(Duration::from_secs(20), || num(
         &status(&local),
@@ -158,6 +160,8 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
     ) == 0));
     let m = status(&master);
     assert_eq!(num(&m, "write_failing_paths"), 0);
+    assert_eq!(num(&m, "forward_in.refused_seq_jump"), 0);
+    assert_eq!(num(&status(&local), "forward.epochs"), 0);
     let map = copies(&logs);
     let duplicates: usize = map.values().map(|c| c - 1).sum();
     assert!(

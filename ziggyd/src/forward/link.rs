@@ -17,10 +17,14 @@ use crate::bell::Input;
 use crate::sockets;
 use crate::spool::SpooledBatch;
 
-/// Batches in flight at most.
-pub(super) const WINDOW: usize = 8;
+/// Batches in flight at most. The window must cover the upstream's round trip (its fsyncs and
+/// ledger write) at full speed: 8 batches held a local daemon to ~60% of what its upstream could
+/// take (`bench/e2e.sh`). The upstream bounds a known sender's jump to twice this many events.
+pub(super) const WINDOW: usize = 32;
+/// Bytes in flight at most (batches of large events): what the upstream may hold for this sender.
+const WINDOW_BYTES: usize = 16 << 20;
 /// Events per batch at most.
-const BATCH_EVENTS: usize = 2_000;
+pub(super) const BATCH_EVENTS: usize = 2_000;
 /// Bytes per batch at most, until the upstream asks for smaller ones.
 pub(super) const BATCH_BYTES: usize = 1 << 20;
 /// How long one lookup of the upstream's forward endpoint waits for an answer.
@@ -55,6 +59,8 @@ pub(super) struct InFlight {
     pub(super) first: u64,
     /// Its last local seq.
     pub(super) last: u64,
+    /// Its events' bytes.
+    pub(super) bytes: usize,
 }
 
 /// How batches reach the upstream.
@@ -274,7 +280,9 @@ impl Forwarder {
 
     /// Sends batches from the spool until the window is full or nothing synced is left.
     pub(super) fn send_window(&mut self, link: &mut Link) {
-        while link.in_flight.len() < WINDOW {
+        while link.in_flight.len() < WINDOW
+            && link.in_flight.iter().map(|b| b.bytes).sum::<usize>() < WINDOW_BYTES
+        {
             let batch =
                 match self
                     .spool
@@ -304,7 +312,11 @@ impl Forwarder {
             if link.in_flight.is_empty() {
                 link.last_heard = Instant::now();
             }
-            link.in_flight.push_back(InFlight { first, last });
+            link.in_flight.push_back(InFlight {
+                first,
+                last,
+                bytes: payload.len(),
+            });
             link.next_send = last + 1;
             self.flow.sent_max = self.flow.sent_max.max(last);
             self.stats
