@@ -135,7 +135,10 @@ pub struct Spool {
     file: Option<File>,
     /// Records appended and not yet synced, in the on-disk format.
     pending: Vec<u8>,
-    pending_events: u64,
+    /// Where each pending record ends in `pending` (seqs follow on from `next_seq - len`): a sync
+    /// cuts its chunks and counts what it wrote from these, not by reading record headers back
+    /// (megabytes appended since the last sync are no longer in the cache).
+    pending_ends: Vec<usize>,
     next_seq: u64,
     synced_seq: u64,
     acked_seq: u64,
@@ -159,19 +162,6 @@ const SYNC_CHUNK_BYTES: usize = 256 << 10;
 
 fn write_chunk(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
     file.write_all_at(bytes, at)
-}
-
-/// Counts the records in `bytes` (whole records, from a segment whose last seq was `before`).
-fn events_written_to(events: &mut u64, last: &mut u64, bytes: &[u8], before: u64) {
-    let (mut at, mut n, mut seq) = (0usize, 0u64, before);
-    while at + HEADER <= bytes.len() {
-        let payload = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
-        at += HEADER + payload;
-        n += 1;
-    }
-    *events = n;
-    *last = seq;
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -239,7 +229,7 @@ impl Spool {
             segments,
             file: None,
             pending: Vec::new(),
-            pending_events: 0,
+            pending_ends: Vec::new(),
             next_seq: last_seen + 1,
             synced_seq: last_seen,
             acked_seq,
@@ -328,14 +318,14 @@ impl Spool {
             .extend_from_slice(&checksum(seq, payload).to_le_bytes());
         self.pending.extend_from_slice(&seq.to_le_bytes());
         self.pending.extend_from_slice(payload);
-        self.pending_events += 1;
+        self.pending_ends.push(self.pending.len());
         self.next_seq += 1;
         Ok(seq)
     }
 
     /// Events appended and not yet on disk.
     pub fn pending_events(&self) -> u64 {
-        self.pending_events
+        self.pending_ends.len() as u64
     }
 
     /// Bytes appended and not yet on disk.
@@ -364,16 +354,15 @@ impl Spool {
             let file = self.file.as_ref().expect("a segment is open");
             // Whole records up to the segment's size (at least one), written in chunks of whole
             // records: on a nearly full disk what fits is kept, not all or nothing.
-            let (mut len, mut events, mut last) = (0usize, 0u64, seg.last_seq);
             let mut error = None;
-            // Where the chunk being gathered starts; after the loop, the end of what was written.
-            let mut chunk_start = 0usize;
-            while len < self.pending.len()
+            // The records gathered so far, and where the chunk being gathered starts (record
+            // index, byte offset); after the loop, the end of what reached the file whole.
+            let (mut records, mut len) = (0usize, 0usize);
+            let (mut chunk_records, mut chunk_start) = (0usize, 0usize);
+            while records < self.pending_ends.len()
                 && (len == 0 || seg.bytes + (len as u64) < self.config.segment_bytes)
             {
-                let h = &self.pending[len..len + HEADER];
-                let payload = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-                let next = len + HEADER + payload;
+                let next = self.pending_ends[records];
                 if next - chunk_start > SYNC_CHUNK_BYTES && len > chunk_start {
                     if let Err(e) = write_chunk(
                         file,
@@ -383,9 +372,10 @@ impl Spool {
                         error = Some(e);
                         break;
                     }
-                    chunk_start = len;
+                    (chunk_records, chunk_start) = (records, len);
                 }
                 len = next;
+                records += 1;
             }
             if error.is_none() && len > chunk_start {
                 match write_chunk(
@@ -393,13 +383,17 @@ impl Spool {
                     &self.pending[chunk_start..len],
                     seg.bytes + chunk_start as u64,
                 ) {
-                    Ok(()) => chunk_start = len,
+                    Ok(()) => (chunk_records, chunk_start) = (records, len),
                     Err(e) => error = Some(e),
                 }
             }
-            // `chunk_start` is now the end of what reached the file whole.
-            let good = chunk_start;
-            events_written_to(&mut events, &mut last, &self.pending[..good], seg.last_seq);
+            let (good, events) = (chunk_start, chunk_records);
+            // Pending seqs follow on from the newest segment's last.
+            debug_assert_eq!(
+                seg.last_seq + 1,
+                self.next_seq - self.pending_ends.len() as u64
+            );
+            let last = seg.last_seq + events as u64;
             #[allow(unused_mut)] // the test hook below may turn it into an error
             let mut synced = if good > 0 { file.sync_data() } else { Ok(()) };
             #[cfg(test)]
@@ -420,16 +414,18 @@ impl Spool {
             if good > 0 {
                 // Usually all that was pending: its buffer is handed over, not copied.
                 let synced = if good == self.pending.len() {
+                    self.pending_ends.clear();
                     std::mem::replace(&mut self.pending, self.recent.take_spare())
                 } else {
                     let synced = self.pending[..good].to_vec();
                     self.pending.drain(..good);
+                    self.pending_ends.drain(..events);
+                    self.pending_ends.iter_mut().for_each(|end| *end -= good);
                     synced
                 };
                 self.recent.push(synced, seg.last_seq + 1, last);
                 seg.bytes += good as u64;
                 seg.last_seq = last;
-                self.pending_events -= events;
                 self.synced_seq = last;
             }
             if let Some(e) = error {
@@ -443,6 +439,7 @@ impl Spool {
         if self.pending.capacity() > 8 << 20 {
             // A long outage grew the buffer; give the memory back once it is drained.
             self.pending.shrink_to(1 << 20);
+            self.pending_ends.shrink_to(4096);
         }
         Ok(self.synced_seq)
     }
