@@ -45,6 +45,16 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// Sends the batch's frames on `socket`, the payload without an intermediate copy.
+    #[cfg(feature = "client")]
+    pub fn send(&self, socket: &zmq::Socket, flags: i32) -> zmq::Result<()> {
+        let seq = self.first_seq.to_le_bytes();
+        socket.send_multipart(
+            [BATCH_TAG, self.sender.as_bytes(), &seq, self.payload],
+            flags,
+        )
+    }
+
     /// The frames to send: tag, sender, first seq, payload.
     pub fn frames(&self) -> [Vec<u8>; 4] {
         [

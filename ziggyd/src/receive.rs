@@ -98,6 +98,29 @@ pub(crate) struct Accepted {
     pub(crate) counts: BatchCounts,
 }
 
+/// What [`ForwardIn::take`] accepted of a batch, before its payload is moved into a [`Batch`].
+struct Taken {
+    /// The new events, located in the payload.
+    events: Vec<EventSpan>,
+    /// The confirmation to send once they are durable.
+    mark: ForwardMark,
+    counts: BatchCounts,
+}
+
+impl Taken {
+    /// The batch of these events, `payload` being the bytes they were located in.
+    fn into_accepted(self, payload: Vec<u8>) -> Accepted {
+        Accepted {
+            batch: Arc::new(Batch {
+                frame: payload,
+                events: self.events,
+                durable: Some(self.mark),
+            }),
+            counts: self.counts,
+        }
+    }
+}
+
 /// One turn of [`ForwardIn::receive`].
 struct Turn<'s> {
     /// Unix seconds, for the senders' `last_seen`.
@@ -225,8 +248,10 @@ impl ForwardIn {
                 continue;
             };
             fin.batches.fetch_add(1, Ordering::Relaxed);
-            if let Some(a) = self.take(identity, &batch, &peer, &mut turn, log) {
-                accepted.push(a);
+            if let Some(taken) = self.take(identity, &batch, &peer, &mut turn, log) {
+                // The payload is the message's last part: moved into the batch, not copied.
+                let frame = parts.into_iter().next_back().unwrap_or_default();
+                accepted.push(taken.into_accepted(frame));
             }
         }
         if accepted.is_empty() {
@@ -254,7 +279,7 @@ impl ForwardIn {
         peer: &Peer,
         turn: &mut Turn<'_>,
         log: &mut RateLimitedLog,
-    ) -> Option<Accepted> {
+    ) -> Option<Taken> {
         let (sender, fin) = (batch.sender, turn.fin);
         let mut state = self.ledger.get(sender);
         let admitted = match self.admit(batch, peer, &mut state, turn.limits, log) {
@@ -309,18 +334,14 @@ impl ForwardIn {
         state.intent = last_seq;
         let evicted = self.ledger.set(sender, state);
         fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
-        let batch = Batch {
-            frame: batch.payload.to_vec(),
+        Some(Taken {
             events,
-            durable: Some(ForwardMark {
+            mark: ForwardMark {
                 identity: identity.to_vec(),
                 sender: sender.to_owned(),
                 first_seq: fresh_from,
                 last_seq,
-            }),
-        };
-        Some(Accepted {
-            batch: Arc::new(batch),
+            },
             counts,
         })
     }

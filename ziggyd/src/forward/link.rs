@@ -132,9 +132,7 @@ impl Link {
     /// Sends one batch; false when it cannot go now (the socket's queue is full).
     fn send(&self, batch: &protocol::Batch<'_>) -> bool {
         match &self.wire {
-            Wire::Daemon { socket, .. } => {
-                socket.send_multipart(batch.frames(), zmq::DONTWAIT).is_ok()
-            }
+            Wire::Daemon { socket, .. } => batch.send(socket, zmq::DONTWAIT).is_ok(),
             #[cfg(feature = "jetstream")]
             Wire::JetStream(js) => {
                 js.send(batch);
