@@ -10,7 +10,9 @@
 //! is dropped here unseen.
 //!
 //! Sending (`forward/link`): the upstream's forward endpoint is learnt from its control endpoint
-//! (`SOCK_FORWARD`); at most `WINDOW` batches are in flight. After a silence of `ack_timeout` the
+//! (`SOCK_FORWARD`); at most `WINDOW` batches (32, and 16 MiB) are in flight. While it waits for
+//! answers the forwarder also hears the collector's queue (`crate::bell`): new batches are
+//! spooled at once, never left to block the collector behind an answer. After a silence of `ack_timeout` the
 //! connection is dropped, the endpoint asked again (a restarted upstream has a new port) and
 //! everything unconfirmed is resent from the spool. RAM stays flat however long the upstream is
 //! away: the backlog lives on disk.
