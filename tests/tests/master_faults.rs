@@ -127,15 +127,22 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
     // (32 batches of 2,000): in flight when the refusal comes, they must not be taken for a
     // jump in numbering (which would start a new sender id and resend everything).
     push_mixed(&local.collect, 3, 80_000);
-    let m = status(&master);
-    let failing = m.get_document("write_failing").unwrap();
+    // STATUS names the path after a failed write. (The writer forgets a file it could not open
+    // at its next tick, and names it again at the next resend; the sender's pause between
+    // resends grows to 30 s.)
     let path = blocked.display().to_string();
+    let names_the_directory = |m: &bson::Document| {
+        m.get_document("write_failing")
+            .is_ok_and(|f| f.get_str(&path).is_ok_and(|r| r.contains("directory")))
+    };
     assert!(
-        failing
-            .get_str(&path)
-            .is_ok_and(|r| r.contains("directory")),
-        "{failing:?}"
+        wait_until(Duration::from_secs(60), || names_the_directory(&status(
+            &master
+        ))),
+        "{:?}",
+        status(&master).get_document("write_failing")
     );
+    let m = status(&master);
     assert_eq!(num(&m, "write_failing_paths"), 1);
     assert!(num(&m, "write_errors") > 0);
     // The local daemon keeps all 100 blocked events: none is confirmed.
@@ -605,6 +612,12 @@ fn a_ledger_that_cannot_be_written_refuses_batches_until_it_can() {
         100
     )
     .is_empty()));
+    // Every confirmation sent (the ledger is written before each): no write of it is still
+    // to come when it is replaced by a directory.
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&local),
+        "forward.spool_events"
+    ) == 0));
     let ledger = logs.join(".ziggyd-forward-ledger");
     std::fs::remove_file(&ledger).unwrap();
     std::fs::create_dir(&ledger).unwrap();
@@ -752,4 +765,85 @@ fn thousands_of_channels_keep_open_files_bounded_and_control_answering() {
     let map = copies(&logs);
     assert_eq!(map.len() as i64, CHANNELS);
     assert!(map.values().all(|c| *c == 1));
+}
+
+/// A batch refused as `too_large` leaves a hole: the next, smaller batch of the same window is
+/// not taken past it (taken, its ACK would confirm the refused events, which the sender would
+/// then drop from its spool unwritten).
+#[test]
+fn a_batch_behind_a_too_large_refusal_does_not_confirm_the_refused_events() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_ziggyd(&[
+        "--log-path",
+        logs.to_str().unwrap(),
+        "--max-frame-bytes",
+        "200000",
+    ]);
+    let ctx = zmq::Context::new();
+    let dealer = forward_socket(&ctx, &master);
+    let reply = send_batch(&dealer, "victim", 1, &events(1, 1));
+    assert_eq!(reply[0], b"ACK1", "{reply:?}");
+    // Events 2..=2001 in one batch over the master's frame limit.
+    let big = events(2, 2000);
+    assert!(big.len() > 200_000);
+    let reply = send_batch(&dealer, "victim", 2, &big);
+    assert_eq!(reply[0], b"NAK1", "{reply:?}");
+    // The next batch of the window, small enough: events 2002..=2011.
+    let reply = send_batch(&dealer, "victim", 2002, &events(3, 10));
+    let confirmed = if reply[0] == b"ACK1" {
+        u64::from_le_bytes(reply[1][..8].try_into().unwrap())
+    } else {
+        u64::from_le_bytes(reply[1][..8].try_into().unwrap()) // NAK1's mark
+    };
+    assert!(
+        confirmed < 2,
+        "the master answered {:?} confirming up to {confirmed}: events 2..=2001 were never written",
+        String::from_utf8_lossy(&reply[0])
+    );
+}
+
+/// End to end: a local daemon's window holds a batch over the master's frame limit and a
+/// smaller one behind it; every event is written, none confirmed before it is.
+#[test]
+fn a_small_frame_limit_loses_no_event_when_batches_of_a_window_differ_in_size() {
+    let root = tempdir();
+    let logs = root.path().join("logs");
+    let master = start_ziggyd(&[
+        "--log-path",
+        logs.to_str().unwrap(),
+        "--max-frame-bytes",
+        "300000",
+    ]);
+    let local = start_local(&master, &root.path().join("spool"));
+    // The master knows this sender.
+    push(&local.collect, "request", 0, 10, 10);
+    assert!(wait_until(Duration::from_secs(20), || num(
+        &status(&local),
+        "forward.confirmed"
+    ) == 10));
+    // The master stalls: the local daemon spools, times out and later resends its backlog in
+    // full batches from the spool.
+    master.signal("STOP");
+    // ~500-byte events: a full batch (1 MiB) is refused, the window's last one fits.
+    push(&local.collect, "request", 1, 2_500, 400);
+    std::thread::sleep(Duration::from_secs(5));
+    master.signal("CONT");
+    assert!(wait_until(Duration::from_secs(60), || num(
+        &status(&local),
+        "forward.spool_events"
+    ) == 0));
+    let l = status(&local);
+    eprintln!("local forward: {:?}", l.get_document("forward"));
+    eprintln!(
+        "master forward_in: {:?}",
+        status(&master).get_document("forward_in")
+    );
+    assert_eq!(
+        missing(&copies(&logs), 1, 2_500).len(),
+        0,
+        "events confirmed but never written; local: confirmed {} refused_events {}",
+        num(&l, "forward.confirmed"),
+        num(&l, "forward.refused_events")
+    );
 }

@@ -131,6 +131,15 @@ impl Daemon {
             None => None,
         };
 
+        // Made before any thread starts: failing here (no file descriptor left) leaves none behind.
+        let forward_queue = match &forwarder {
+            Some(_) => Some(
+                crate::bell::queue_with_bell(SINK_QUEUE_BATCHES)
+                    .map_err(StartError::ForwardQueue)?,
+            ),
+            None => None,
+        };
+
         let mut workers = Supervisor::new(shared.shutdown.clone());
         let mut sinks = Vec::new();
         let watcher = collect.watcher;
@@ -151,9 +160,7 @@ impl Daemon {
             workers.spawn(parts.guard);
             parts.forward_in
         });
-        if let Some(forwarder) = forwarder {
-            let (output, input) = crate::bell::queue_with_bell(SINK_QUEUE_BATCHES)
-                .map_err(StartError::ForwardQueue)?;
+        if let (Some(forwarder), Some((output, input))) = (forwarder, forward_queue) {
             sinks.push(output);
             workers.spawn(Worker::new("ziggyd-forward", move || forwarder.run(input)));
         }

@@ -297,3 +297,75 @@ fn report_recovery(dir: &std::path::Path, recovery: &Recovery) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While the spool is over its bound (no input taken) and answers are awaited, a batch
+    /// waiting in the collector's queue must not cut the wait for answers short: the forwarder
+    /// would turn without pause (a whole core) instead of every 20 ms.
+    #[test]
+    fn over_bound_with_batches_queued_and_answers_awaited_does_not_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new();
+        let config = ForwardTo {
+            upstream_control: "tcp://127.0.0.1:1".into(),
+            spool_dir: dir.path().join("spool"),
+            spool_max_bytes: 10 << 30,
+            segment_bytes: 64 << 20,
+            sync_interval: Duration::from_secs(600),
+            ack_timeout: Duration::from_secs(600),
+            curve: None,
+            jetstream: None,
+        };
+        let mut f = Forwarder::build(&shared, &config).unwrap();
+        // An upstream that never answers.
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = router.get_last_endpoint().unwrap().unwrap();
+        f.link = Some(f.connect(&endpoint).unwrap());
+        let event = bson::doc! { "id": "i", "type": "request", "host": "h", "pid": 1,
+        "start": 1.7e9, "end": 1.7e9, "body": {} }
+        .to_vec()
+        .unwrap();
+        f.spool.append(&event).unwrap();
+        f.spool.sync().unwrap();
+        let mut link = f.link.take().unwrap();
+        f.send_window(&mut link);
+        assert!(link.awaiting_answers());
+        f.link = Some(link);
+        // Over the pending bound (e.g. the spool's disk is full and syncs fail).
+        let big = vec![0u8; 1 << 20];
+        while !f.spool.over_bound() {
+            f.spool.append(&big).unwrap();
+        }
+        // The collector has a batch for the forwarder (and blocks behind it).
+        let (output, input) = crate::bell::queue_with_bell(4).unwrap();
+        let frame = event.clone();
+        let metas = crate::validate::split_frame(&frame, crate::validate::Limits::default());
+        let spans = metas
+            .iter()
+            .map(|m| crate::batch::EventSpan::locate(m.as_ref().unwrap(), &frame))
+            .collect();
+        output.send(Arc::new(crate::batch::Batch {
+            frame: frame.clone(),
+            events: spans,
+            durable: None,
+        }));
+        // The forwarder's loop, as `run` turns it, for half a second.
+        let started = Instant::now();
+        let mut turns = 0u64;
+        while started.elapsed() < Duration::from_millis(500) {
+            let collector_gone = f.take_in(&input.batches, false);
+            f.sync_when_due(collector_gone);
+            f.keep_linked();
+            f.exchange(&input);
+            f.publish_gauges();
+            turns += 1;
+        }
+        // Before bell.rs, each turn waited 20 ms in the answers' poll: ~25 turns.
+        assert!(turns < 100, "{turns} turns in 500 ms: the forwarder spins");
+    }
+}

@@ -286,6 +286,12 @@ impl ForwardIn {
             Ok(admitted) => admitted,
             Err(refused) => {
                 (refused.counter)(fin).fetch_add(1, Ordering::Relaxed);
+                // A refusal that keeps the sender id (too large, malformed, waiting) leaves a
+                // hole: a later batch of the same window must not be taken past it, or its
+                // confirmation would cover the refused events, never written.
+                if !Refusal::of(&refused.reason).needs_new_sender_id() {
+                    self.open_hole(sender, state.clone(), fin);
+                }
                 nak(&self.socket, identity, state.mark, &refused.reason);
                 return None;
             }
@@ -362,7 +368,9 @@ impl ForwardIn {
         log.log("ledger", || reason.clone());
         fin.ledger_failing.store(true, Ordering::Relaxed);
         for (sender, state) in before {
-            self.ledger.set(&sender, state);
+            // Rolled back, with a hole where the refused batches start: one still in flight
+            // behind them must not be taken in the next turn and confirm past them.
+            self.open_hole(&sender, state, fin);
         }
         for a in accepted {
             let mark = a.batch.durable.as_ref().expect("forwarded");
@@ -375,6 +383,18 @@ impl ForwardIn {
                 &format!("write_failed: {reason}"),
             );
         }
+    }
+
+    /// Records that nothing of a known `sender` past what it has reached may be taken until the
+    /// next seq is sent again (a sender this daemon does not know gets no entry).
+    fn open_hole(&mut self, sender: &str, mut state: SenderState, fin: &ForwardInStats) {
+        if !self.ledger.contains(sender) {
+            return;
+        }
+        let next = state.mark.max(state.intent) + 1;
+        state.hole = Some(state.hole.map_or(next, |h| h.min(next)));
+        let evicted = self.ledger.set(sender, state);
+        fin.senders_evicted.fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Answers the batches the writer is done with: `ACK1` when durable; `NAK1` with the

@@ -102,6 +102,9 @@ impl Forwarder {
         };
         // Every answer waiting is read first: one ledger write covers all confirmations.
         let mut answers = Answers::default();
+        // While over its bound the spool takes no input (`take_in`): waiting batches are no
+        // reason to stop waiting then.
+        let input = (!self.spool.over_bound()).then_some(input);
         for parts in link.answers(wait, input) {
             match Reply::parse(&parts) {
                 Some(Reply::Ack { seq }) => answers.highest = answers.highest.max(Some(seq)),

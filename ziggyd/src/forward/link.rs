@@ -101,24 +101,35 @@ impl Link {
 
     /// Waits up to `wait` for the upstream's answers, or less if `input` gets a batch; then
     /// reads every answer waiting.
-    pub(super) fn answers(&self, wait: Duration, input: &Input) -> Vec<Vec<Vec<u8>>> {
+    pub(super) fn answers(&self, wait: Duration, input: Option<&Input>) -> Vec<Vec<Vec<u8>>> {
         let mut answers = Vec::new();
         match &self.wire {
             Wire::Daemon { socket, .. } => {
-                input.wait_with(wait, |wait| {
-                    let mut items = [socket.as_poll_item(zmq::POLLIN), input.poll_item()];
-                    let _ = zmq::poll(&mut items, wait.as_millis() as i64);
-                });
+                match input {
+                    Some(input) => {
+                        input.wait_with(wait, |wait| {
+                            let mut items = [socket.as_poll_item(zmq::POLLIN), input.poll_item()];
+                            let _ = zmq::poll(&mut items, wait.as_millis() as i64);
+                        });
+                    }
+                    // No input is taken now: a waiting batch must not cut the wait short.
+                    None if !wait.is_zero() => {
+                        let _ = socket.poll(zmq::POLLIN, wait.as_millis() as i64);
+                    }
+                    None => {}
+                }
                 while let Ok(parts) = socket.recv_multipart(zmq::DONTWAIT) {
                     answers.push(parts);
                 }
             }
             #[cfg(feature = "jetstream")]
             Wire::JetStream(js) => {
-                if !wait.is_zero() && input.batches.is_empty() {
+                if !wait.is_zero() && input.is_none_or(|i| i.batches.is_empty()) {
                     let mut either = crossbeam_channel::Select::new();
                     either.recv(js.replies());
-                    either.recv(&input.batches);
+                    if let Some(input) = input {
+                        either.recv(&input.batches);
+                    }
                     let _ = either.ready_timeout(wait);
                 }
                 while let Some(reply) = js.try_recv() {
