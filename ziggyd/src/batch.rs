@@ -73,6 +73,11 @@ pub struct ForwardMark {
 }
 
 impl Batch {
+    /// Each event's bytes, in order (without reading its channel).
+    pub fn bytes(&self) -> impl Iterator<Item = &[u8]> {
+        self.events.iter().map(|e| &self.frame[e.range.clone()])
+    }
+
     /// Each event of the batch, in order.
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
         self.events.iter().map(|e| EventRef {

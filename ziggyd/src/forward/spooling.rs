@@ -47,15 +47,17 @@ impl Intake {
         }
     }
 
-    fn appended(&mut self, seq: u64) {
-        self.appended += 1;
-        if self
-            .ages
-            .back()
-            .is_none_or(|a| a.at.elapsed() > AGE_RESOLUTION)
+    /// Notes `count` events appended from `first` on (one clock read per batch, not per event).
+    fn appended(&mut self, first: u64, count: u64) {
+        self.appended += count;
+        if count > 0
+            && self
+                .ages
+                .back()
+                .is_none_or(|a| a.at.elapsed() > AGE_RESOLUTION)
         {
             self.ages.push_back(Appended {
-                seq,
+                seq: first,
                 at: Instant::now(),
             });
         }
@@ -113,14 +115,19 @@ impl Forwarder {
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             };
-            for event in batch.iter() {
-                match self.spool.append(event.bytes) {
-                    Ok(seq) => self.intake.appended(seq),
+            let (mut first, mut count) = (None, 0);
+            for event in batch.bytes() {
+                match self.spool.append(event) {
+                    Ok(seq) => {
+                        first.get_or_insert(seq);
+                        count += 1;
+                    }
                     Err(e) => self
                         .log
                         .log("spool", || format!("cannot spool an event: {e}")),
                 }
             }
+            self.intake.appended(first.unwrap_or_default(), count);
         }
         false
     }
