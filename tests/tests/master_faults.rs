@@ -91,6 +91,16 @@ fn start_master(logs: &Path) -> Proc {
     start_ziggyd(&["--log-path", logs.to_str().unwrap()])
 }
 
+/// A master taking frames (and so forwarded batches) of at most `max_frame_bytes`.
+fn start_master_taking_frames_up_to(logs: &Path, max_frame_bytes: u64) -> Proc {
+    start_ziggyd(&[
+        "--log-path",
+        logs.to_str().unwrap(),
+        "--max-frame-bytes",
+        &max_frame_bytes.to_string(),
+    ])
+}
+
 fn start_local(master: &Proc, spool: &Path) -> Proc {
     // The master's collect port is not its control port + 1 here: name its control endpoint.
     start_ziggyd(&[
@@ -530,12 +540,7 @@ fn a_chain_of_jumps_under_a_senders_id_cannot_make_it_lose_events() {
 fn a_master_with_a_small_frame_limit_gets_every_event_in_smaller_batches() {
     let root = tempdir();
     let logs = root.path().join("logs");
-    let master = start_ziggyd(&[
-        "--log-path",
-        logs.to_str().unwrap(),
-        "--max-frame-bytes",
-        "200000",
-    ]);
+    let master = start_master_taking_frames_up_to(&logs, 200_000);
     let local = start_local(&master, &root.path().join("spool"));
     push(&local.collect, "request", 1, 10_000, 50);
     assert!(
@@ -774,12 +779,7 @@ fn thousands_of_channels_keep_open_files_bounded_and_control_answering() {
 fn a_batch_behind_a_too_large_refusal_does_not_confirm_the_refused_events() {
     let root = tempdir();
     let logs = root.path().join("logs");
-    let master = start_ziggyd(&[
-        "--log-path",
-        logs.to_str().unwrap(),
-        "--max-frame-bytes",
-        "200000",
-    ]);
+    let master = start_master_taking_frames_up_to(&logs, 200_000);
     let ctx = zmq::Context::new();
     let dealer = forward_socket(&ctx, &master);
     let reply = send_batch(&dealer, "victim", 1, &events(1, 1));
@@ -806,12 +806,7 @@ fn a_batch_behind_a_too_large_refusal_does_not_confirm_the_refused_events() {
 fn a_small_frame_limit_loses_no_event_when_batches_of_a_window_differ_in_size() {
     let root = tempdir();
     let logs = root.path().join("logs");
-    let master = start_ziggyd(&[
-        "--log-path",
-        logs.to_str().unwrap(),
-        "--max-frame-bytes",
-        "300000",
-    ]);
+    let master = start_master_taking_frames_up_to(&logs, 300_000);
     let local = start_local(&master, &root.path().join("spool"));
     // The master knows this sender.
     push(&local.collect, "request", 0, 10, 10);
