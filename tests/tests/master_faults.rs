@@ -137,9 +137,8 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
     // (32 batches of 2,000): in flight when the refusal comes, they must not be taken for a
     // jump in numbering (which would start a new sender id and resend everything).
     push_mixed(&local.collect, 3, 80_000);
-    // STATUS names the path after a failed write. (The writer forgets a file it could not open
-    // at its next tick, and names it again at the next resend; the sender's pause between
-    // resends grows to 30 s.)
+    // STATUS names the path while it fails, also between the sender's resends (its pause
+    // grows to 30 s).
     let path = blocked.display().to_string();
     let names_the_directory = |m: &bson::Document| {
         m.get_document("write_failing")
@@ -152,6 +151,11 @@ fn a_directory_where_a_log_file_belongs_withholds_confirmation_until_it_is_gone(
         "{:?}",
         status(&master).get_document("write_failing")
     );
+    for _ in 0..15 {
+        // Three of the writer's ticks (one a second).
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(names_the_directory(&status(&master)));
+    }
     let m = status(&master);
     assert_eq!(num(&m, "write_failing_paths"), 1);
     assert!(num(&m, "write_errors") > 0);

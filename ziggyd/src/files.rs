@@ -533,7 +533,11 @@ impl FileWriter {
                     .map(|m| m.ino() != f.inode)
                     .unwrap_or(true);
             let idle = now.duration_since(f.last_use) >= idle_close;
-            if moved || idle || reopen_all || f.file.is_none() {
+            // A file that cannot be opened is kept (and named in STATUS) until it is idle or a
+            // write succeeds: forgotten at the next tick, it would vanish from STATUS between
+            // the resends of a failure that lasts.
+            let forgettable = f.file.is_none() && f.failing.is_none();
+            if moved || idle || reopen_all || forgettable {
                 if reopen_all && f.file.is_some() {
                     reopened += 1;
                 }
