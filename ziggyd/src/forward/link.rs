@@ -24,7 +24,7 @@ pub(super) const WINDOW: usize = 32;
 /// Bytes in flight at most (batches of large events): what the upstream may hold for this sender.
 const WINDOW_BYTES: usize = 16 << 20;
 /// Events per batch at most.
-pub(super) const BATCH_EVENTS: usize = 2_000;
+const BATCH_EVENTS: usize = 2_000;
 /// Bytes per batch at most, until the upstream asks for smaller ones.
 pub(super) const BATCH_BYTES: usize = 1 << 20;
 /// How long one lookup of the upstream's forward endpoint waits for an answer.
