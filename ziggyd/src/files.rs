@@ -214,14 +214,15 @@ impl FileWriter {
                 file.last_use = now;
                 let mut event = Some(first);
                 while let Some(this) = event {
-                    if file.failing.is_some() && origin == Origin::Local {
-                        if held + this.bytes.len() > HELD_MAX_BYTES {
-                            lost += 1;
-                        } else {
-                            held += this.bytes.len();
-                            file.pending.push(this.bytes, origin);
-                        }
+                    // An application's event held for a file that cannot be written counts
+                    // towards the held bound.
+                    let held_back = file.failing.is_some() && origin == Origin::Local;
+                    if held_back && held + this.bytes.len() > HELD_MAX_BYTES {
+                        lost += 1;
                     } else {
+                        if held_back {
+                            held += this.bytes.len();
+                        }
                         file.pending.push(this.bytes, origin);
                     }
                     event =
