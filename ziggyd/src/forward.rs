@@ -30,6 +30,8 @@ mod answers;
 mod link;
 mod spooling;
 
+pub(crate) use link::MAX_EVENTS_IN_FLIGHT;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -48,9 +48,11 @@ pub use ledger::{SenderLedger, SenderState};
 
 /// A batch whose first seq is further than this beyond what a known sender id has reached is
 /// refused (`NAK1 seq_jump`). A sender's batches start at most one window (32 batches of 2,000
-/// events) beyond its confirmed mark, so twice that leaves room; a peer claiming another daemon's
-/// id cannot push that daemon's mark further than this.
-pub const MAX_SEQ_JUMP: u64 = 128_000;
+/// events) beyond its confirmed mark, so twice that (128,000) leaves room; a peer claiming
+/// another daemon's id cannot push that daemon's mark further than this.
+pub const MAX_SEQ_JUMP: u64 = 2 * crate::forward::MAX_EVENTS_IN_FLIGHT;
+// docs/PROTOCOL.md §3.2 states the number: a change of window is a change of protocol.
+const _: () = assert!(MAX_SEQ_JUMP == 128_000);
 /// Messages taken from the ROUTER per turn (one ledger write covers them all).
 const MESSAGES_PER_TURN: usize = 256;
 

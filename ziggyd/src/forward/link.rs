@@ -19,12 +19,15 @@ use crate::spool::SpooledBatch;
 
 /// Batches in flight at most. The window must cover the upstream's round trip (its fsyncs and
 /// ledger write) at full speed: 8 batches held a local daemon to ~60% of what its upstream could
-/// take (`bench/e2e.sh`). The upstream bounds a known sender's jump to twice this many events.
+/// take (`bench/e2e.sh`).
 pub(super) const WINDOW: usize = 32;
 /// Bytes in flight at most (batches of large events): what the upstream may hold for this sender.
 const WINDOW_BYTES: usize = 16 << 20;
 /// Events per batch at most.
 const BATCH_EVENTS: usize = 2_000;
+/// Events a sender has in flight at most: a full window of full batches. A master lets a known
+/// sender's numbering jump twice this ([`crate::receive::MAX_SEQ_JUMP`]).
+pub(crate) const MAX_EVENTS_IN_FLIGHT: u64 = (WINDOW * BATCH_EVENTS) as u64;
 /// Bytes per batch at most, until the upstream asks for smaller ones.
 pub(super) const BATCH_BYTES: usize = 1 << 20;
 /// How long one lookup of the upstream's forward endpoint waits for an answer.
